@@ -1,0 +1,256 @@
+"""Typed configuration: dataclasses are the schema, YAML presets fill them,
+dotted command-line overrides change single fields.
+
+    cfg = load_config("configs/synth_rmlr.yaml", ["train.lr=2e-4"])
+
+Unknown keys and wrong types raise :class:`ConfigError` naming the key.
+Model classes take explicit arguments; only small ``build_*`` functions read a config.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from omegaconf import MISSING, OmegaConf  # noqa: F401
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    """Where the data is and how it is augmented."""
+
+    format: str = "synth"            # hicodet | vcoco | vg | custom | synth
+    root: str = ""                   # synth: dataset directory (generated when missing)
+    train_anno: str = ""             # annotation file of the training split
+    test_anno: str = ""              # annotation file of the evaluation split
+    train_images: str = ""           # image directory of the training split
+    test_images: str = ""            # image directory of the evaluation split
+    # V-COCO official ground truth (evaluation)
+    vcoco_json: str = ""
+    coco_json: str = ""
+    vcoco_ids: str = ""
+    # Visual Genome (SG2HOI+ joint training and SGG evaluation)
+    vg_h5: str = ""
+    vg_dicts: str = ""
+    vg_image_data: str = ""
+    vg_images: str = ""
+    # SynthHOI generation when format == synth and root has no data yet
+    synth_train: int = 2000
+    synth_test: int = 500
+    synth_seed: int = 0
+    synth_size: int = 256
+    # transforms (UPT: multi-scale 480-800, max 1333)
+    scales: List[int] = field(default_factory=lambda: [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800])
+    max_size: int = 1333
+    test_scale: int = 800
+    hflip: bool = True
+    color_jitter: float = 0.4
+    random_crop: bool = True
+    num_workers: int = 2
+
+
+@dataclass
+class DETRConfig:
+    """DETR (Carion et al.). Defaults are the official R50 model."""
+
+    backbone: str = "resnet50"       # resnet18 | resnet34 | resnet50 | resnet101 | tiny
+    dilation: bool = False           # DC5
+    num_classes: int = 80            # foreground classes (+1 no-object row in class_embed)
+    hidden_dim: int = 256
+    nheads: int = 8
+    enc_layers: int = 6
+    dec_layers: int = 6
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    num_queries: int = 100
+    aux_loss: bool = True
+    checkpoint: str = ""             # pretrained detector weights (any supported format)
+    freeze: bool = True              # frozen for two-stage HOI training
+    # matcher / criterion (DETR: class 1, L1 5, GIoU 2, eos 0.1)
+    set_cost_class: float = 1.0
+    set_cost_bbox: float = 5.0
+    set_cost_giou: float = 2.0
+    eos_coef: float = 0.1
+    lr_backbone: float = 1e-5
+
+
+@dataclass
+class TextEncoderConfig:
+    """Frozen pretrained text encoder (RmLR linguistic knowledge, SG2HOI+ semantics)."""
+
+    name: str = "minilm"             # minilm | a local directory loadable by transformers AutoModel
+    path: str = ""                   # explicit model directory; overrides name
+    max_length: int = 256
+
+
+@dataclass
+class RmLRConfig:
+    """RmLR (and its plain model = UPT). Symbols follow the paper."""
+
+    ablation: str = "full"           # full | plain | wo_cl | wo_rm | wo_wa | wo_sa | wo_irm_kt | wo_ire_kt
+    box_score_thresh: float = 0.2    # UPT: keep detections with score >= 0.2
+    min_instances: int = 3           # UPT: 3..15 humans and objects
+    max_instances: int = 15
+    nms_thresh: float = 0.5          # class-wise NMS
+    fg_iou_thresh: float = 0.5       # positive pair: min(IoU_h, IoU_o) >= 0.5
+    representation_size: int = 1024
+    num_coop_layers: int = 2         # UPT cooperative layers
+    num_comp_layers: int = 1         # IRM layers (Table 8)
+    ire_layers: int = 2              # IRE transformer encoder layers (Appendix B)
+    ire_dim: int = 512               # FC output of IRE / global context (Appendix B)
+    cml_sa_layers: int = 2           # CML self-attention layers (Table 8)
+    cml_ca_layers: int = 1           # CML cross-attention layers
+    cml_dim: int = 1024              # hidden size of cross-modal attention
+    alpha: float = 0.5               # focal loss alpha (beta in the paper)
+    gamma: float = 0.2               # focal loss gamma
+    prior_power_train: float = 1.0   # UPT prior exponent p in training
+    prior_power_test: float = 2.8    # UPT prior exponent p at inference
+    # Eq. (22) weights; Table 7 best row
+    lambda_hoi: float = 2.0
+    lambda_s_m: float = 1.0          # IRM sentence-level
+    lambda_w_m: float = 1.0          # IRM word-level
+    lambda_s_a: float = 0.1          # IRE sentence-level
+    lambda_w_a: float = 0.1          # IRE word-level
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+
+
+@dataclass
+class SG2HOIConfig:
+    """SG2HOI+ (one-stage joint SGG + HOI)."""
+
+    variant: str = "cls"             # rand | clip | cls | pool (Table I)
+    hidden_dim: int = 256
+    seg_dim: int = 256               # C' channel reduction
+    enc_layers: int = 6
+    rel_dec_layers: int = 6
+    r2i_layers: int = 3
+    transform_layers: int = 2
+    hoi_dec_layers: int = 6
+    num_rel_queries: int = 100
+    num_hoi_queries: int = 100
+    nheads: int = 8
+    dim_feedforward: int = 2048
+    dropout: float = 0.1
+    # ablation switches (Tables VI-VIII)
+    hss: str = "full"                # full | none (-HSS) | det (HSSD) | glove (HSSG)
+    vl_distill: str = "cls"          # cls | pool | none (-VLpool) ; loss via vl_loss
+    vl_loss: str = "l1"              # l1 | l2 (VLl2)
+    feature_transform: bool = True   # -FETR when False
+    query_transform: bool = True     # -QUTR when False
+    r2i: bool = True                 # -R2ITR when False
+    relq: bool = False               # RELQ: HOI queries = relation queries
+    # matching / loss (Eq. 9, 10)
+    alpha_box: float = 1.0
+    alpha_cls: float = 2.0
+    alpha_rel: float = 4.0
+    lambda_seg: float = 2.0
+    lambda_algn: float = 4.0
+    clip_path: str = ""              # local CLIP directory (transformers); empty = no CLIP
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "rmlr"               # rmlr | sg2hoi | detr
+    detr: DETRConfig = field(default_factory=DETRConfig)
+    rmlr: RmLRConfig = field(default_factory=RmLRConfig)
+    sg2hoi: SG2HOIConfig = field(default_factory=SG2HOIConfig)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-4
+    lr_backbone: float = 1e-5
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"         # adamw | adam
+    schedule: str = "cosine"         # cosine | step
+    lr_drop: int = 10                # step schedule: epoch of the x0.1 drop
+    warmup_iters: int = 0
+    clip_max_norm: float = 0.1
+    amp: bool = False                # autocast on GPU
+    device: str = "auto"             # auto | cpu | cuda
+    eval_every: int = 1
+    log_every: int = 20
+    tensorboard: bool = False
+    max_steps: int = 0               # >0: stop after this many optimizer steps (tests, benchmarks)
+    # SG2HOI+: two-phase schedule and alternating datasets
+    sgg_epochs: int = 0              # phase 1: SGG only
+    sgg_lr: float = 1e-5             # phase 2: learning rate of the SGG part
+    task: str = "joint"              # joint | sgg | hoi (Table V single-task)
+
+
+@dataclass
+class EvalConfig:
+    hicodet_skip_empty: bool = False  # UPT-style: do not run images listed in `empty`
+    threshold: float = 0.0
+    max_detections: int = 0           # 0 = keep all
+
+
+@dataclass
+class Config:
+    name: str = "run"
+    output_dir: str = "runs/run"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def _friendly(err: OmegaConfBaseException, where: str) -> ConfigError:
+    key = getattr(err, "full_key", None) or getattr(err, "key", None)
+    msg = str(err).splitlines()[0]
+    return ConfigError(f"{where}: config key '{key}': {msg}" if key else f"{where}: {msg}")
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
+    """Build a typed :class:`Config` from defaults, an optional YAML preset and overrides.
+
+    Args:
+        path: YAML file; a bare name (e.g. ``synth_rmlr``) is looked up in the packaged presets.
+        overrides: ``key.sub=value`` strings.
+    """
+    cfg = OmegaConf.structured(Config)
+    if path:
+        p = resolve_preset(path)
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(p))
+        except OmegaConfBaseException as e:
+            raise _friendly(e, str(p)) from None
+        except Exception as e:  # yaml syntax
+            raise ConfigError(f"{p}: cannot parse YAML: {str(e).splitlines()[0]}") from None
+    for o in overrides:
+        if "=" not in o:
+            raise ConfigError(f"override '{o}' is not of the form key=value")
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
+        except OmegaConfBaseException as e:
+            raise _friendly(e, f"override '{o}'") from None
+    return OmegaConf.to_object(cfg)
+
+
+def resolve_preset(path: str) -> Path:
+    p = Path(path)
+    if p.exists():
+        return p
+    for cand in (Path(__file__).parent / "configs" / f"{path}.yaml", Path(__file__).parent / "configs" / path):
+        if cand.exists():
+            return cand
+    raise ConfigError(f"config file '{path}' not found (neither a path nor a packaged preset)")
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Config) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+
+
+def from_dict(d: dict) -> Config:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))

@@ -1,0 +1,77 @@
+"""Tensor box operations (pure PyTorch; hoikit does not depend on torchvision).
+
+All boxes are ``[..., 4]`` tensors. ``xyxy`` is continuous pixel (or normalised)
+coordinates; ``cxcywh`` is centre + size as DETR predicts.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+
+def box_cxcywh_to_xyxy(b: Tensor) -> Tensor:
+    cx, cy, w, h = b.unbind(-1)
+    return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
+
+
+def box_xyxy_to_cxcywh(b: Tensor) -> Tensor:
+    x0, y0, x1, y1 = b.unbind(-1)
+    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
+
+
+def box_area(b: Tensor) -> Tensor:
+    return (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
+    """IoU and union of every pair: ``a [N, 4]``, ``b [M, 4]`` -> ``([N, M], [N, M])``."""
+    area_a, area_b = box_area(a), box_area(b)
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return inter / union.clamp(min=1e-12), union
+
+
+def generalized_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """Generalised IoU (Rezatofighi et al. 2019) of every pair, ``[N, M]``."""
+    iou, union = box_iou(a, b)
+    lt = torch.min(a[:, None, :2], b[None, :, :2])
+    rb = torch.max(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    area = wh[..., 0] * wh[..., 1]
+    return iou - (area - union) / area.clamp(min=1e-12)
+
+
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy NMS; returns kept indices sorted by decreasing score.
+
+    A box is suppressed when its IoU with a kept, higher-scoring box is strictly greater
+    than ``iou_threshold`` (torchvision's rule). Ties in score keep input order.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    iou, _ = box_iou(boxes[order], boxes[order])
+    n = order.numel()
+    keep = torch.ones(n, dtype=torch.bool, device=boxes.device)
+    over = (iou > iou_threshold).cpu()
+    keep_cpu = keep.cpu()
+    for i in range(n):
+        if keep_cpu[i]:
+            sup = over[i].clone()
+            sup[: i + 1] = False
+            keep_cpu &= ~sup
+    return order[keep_cpu.to(boxes.device)]
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """Class-wise NMS: boxes of different ``idxs`` never suppress each other."""
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    offset = boxes.max() + 1
+    shifted = boxes + (idxs.to(boxes) * offset)[:, None]
+    return nms(shifted, scores, iou_threshold)

@@ -1,0 +1,153 @@
+"""The few types every part of hoikit shares.
+
+Box convention everywhere inside hoikit: continuous pixel coordinates of the
+original image, ``(x1, y1, x2, y2)``, float32. Readers convert a file's own
+convention (1-based inclusive for HICO-DET, COCO ``xywh``, VG ``cxcywh`` on a
+rescaled image) once, at the edge; evaluators convert ground truth back where an
+official protocol demands it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import numpy as np
+
+
+def _empty(shape, dtype):
+    return np.zeros(shape, dtype=dtype)
+
+
+@dataclass
+class Sample:
+    """One annotated image, identical for every dataset format.
+
+    Attributes:
+        index: position of the image in its reader (0-based).
+        file_name: image file name relative to the reader's image directory.
+        size: original image size ``(width, height)`` in pixels.
+        boxes: float32 ``[N, 4]`` entity boxes, xyxy, continuous pixels.
+        labels: int64 ``[N]`` entity classes in the dataset's object index space.
+        hois: int64 ``[K, 3]`` rows ``(human_index, object_index, verb)`` into ``boxes``.
+        relations: int64 ``[R, 3]`` rows ``(subject_index, object_index, predicate)``,
+            predicate 0-based (no background).
+        image_id: dataset-specific id (e.g. the COCO image id), or None.
+        image_path: absolute path of the image file, or None when unknown.
+    """
+
+    index: int
+    file_name: str
+    size: tuple
+    boxes: np.ndarray = field(default_factory=lambda: _empty((0, 4), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: _empty((0,), np.int64))
+    hois: np.ndarray = field(default_factory=lambda: _empty((0, 3), np.int64))
+    relations: np.ndarray = field(default_factory=lambda: _empty((0, 3), np.int64))
+    image_id: Optional[int] = None
+    image_path: Optional[str] = None
+
+    def __post_init__(self):
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        self.hois = np.asarray(self.hois, dtype=np.int64).reshape(-1, 3)
+        self.relations = np.asarray(self.relations, dtype=np.int64).reshape(-1, 3)
+
+
+@dataclass
+class HOIPrediction:
+    """Pair-based HOI output of a model for one image (original-image pixels).
+
+    Attributes:
+        boxes: float32 ``[M, 4]`` detected boxes, xyxy.
+        labels: int64 ``[M]`` object classes (dataset index space).
+        box_scores: float32 ``[M]`` detection scores.
+        pairs: int64 ``[P, 2]`` ``(human_index, object_index)`` into ``boxes``.
+        verb_scores: float32 ``[P, V]`` interaction scores per verb.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    box_scores: np.ndarray
+    pairs: np.ndarray
+    verb_scores: np.ndarray
+
+    def triplets(self, correspondence: np.ndarray, threshold: float = 0.0):
+        """Expand to (hoi, score, box_h, box_o) rows using a [hoi, object, verb] table.
+
+        Only (verb, object) combinations present in ``correspondence`` are kept.
+
+        Returns:
+            dict with ``hoi`` int64 [T], ``score`` float32 [T], ``box_h`` and ``box_o``
+            float32 [T, 4], ``pair`` int64 [T] (row of ``pairs``) and ``verb`` int64 [T].
+        """
+        corr = np.asarray(correspondence, dtype=np.int64)
+        n_obj = int(corr[:, 1].max()) + 1
+        n_verb = max(int(corr[:, 2].max()) + 1, self.verb_scores.shape[1] if self.verb_scores.ndim == 2 else 0)
+        lut = np.full((n_obj, n_verb), -1, dtype=np.int64)
+        lut[corr[:, 1], corr[:, 2]] = corr[:, 0]
+        if len(self.pairs) == 0:
+            z = np.zeros((0,), np.int64)
+            return dict(hoi=z, score=np.zeros(0, np.float32), box_h=np.zeros((0, 4), np.float32),
+                        box_o=np.zeros((0, 4), np.float32), pair=z, verb=z)
+        pi, vi = np.nonzero(self.verb_scores >= threshold)
+        obj = self.labels[self.pairs[pi, 1]]
+        valid = obj < n_obj
+        pi, vi, obj = pi[valid], vi[valid], obj[valid]
+        hoi = lut[obj, vi]
+        keep = hoi >= 0
+        pi, vi, hoi = pi[keep], vi[keep], hoi[keep]
+        return dict(hoi=hoi, score=self.verb_scores[pi, vi].astype(np.float32),
+                    box_h=self.boxes[self.pairs[pi, 0]].astype(np.float32),
+                    box_o=self.boxes[self.pairs[pi, 1]].astype(np.float32), pair=pi, verb=vi)
+
+
+@dataclass
+class SceneGraphPrediction:
+    """Scene-graph output for one image (original-image pixels).
+
+    Attributes:
+        boxes: float32 ``[M, 4]`` xyxy.
+        labels: int64 ``[M]`` object classes (0-based).
+        scores: float32 ``[M]``.
+        pairs: int64 ``[R, 2]`` (subject, object) indices into boxes.
+        predicate_scores: float32 ``[R, P + 1]``; column 0 is background.
+    """
+
+    boxes: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    pairs: np.ndarray
+    predicate_scores: np.ndarray
+
+
+# ----------------------------------------------------------------------------- box helpers
+def box_area(boxes: np.ndarray) -> np.ndarray:
+    """Areas of xyxy boxes ``[..., 4]`` (continuous convention, negative sizes clamp to 0)."""
+    return np.clip(boxes[..., 2] - boxes[..., 0], 0, None) * np.clip(boxes[..., 3] - boxes[..., 1], 0, None)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU ``[len(a), len(b)]`` of xyxy boxes in continuous coordinates."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def xyxy_to_cxcywh(b):
+    b = np.asarray(b, dtype=np.float32)
+    return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,
+                     b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]], -1)
+
+
+def cxcywh_to_xyxy(b):
+    b = np.asarray(b, dtype=np.float32)
+    return np.stack([b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2,
+                     b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2], -1)
+
+
+def as_sequence(x) -> Sequence:
+    return x if isinstance(x, (list, tuple)) else [x]
