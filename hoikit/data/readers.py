@@ -1,0 +1,177 @@
+"""Reader factory and the small helpers every dataset reader shares.
+
+    reader = open_reader("hicodet", "instances_test2015.json", images="hico_20160224_det/images/test2015")
+    sample = reader[0]          # hoikit.structures.Sample, boxes xyxy in original pixels
+
+Every reader validates its file while parsing. With ``strict=True`` (training, evaluation)
+the first problem raises :class:`~hoikit.errors.DataError`; with ``strict=False``
+(``hoikit data check``) problems are collected in ``reader.problems`` and the offending
+items (a pair, a box, an image's annotation) are left out, so statistics can still be printed.
+Every message is one line naming the file, the image index and the field at fault.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional
+
+import numpy as np
+
+from ..errors import DataError
+
+FORMATS = ("hicodet", "vcoco", "vg", "custom", "synth")
+
+
+@dataclass
+class Problem:
+    """One validation finding.
+
+    Attributes:
+        severity: "error" (the data is wrong) or "warning" (suspicious but usable).
+        message: one line naming the file, the image index and the field.
+    """
+
+    severity: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.message}"
+
+
+class ProblemLog:
+    """Collects problems of one annotation file, or raises on the first error when strict.
+
+    Args:
+        path: the file being read (named in every message).
+        strict: raise DataError on the first error instead of collecting it.
+    """
+
+    def __init__(self, path, strict: bool = True):
+        self.path = str(path)
+        self.strict = strict
+        self.problems: List[Problem] = []
+
+    def _where(self, index: Optional[int], field: str) -> str:
+        parts = [self.path]
+        if index is not None:
+            parts.append(f"image {index}")
+        if field:
+            parts.append(f"field '{field}'")
+        return ": ".join(parts)
+
+    def error(self, index: Optional[int], field: str, message: str) -> None:
+        """Record (or, when strict, raise) an error about ``field`` of image ``index``."""
+        text = f"{self._where(index, field)}: {message}"
+        if self.strict:
+            raise DataError(text)
+        self.problems.append(Problem("error", text))
+
+    def warning(self, index: Optional[int], field: str, message: str) -> None:
+        self.problems.append(Problem("warning", f"{self._where(index, field)}: {message}"))
+
+    @property
+    def num_errors(self) -> int:
+        return sum(p.severity == "error" for p in self.problems)
+
+
+def load_json(path) -> Any:
+    """Read a JSON file; a missing or unparsable file is a one-line DataError."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: annotation file not found")
+    try:
+        with open(p, "r") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{p}: cannot read ({e})") from None
+
+
+def require_keys(obj: Any, keys, path, what: str = "file", index: Optional[int] = None) -> None:
+    """Raise DataError if ``obj`` is not a dict holding every key of ``keys``."""
+    where = f"{path}: image {index}" if index is not None else str(path)
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object for the {what}, got {type(obj).__name__}")
+    for k in keys:
+        if k not in obj:
+            raise DataError(f"{where}: missing key '{k}' in the {what}")
+
+
+def as_array(value, shape_tail, dtype, log: ProblemLog, index: int, field: str) -> Optional[np.ndarray]:
+    """Convert ``value`` to an array of shape ``[N, *shape_tail]``, logging a bad shape.
+
+    Returns:
+        the array, or None when the value is not numeric or has the wrong shape.
+    """
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        log.error(index, field, "not a numeric array")
+        return None
+    if arr.size == 0:
+        return np.zeros((0, *shape_tail), dtype=dtype)
+    if arr.ndim != 1 + len(shape_tail) or tuple(arr.shape[1:]) != tuple(shape_tail):
+        want = "N" if not shape_tail else "N x " + " x ".join(map(str, shape_tail))
+        log.error(index, field, f"expected shape {want}, got {list(arr.shape)}")
+        return None
+    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+        log.error(index, field, "contains NaN or infinity")
+        return None
+    return arr
+
+
+def check_boxes(boxes: np.ndarray, log: ProblemLog, index: int, field: str,
+                size: Optional[tuple] = None, slack: float = 1.0) -> np.ndarray:
+    """Boolean ``[N]`` mask of valid xyxy boxes; logs x2 < x1, y2 < y1 and boxes far outside the image.
+
+    Args:
+        boxes: float ``[N, 4]`` xyxy in the reader's internal (continuous) convention.
+        size: ``(W, H)``; boxes leaving the image by more than ``slack`` pixels are warned about.
+    """
+    ok = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
+    for i in np.nonzero(~ok)[0]:
+        b = boxes[i]
+        log.error(index, f"{field}[{i}]", f"box {np.round(b, 2).tolist()} has x2 < x1 or y2 < y1")
+    if size is not None and len(boxes):
+        w, h = size
+        out = ok & ((boxes[:, 0] < -slack) | (boxes[:, 1] < -slack) | (boxes[:, 2] > w + slack) | (boxes[:, 3] > h + slack))
+        for i in np.nonzero(out)[0]:
+            log.warning(index, f"{field}[{i}]", f"box {np.round(boxes[i], 2).tolist()} leaves the {w}x{h} image")
+    return ok
+
+
+def check_range(values: np.ndarray, n: int, log: ProblemLog, index: int, field: str, low: int = 0) -> np.ndarray:
+    """Boolean ``[N]`` mask of ``low <= values < n`` for 1-D ``values``; logs every value out of range."""
+    values = np.asarray(values).reshape(-1)
+    ok = (values >= low) & (values < n)
+    for i in np.nonzero(~ok)[0]:
+        log.error(index, f"{field}[{i}]", f"value {values[i].item()} out of range [{low}, {n})")
+    return ok
+
+
+def open_reader(format: str, anno, images=None, **kw):
+    """Build the reader of a dataset format.
+
+    Args:
+        format: "hicodet" (also "synth", whose HOI annotations use the HICO-DET format),
+            "vcoco", "vg" or "custom".
+        anno: the annotation file (for "vg": the ``VG-SGG-with-attri.h5``).
+        images: image directory, optional.
+        **kw: format-specific options (vg: ``dicts``, ``image_data``, ``split``;
+            custom: ``classes``; all: ``strict``).
+    """
+    if format in ("hicodet", "synth"):
+        from .hicodet import HICODetReader
+        return HICODetReader(anno, images, **kw)
+    if format == "vcoco":
+        from .vcoco import VCOCOReader
+        return VCOCOReader(anno, images, **kw)
+    if format == "vg":
+        from .visual_genome import VisualGenomeReader
+        return VisualGenomeReader(anno, kw.pop("dicts", None), kw.pop("image_data", None), images=images, **kw)
+    if format == "custom":
+        from .custom import CustomReader
+        return CustomReader(anno, images, **kw)
+    raise DataError(f"unknown dataset format '{format}' (expected one of {', '.join(FORMATS)})")
