@@ -1,0 +1,232 @@
+"""Convolutional backbones: hoikit's own ResNet (torchvision module names) and a tiny test net.
+
+hoikit does not import torchvision (see docs/architecture.md), so ResNet is written here with
+exactly torchvision's module names (``conv1``, ``bn1``, ``layer1.0.downsample.0`` ...) so that the
+official DETR keys ``backbone.0.body.*`` load unchanged. Normalisation is
+:class:`FrozenBatchNorm2d` as in DETR (buffers only, no ``num_batches_tracked``).
+"""
+from __future__ import annotations
+
+from typing import List, Optional, Tuple, Type, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+# ResNet v1.5 block counts per stage (He et al. 2016, Table 1).
+RESNET_LAYERS = {
+    "resnet18": ("basic", [2, 2, 2, 2]),
+    "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]),
+    "resnet101": ("bottleneck", [3, 4, 23, 3]),
+}
+BACKBONES = tuple(RESNET_LAYERS) + ("tiny",)
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """BatchNorm2d with fixed statistics and affine parameters (DETR's version).
+
+    ``y = x * scale + shift`` with ``scale = weight * (running_var + eps).rsqrt()`` and
+    ``shift = bias - running_mean * scale`` (eps = 1e-5, as in facebookresearch/detr).
+    All four tensors are buffers, so they are in the state dict but never trained.
+    """
+
+    def __init__(self, n: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(n))
+        self.register_buffer("bias", torch.zeros(n))
+        self.register_buffer("running_mean", torch.zeros(n))
+        self.register_buffer("running_var", torch.ones(n))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, n, H, W]`` -> ``[B, n, H, W]``."""
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        shift = self.bias - self.running_mean * scale
+        return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
+
+
+def _conv3x3(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+
+
+def _conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions (ResNet-18/34)."""
+
+    expansion = 1
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+                 dilation: int = 1):
+        super().__init__()
+        self.conv1 = _conv3x3(cin, planes, stride, dilation)
+        self.bn1 = FrozenBatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes, 1, dilation)
+        self.bn2 = FrozenBatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 - 3x3 - 1x1 block, stride on the 3x3 convolution (ResNet v1.5, ResNet-50/101)."""
+
+    expansion = 4
+
+    def __init__(self, cin: int, planes: int, stride: int = 1, downsample: Optional[nn.Module] = None,
+                 dilation: int = 1):
+        super().__init__()
+        self.conv1 = _conv1x1(cin, planes)
+        self.bn1 = FrozenBatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride, dilation)
+        self.bn2 = FrozenBatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = FrozenBatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNetBody(nn.Module):
+    """ResNet without avgpool/fc, returning the C5 map (stride 32, or 16 with DC5).
+
+    Args:
+        depth_name: one of ``resnet18 | resnet34 | resnet50 | resnet101``.
+        dilation: DC5: layer4 keeps stride 16 and dilates its 3x3 convolutions by 2
+            (torchvision's ``replace_stride_with_dilation=[False, False, True]``).
+    """
+
+    def __init__(self, depth_name: str, dilation: bool = False):
+        super().__init__()
+        kind, blocks = RESNET_LAYERS[depth_name]
+        block: Type[Union[BasicBlock, Bottleneck]] = BasicBlock if kind == "basic" else Bottleneck
+        self.inplanes, self.dilation = 64, 1
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = FrozenBatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, blocks[0])
+        self.layer2 = self._make_layer(block, 128, blocks[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, blocks[2], stride=2)
+        self.layer4 = self._make_layer(block, 512, blocks[3], stride=2, dilate=dilation)
+        self.num_channels = 512 * block.expansion
+
+    def _make_layer(self, block, planes: int, n: int, stride: int = 1, dilate: bool = False) -> nn.Sequential:
+        # Same rule as torchvision: the first block of a dilated stage uses the previous dilation.
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(_conv1x1(self.inplanes, planes * block.expansion, stride),
+                                       FrozenBatchNorm2d(planes * block.expansion))
+        layers = [block(self.inplanes, planes, stride, downsample, previous_dilation)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, dilation=self.dilation) for _ in range(1, n)]
+        return nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 3, H, W]`` -> C5 ``[B, num_channels, ~H/32, ~W/32]``."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+
+class TinyBody(nn.Module):
+    """A small trainable stride-16 conv net for tests and CPU-sized SynthHOI runs.
+
+    Four 3x3 stride-2 convolutions with GroupNorm (trainable from scratch, unlike frozen BN).
+    """
+
+    def __init__(self, widths: Tuple[int, ...] = (16, 32, 64, 64)):
+        super().__init__()
+        layers: List[nn.Module] = []
+        cin = 3
+        for w in widths:
+            layers += [nn.Conv2d(cin, w, 3, stride=2, padding=1, bias=False), nn.GroupNorm(min(8, w), w),
+                       nn.ReLU(inplace=True)]
+            cin = w
+        self.layers = nn.Sequential(*layers)
+        self.num_channels = cin
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 3, H, W]`` -> ``[B, C, ~H/16, ~W/16]``."""
+        return self.layers(x)
+
+
+class Backbone(nn.Module):
+    """Feature extractor with a padding mask: DETR's ``backbone.0`` (parameters under ``body``).
+
+    Args:
+        body: a module mapping ``[B, 3, H, W]`` to the C5 map, with ``num_channels``.
+    """
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+        self.num_channels: int = body.num_channels
+
+    def forward(self, images: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
+        """Run the body and downsample the mask.
+
+        Args:
+            images: ``[B, 3, H, W]`` padded batch.
+            mask: ``[B, H, W]`` bool, True on padding.
+
+        Returns:
+            features ``[B, C, h, w]`` and mask ``[B, h, w]`` (nearest interpolation, as DETR).
+        """
+        feats = self.body(images)
+        m = nn.functional.interpolate(mask[None].float(), size=feats.shape[-2:]).to(torch.bool)[0]
+        return feats, m
+
+
+def freeze_backbone_like_detr(backbone: Backbone, train_backbone: bool) -> None:
+    """DETR's rule: only layer2-4 train (BN is frozen anyway); nothing trains if not ``train_backbone``.
+
+    The tiny body is fully trainable when ``train_backbone``.
+    """
+    for name, p in backbone.body.named_parameters():
+        trainable = train_backbone and (
+            isinstance(backbone.body, TinyBody) or any(name.startswith(f"layer{i}.") for i in (2, 3, 4)))
+        p.requires_grad_(trainable)
+
+
+def build_backbone(name: str, dilation: bool = False, train_backbone: bool = True) -> Backbone:
+    """Build a backbone by name.
+
+    Args:
+        name: ``resnet18 | resnet34 | resnet50 | resnet101 | tiny``.
+        dilation: DC5 (ResNets only).
+        train_backbone: False freezes every backbone parameter (DETR's ``lr_backbone <= 0``).
+
+    Returns:
+        :class:`Backbone`; ``backbone(images, mask) -> (C5 [B, C, h, w], mask [B, h, w])`` and
+        ``backbone.num_channels`` = C.
+    """
+    if name == "tiny":
+        if dilation:
+            raise ConfigError("model.detr.dilation: DC5 is only defined for ResNet backbones, not 'tiny'")
+        body: nn.Module = TinyBody()
+    elif name in RESNET_LAYERS:
+        body = ResNetBody(name, dilation)
+    else:
+        raise ConfigError(f"model.detr.backbone: unknown backbone '{name}' (choose from {', '.join(BACKBONES)})")
+    bb = Backbone(body)
+    freeze_backbone_like_detr(bb, train_backbone)
+    return bb

@@ -1,0 +1,244 @@
+"""DETR (Carion et al. 2020) with the official facebookresearch/detr state-dict layout.
+
+Module names match the official checkpoints: ``backbone.0.body.*`` (ResNet), ``transformer.*``,
+``input_proj``, ``query_embed``, ``class_embed`` (C+1 rows, last = no-object), ``bbox_embed.layers.*``.
+
+- :func:`nested_tensor_from_images` pads a list of images bottom-right with zeros.
+- :class:`DETR` returns the raw outputs dict of docs/architecture.md.
+- :func:`postprocess_detections` turns outputs into per-image boxes / labels / scores in pixels.
+- :class:`DETRDetector` is the trainable detector of ``hoikit train`` (``model.arch = detr``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import DataError
+from ..ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from .backbone import Backbone, build_backbone
+from .position_encoding import PositionEmbeddingSine
+from .transformer import MLP, Transformer
+
+
+def nested_tensor_from_images(images: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+    """Pad images to a common size (bottom-right, zeros) and build the padding mask.
+
+    Args:
+        images: list of ``[3, H_i, W_i]`` tensors.
+
+    Returns:
+        tensor ``[B, 3, Hmax, Wmax]`` and mask ``[B, Hmax, Wmax]`` bool, True on padding.
+    """
+    if len(images) == 0:
+        raise DataError("nested_tensor_from_images: got an empty list of images")
+    for i, im in enumerate(images):
+        if im.dim() != 3:
+            raise DataError(f"nested_tensor_from_images: image {i} has shape {tuple(im.shape)}, expected [C, H, W]")
+    c = images[0].shape[0]
+    h = max(int(im.shape[1]) for im in images)
+    w = max(int(im.shape[2]) for im in images)
+    tensor = images[0].new_zeros((len(images), c, h, w))
+    mask = torch.ones((len(images), h, w), dtype=torch.bool, device=images[0].device)
+    for i, im in enumerate(images):
+        tensor[i, :, : im.shape[1], : im.shape[2]].copy_(im)
+        mask[i, : im.shape[1], : im.shape[2]] = False
+    return tensor, mask
+
+
+class Joiner(nn.Sequential):
+    """``backbone.0`` = :class:`Backbone`, ``backbone.1`` = sine position encoding (no parameters)."""
+
+    def __init__(self, backbone: Backbone, position_embedding: PositionEmbeddingSine):
+        super().__init__(backbone, position_embedding)
+        self.num_channels = backbone.num_channels
+
+    def forward(self, images: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``images [B,3,H,W]``, ``mask [B,H,W]`` -> C5 ``[B,Cb,h,w]``, mask ``[B,h,w]``, pos ``[B,D,h,w]``."""
+        feats, m = self[0](images, mask)
+        return feats, m, self[1](m, feats.dtype)
+
+
+class DETR(nn.Module):
+    """DEtection TRansformer.
+
+    Args:
+        backbone: :class:`Joiner`. transformer: :class:`Transformer`.
+        num_classes: C foreground classes (``class_embed`` has C+1 outputs; the last is no-object).
+        num_queries: Q object queries (100).
+        aux_loss: return per-layer predictions in ``aux_outputs``.
+    """
+
+    def __init__(self, backbone: Joiner, transformer: Transformer, num_classes: int, num_queries: int = 100,
+                 aux_loss: bool = True):
+        super().__init__()
+        d = transformer.d_model
+        self.num_classes = num_classes
+        self.num_queries = num_queries
+        self.transformer = transformer
+        self.class_embed = nn.Linear(d, num_classes + 1)
+        self.bbox_embed = MLP(d, d, 4, 3)
+        self.query_embed = nn.Embedding(num_queries, d)
+        self.input_proj = nn.Conv2d(backbone.num_channels, d, kernel_size=1)
+        self.backbone = backbone
+        self.aux_loss = aux_loss
+        self.frozen = False
+
+    def freeze(self) -> "DETR":
+        """Stop all gradients and pin eval mode (dropout off) even under ``model.train()``."""
+        self.frozen = True
+        self.requires_grad_(False)
+        return self.train(False)
+
+    def train(self, mode: bool = True) -> "DETR":
+        return super().train(mode and not self.frozen)
+
+    def forward(self, images: Union[Sequence[Tensor], Tensor], mask: Optional[Tensor] = None) -> Dict:
+        """Detect objects.
+
+        Args:
+            images: list of ``[3, H_i, W_i]`` normalised images, or a padded ``[B, 3, H, W]`` batch
+                with ``mask [B, H, W]`` (True on padding; all False when omitted).
+
+        Returns:
+            dict with ``pred_logits [B, Q, C+1]``, ``pred_boxes [B, Q, 4]`` (cxcywh normalised by
+            each image's unpadded size), ``aux_outputs`` (list of L-1 dicts of the same two keys;
+            empty when ``aux_loss`` is False), ``hs [L, B, Q, D]`` (decoder outputs after the
+            decoder norm), ``features [B, Cb, h, w]`` (C5), ``mask [B, h, w]`` (True = padding),
+            ``pos [B, D, h, w]`` and ``memory [B, D, h, w]`` (encoder output).
+        """
+        if isinstance(images, Tensor) and images.dim() == 4:
+            tensor = images
+            if mask is None:
+                mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
+        else:
+            tensor, mask = nested_tensor_from_images(list(images))
+        features, fmask, pos = self.backbone(tensor, mask)
+        hs, memory = self.transformer(self.input_proj(features), fmask, self.query_embed.weight, pos)
+        logits = self.class_embed(hs)
+        boxes = self.bbox_embed(hs).sigmoid()
+        aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []
+        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux, "hs": hs,
+                "features": features, "mask": fmask, "pos": pos, "memory": memory}
+
+
+@torch.no_grad()
+def postprocess_detections(outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
+    """DETR's post-processing: softmax, drop the no-object column, take the max class.
+
+    Args:
+        outputs: ``pred_logits [B, Q, C+1]`` and ``pred_boxes [B, Q, 4]``.
+        sizes: ``[B, 2]`` image sizes as (W, H) in the pixel frame wanted.
+
+    Returns:
+        per image ``boxes [Q, 4]`` xyxy pixels, ``scores [Q]``, ``labels [Q]`` int64.
+    """
+    prob = outputs["pred_logits"].softmax(-1)[..., :-1]
+    scores, labels = prob.max(-1)
+    wh = torch.as_tensor(sizes, dtype=torch.float32, device=prob.device).reshape(-1, 2)
+    scale = torch.cat([wh, wh], dim=1)[:, None, :]
+    boxes = box_cxcywh_to_xyxy(outputs["pred_boxes"]) * scale
+    return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels)]
+
+
+def build_detr(cfg, train_backbone: Optional[bool] = None) -> DETR:
+    """Build DETR from a :class:`hoikit.config.DETRConfig` (random init; see models/checkpoints.py to load).
+
+    Args:
+        cfg: the ``model.detr`` section.
+        train_backbone: default ``cfg.lr_backbone > 0`` (DETR's rule).
+    """
+    if train_backbone is None:
+        train_backbone = cfg.lr_backbone > 0
+    backbone = build_backbone(cfg.backbone, cfg.dilation, train_backbone)
+    joiner = Joiner(backbone, PositionEmbeddingSine(cfg.hidden_dim // 2, normalize=True))
+    transformer = Transformer(cfg.hidden_dim, cfg.nheads, cfg.enc_layers, cfg.dec_layers, cfg.dim_feedforward,
+                              cfg.dropout, return_intermediate_dec=True)
+    return DETR(joiner, transformer, cfg.num_classes, cfg.num_queries, cfg.aux_loss)
+
+
+def targets_to_detr(targets: List[Dict[str, Tensor]], images: Sequence[Tensor]) -> List[Dict[str, Tensor]]:
+    """hoikit targets (xyxy pixels of the transformed image) -> DETR targets (cxcywh in [0, 1]).
+
+    Args:
+        targets: per image ``boxes [N, 4]`` and ``labels [N]``. images: the ``[3, H, W]`` inputs.
+    """
+    out = []
+    for t, im in zip(targets, images):
+        h, w = im.shape[-2:]
+        scale = torch.as_tensor([w, h, w, h], dtype=torch.float32, device=im.device)
+        boxes = torch.as_tensor(t["boxes"], dtype=torch.float32, device=im.device).reshape(-1, 4)
+        out.append({"boxes": box_xyxy_to_cxcywh(boxes / scale),
+                    "labels": torch.as_tensor(t["labels"], dtype=torch.int64, device=im.device).reshape(-1)})
+    return out
+
+
+class DETRDetector(nn.Module):
+    """Trainable detector following the model contract of docs/architecture.md.
+
+    Args:
+        detr: the :class:`DETR`. criterion: a :class:`hoikit.losses.set_criterion.SetCriterion`.
+        meta: :class:`hoikit.data.metadata.DatasetMeta` naming the classes.
+    """
+
+    def __init__(self, detr: DETR, criterion: nn.Module, meta=None):
+        super().__init__()
+        self.detr = detr
+        self.criterion = criterion
+        self.meta = meta
+
+    def forward(self, images: List[Tensor], targets: Optional[List[Dict]] = None):
+        """Training: dict of weighted scalar losses (``loss_*``) plus logging values.
+        Eval: per image ``boxes [Q, 4]`` xyxy in transformed-image pixels, ``scores [Q]``, ``labels [Q]``.
+        """
+        outputs = self.detr(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("DETRDetector needs targets in training mode")
+            return self.criterion(outputs, targets_to_detr(targets, images))
+        sizes = torch.as_tensor([[im.shape[2], im.shape[1]] for im in images])
+        return postprocess_detections(outputs, sizes)
+
+    @torch.no_grad()
+    def postprocess(self, outputs: List[Dict[str, Tensor]], targets_or_sizes) -> List[Dict[str, np.ndarray]]:
+        """Eval outputs -> original-image pixels.
+
+        Args:
+            outputs: the eval-mode output of :meth:`forward`.
+            targets_or_sizes: targets with ``orig_size`` and ``size`` (both (W, H)), or a list of
+                ``(orig (W, H), size (W, H))`` pairs.
+
+        Returns:
+            per image numpy ``boxes [Q, 4]`` float32, ``scores [Q]`` float32, ``labels [Q]`` int64.
+        """
+        res = []
+        for out, t in zip(outputs, targets_or_sizes):
+            orig, size = (t["orig_size"], t["size"]) if isinstance(t, dict) else t
+            ratio = torch.as_tensor(orig, dtype=torch.float32) / torch.as_tensor(size, dtype=torch.float32)
+            boxes = out["boxes"].detach().cpu().float() * torch.cat([ratio, ratio])
+            res.append({"boxes": boxes.numpy(), "scores": out["scores"].detach().cpu().float().numpy(),
+                        "labels": out["labels"].detach().cpu().numpy().astype(np.int64)})
+        return res
+
+
+def build_detector(cfg, meta) -> DETRDetector:
+    """``model.arch = detr``: a trainable DETR for ``meta.objects`` classes.
+
+    ``cfg.model.detr.checkpoint`` (any supported format) initialises the weights strictly; its
+    number of classes must equal ``len(meta.objects)``.
+    """
+    from ..losses.matcher import HungarianMatcher
+    from ..losses.set_criterion import SetCriterion
+    from .checkpoints import load_detr_weights
+
+    dcfg = dataclasses.replace(cfg.model.detr, num_classes=len(meta.objects))
+    detr = build_detr(dcfg)
+    if dcfg.checkpoint:
+        load_detr_weights(detr, dcfg.checkpoint)
+    matcher = HungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou)
+    criterion = SetCriterion(dcfg.num_classes, matcher, dcfg.eos_coef, dcfg.ce_loss_coef, dcfg.bbox_loss_coef,
+                             dcfg.giou_loss_coef)
+    return DETRDetector(detr, criterion, meta)
