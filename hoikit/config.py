@@ -74,6 +74,9 @@ class DETRConfig:
     set_cost_bbox: float = 5.0
     set_cost_giou: float = 2.0
     eos_coef: float = 0.1
+    ce_loss_coef: float = 1.0        # DETR loss weights: CE 1, L1 5, GIoU 2
+    bbox_loss_coef: float = 5.0
+    giou_loss_coef: float = 2.0
     lr_backbone: float = 1e-5
 
 
