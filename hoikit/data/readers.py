@@ -151,6 +151,17 @@ def check_range(values: np.ndarray, n: int, log: ProblemLog, index: int, field: 
     return ok
 
 
+def header_size(path) -> Optional[tuple]:
+    """``(W, H)`` of an image file from its header (pixels are not decoded), None if unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return tuple(im.size)
+    except (OSError, ValueError):
+        return None
+
+
 def open_reader(format: str, anno, images=None, **kw):
     """Build the reader of a dataset format.
 

@@ -87,3 +87,9 @@ def vg_files(tmp_path, shared_data):
 def vg_writer():
     """The ``write_vg(tmp, images=VG_IMAGES, ...)`` helper and the default image list."""
     return write_vg, VG_IMAGES
+
+
+@pytest.fixture
+def image_writer():
+    """The ``blank_images(directory, [(file_name, (W, H)), ...])`` helper."""
+    return blank_images
