@@ -1,0 +1,325 @@
+"""V-COCO role AP (Scenario 1 / 2) and agent AP, exactly as s-gupta/v-coco ``vsrl_eval.py``.
+
+Procedure (specs/evaluation.md, "V-COCO"): per image and action(-role), detections sorted by
+score are assigned to the ground-truth person of largest IoU among ALL COCO persons (first max
+in file order); a detection landing on a person without V-COCO labels is skipped; TP iff the
+person has the action, person IoU >= 0.5, role overlap >= 0.5 and the person is not yet covered.
+A missing ground-truth role counts as overlap 1 in Scenario 2 and, in Scenario 1, only when the
+predicted role box is empty. AP = VOC all-point. Boxes, scores and IoUs are float32.
+
+The official script scans every detection for every image; here all detections of an
+action(-role) are matched at once with array operations (same decisions, same tie order).
+Differences from the official script (it crashes instead): an action-role without any detection
+gets AP 0; an action without positives gets AP NaN (role mean = nanmean, agent mean = nansum/26,
+the official formulas); detections on images outside the split or without persons are ignored.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from .vcoco_records import (ACTIONS, VCOCODetections, action_role_columns, load_detections,
+                            official_roles, pairs_to_detections, records_to_detections)
+
+__all__ = ["VCOCOGroundTruth", "VCOCODetections", "load_ground_truth", "evaluate", "overlap_f32",
+           "voc_ap_official", "records_to_detections", "pairs_to_detections", "load_detections",
+           "add_cli_arguments", "run_cli"]
+
+IOU_THRESHOLD = 0.5  # ovr_thresh of vsrl_eval.py
+
+
+@dataclass
+class VCOCOGroundTruth:
+    """Ground truth of one V-COCO split (I images, Np COCO persons, C = 25 action-roles).
+
+    Attributes:
+        image_ids: int64 ``[I]`` in ``<split>.ids`` order (the official image order).
+        person_start: int64 ``[I + 1]``; persons of image i are rows ``person_start[i]:[i+1]``.
+        person_boxes: float32 ``[Np, 4]`` official boxes (``x2 = x + max(0, w - 1)``, clipped).
+        person_actions: int8 ``[Np, 26]``: 1 / 0 for V-COCO persons, -1 for unannotated ones.
+        role_boxes: float32 ``[Np, C, 4]`` role-object box per action-role, all -1 if missing.
+        roles: role names per action (agent first).
+    """
+
+    image_ids: np.ndarray
+    person_start: np.ndarray
+    person_boxes: np.ndarray
+    person_actions: np.ndarray
+    role_boxes: np.ndarray
+    roles: List[List[str]]
+
+    @property
+    def npos(self) -> np.ndarray:
+        """float32 ``[26]`` positive agents per action (including those with missing roles)."""
+        return (self.person_actions == 1).sum(0).astype(np.float32)
+
+
+def _coco_box(bbox, width, height) -> List[float]:
+    """COCO xywh -> official inclusive xyxy clipped to the image (vsrl_eval.py, float64)."""
+    x1, y1 = float(bbox[0]), float(bbox[1])
+    x2, y2 = x1 + max(0.0, float(bbox[2]) - 1.0), y1 + max(0.0, float(bbox[3]) - 1.0)
+    clip = lambda v, m: min(m - 1.0, max(0.0, v))  # noqa: E731
+    return [clip(x1, width), clip(y1, height), clip(x2, width), clip(y2, height)]
+
+
+def load_ground_truth(vcoco_json, coco_json, ids_file, image_ids: Optional[Sequence[int]] = None) -> VCOCOGroundTruth:
+    """Build the official ground truth from vcoco_<split>.json + COCO instances + <split>.ids.
+
+    Args:
+        vcoco_json: s-gupta/v-coco ``vcoco_<split>.json`` (26 per-action dicts).
+        coco_json: COCO-format instances with every annotation of the split's images.
+        ids_file: ``<split>.ids`` (one COCO image id per line, the evaluation order).
+        image_ids: evaluate only these images (default: all of ``ids_file``).
+    """
+    paths = [Path(p) for p in (vcoco_json, coco_json, ids_file)]
+    for p in paths:
+        if not p.is_file():
+            raise DataError(f"{p}: file not found")
+    try:
+        vsrl = json.loads(paths[0].read_text())
+        coco = json.loads(paths[1].read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON in {paths[0]} or {paths[1]}: {e}") from None
+    try:
+        ids = np.loadtxt(paths[2], dtype=np.float64, ndmin=1).astype(np.int64)
+    except ValueError as e:
+        raise DataError(f"{paths[2]}: not a list of image ids ({e})") from None
+    if image_ids is not None:
+        keep = set(int(i) for i in image_ids)
+        ids = ids[np.isin(ids, list(keep))]
+    roles = official_roles()
+    if [d.get("action_name") for d in vsrl] != list(ACTIONS):
+        raise DataError(f"{paths[0]}: expected the 26 official actions in order, got "
+                        f"{[d.get('action_name') for d in vsrl]}")
+    # ann_id -> (action -> role object ids) for label-1 rows; annotated = ann ids of action 0.
+    annotated = set(int(a) for a in vsrl[0]["ann_id"])
+    positives: Dict[int, Dict[int, List[int]]] = {}
+    for a, d in enumerate(vsrl):
+        n = len(d["ann_id"])
+        rid = np.asarray(d["role_object_id"], dtype=np.int64).reshape(len(d["role_name"]), n).T
+        for row in np.flatnonzero(np.asarray(d["label"]).reshape(-1) == 1):
+            ann = int(d["ann_id"][row])
+            if a in positives.setdefault(ann, {}):
+                raise DataError(f"{paths[0]}: ann_id {ann} has label 1 twice for action {ACTIONS[a]!r}")
+            positives[ann][a] = rid[row, 1:].tolist()
+    try:
+        images = {int(im["id"]): (float(im["width"]), float(im["height"])) for im in coco["images"]}
+        person_cat = int(coco["categories"][0]["id"])  # contiguous class 1 of vsrl_eval.py
+        anns_of: Dict[int, list] = {}
+        for ann in coco["annotations"]:
+            anns_of.setdefault(int(ann["image_id"]), []).append(ann)
+    except (KeyError, TypeError, IndexError) as e:
+        raise DataError(f"{paths[1]}: not a COCO instances file (missing {e})") from None
+    cols = action_role_columns(roles)
+    starts, boxes, actions, role_boxes = [0], [], [], []
+    for img in ids.tolist():
+        if img not in images:
+            raise DataError(f"{paths[1]}: image id {img} of {paths[2]} has no entry in 'images'")
+        w, h = images[img]
+        valid = {}  # ann id -> clean box, every category (role objects can be anything)
+        persons = []
+        for ann in anns_of.get(img, []):
+            if ann.get("ignore", 0) == 1:
+                continue
+            box = _coco_box(ann["bbox"], w, h)
+            if ann["area"] > 0 and box[2] > box[0] and box[3] > box[1]:
+                valid[int(ann["id"])] = box
+                if int(ann["category_id"]) == person_cat:
+                    persons.append(int(ann["id"]))
+        for ann_id in persons:
+            boxes.append(valid[ann_id])
+            act = np.full(len(ACTIONS), -1 if ann_id not in annotated else 0, np.int8)
+            rb = np.full((len(cols), 4), -1.0, np.float32)
+            for a, role_ids in positives.get(ann_id, {}).items() if ann_id in annotated else ():
+                act[a] = 1
+                for k, obj in enumerate(role_ids):
+                    if obj in (0, -1):  # role not annotated
+                        continue
+                    if obj not in valid:
+                        raise DataError(f"{paths[0]}: role object ann_id {obj} of person {ann_id} "
+                                        f"({ACTIONS[a]}) is not a valid annotation of image {img} in {paths[1]}")
+                    rb[[c for c, (ca, ck, _) in enumerate(cols) if ca == a and ck == k][0]] = valid[obj]
+            actions.append(act)
+            role_boxes.append(rb)
+        starts.append(len(boxes))
+    np_ = len(boxes)
+    return VCOCOGroundTruth(ids, np.asarray(starts, np.int64), np.asarray(boxes, np.float32).reshape(np_, 4),
+                            np.asarray(actions, np.int8).reshape(np_, len(ACTIONS)),
+                            np.asarray(role_boxes, np.float32).reshape(np_, len(cols), 4), roles)
+
+
+def overlap_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise +1-pixel IoU of ``a [..., 4]`` (ground truth) and ``b [..., 4]`` (detection), float32.
+
+    Same operations in the same order as ``get_overlap`` of vsrl_eval.py, so results are bitwise equal.
+    """
+    one = np.float32(1)
+    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, np.float32(0))
+    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, np.float32(0))
+    inters = iw * ih
+    uni = ((b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
+           + (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one) - inters)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inters / uni
+
+
+def voc_ap_official(tp: np.ndarray, fp: np.ndarray, npos: float) -> float:
+    """VOC all-point AP from tp/fp in ranked order, with vsrl_eval.py's float32 recall/precision."""
+    a_tp = np.cumsum(tp.astype(np.float32))
+    a_fp = np.cumsum(fp.astype(np.float32))
+    rec = a_tp / float(npos)
+    prec = a_tp / np.maximum(a_tp + a_fp, np.float32(np.finfo(np.float64).eps))
+    mrec = np.concatenate(([0.0], rec, [1.0]))
+    mpre = np.concatenate(([0.0], prec, [0.0]))
+    mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # precision envelope
+    i = np.where(mrec[1:] != mrec[:-1])[0]
+    return float(np.float32(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])))
+
+
+class _Matcher:
+    """Per-detection person assignment, shared by every action(-role) column."""
+
+    def __init__(self, gt: VCOCOGroundTruth, dets: VCOCODetections):
+        pos = {int(i): k for k, i in enumerate(gt.image_ids.tolist())}
+        img = np.array([pos.get(int(i), -1) for i in dets.image_id], np.int64) if len(dets) else np.zeros(0, np.int64)
+        npers = np.diff(gt.person_start)
+        ok = img >= 0
+        ok[ok] = npers[img[ok]] > 0
+        # detections grouped by image (official image order), file order inside an image
+        self.det = np.flatnonzero(ok)[np.argsort(img[ok], kind="stable")]
+        self.img = img[self.det]
+        counts = npers[self.img]
+        seg = np.concatenate(([0], np.cumsum(counts)))
+        det_rep = np.repeat(np.arange(len(self.det)), counts)
+        person = gt.person_start[self.img][det_rep] + (np.arange(seg[-1]) - seg[:-1][det_rep])
+        iou = overlap_f32(gt.person_boxes[person], dets.person_box[self.det][det_rep])
+        if len(self.det):
+            ovmax = np.maximum.reduceat(iou, seg[:-1])  # NaN propagates, like ndarray.max
+            hit = (iou == ovmax[det_rep]) | (np.isnan(iou) & np.isnan(ovmax[det_rep]))
+            local = np.where(hit, np.arange(seg[-1]) - seg[:-1][det_rep], np.iinfo(np.int64).max)
+            jloc = np.minimum.reduceat(local, seg[:-1])  # first maximum (np.argmax)
+        else:
+            ovmax, jloc = np.zeros(0, np.float32), np.zeros(0, np.int64)
+        self.person = gt.person_start[self.img] + jloc  # global person row
+        self.person_ok = ovmax >= IOU_THRESHOLD
+        self.ignored = gt.person_actions[self.person, 0] == -1 if len(self.det) else np.zeros(0, bool)
+        self.gt = gt
+
+    def ap(self, scores: np.ndarray, true_match: np.ndarray, npos: float) -> float:
+        """AP of one column. ``scores [n]`` float32 and ``true_match [n]`` bool per grouped detection."""
+        if npos == 0:
+            return float("nan")
+        valid = np.flatnonzero(~np.isnan(scores))
+        s, img = scores[valid], self.img[valid]
+        order = np.lexsort((-s, img))  # per image, descending; ties fixed below
+        ss, si = s[order], img[order]
+        tie = np.flatnonzero((ss[1:] == ss[:-1]) & (si[1:] == si[:-1]))
+        if len(tie):  # ties within an image: use exactly np.argsort(scores)[::-1] of that image
+            bounds = np.searchsorted(img, np.unique(si[tie]), side="left"), np.searchsorted(img, np.unique(si[tie]), side="right")
+            for a, b in zip(*bounds):
+                order[a:b] = a + np.argsort(s[a:b])[::-1]
+        seq = valid[order]
+        seq = seq[~self.ignored[seq]]  # detections on unannotated persons: neither TP nor FP
+        cand = seq[true_match[seq]]
+        # the first candidate (in ranked order) of each (image, person) is TP, later ones FP
+        _, first = np.unique(self.person[cand], return_index=True)
+        tp = np.zeros(len(self.ignored), bool)
+        tp[cand[first]] = True
+        if len(seq) == 0:
+            return 0.0
+        rank = np.argsort(scores[seq])[::-1]  # vsrl_eval.py: a_sc.argsort()[::-1]
+        tp_ranked = tp[seq][rank]
+        return voc_ap_official(tp_ranked, ~tp_ranked, npos)
+
+
+def evaluate(gt: VCOCOGroundTruth, dets: VCOCODetections) -> Dict:
+    """Official V-COCO evaluation.
+
+    Args:
+        gt: ground truth from :func:`load_ground_truth`.
+        dets: detections (records as columns, :class:`VCOCODetections`).
+
+    Returns:
+        dict with fractions in [0, 1]: ``agent_ap`` {action: AP}, ``mean_agent_ap`` (sum / 26),
+        ``scenario_1`` / ``scenario_2``: {``role_ap`` {"action-role": AP}, ``mean_role_ap`` (25 roles),
+        ``mean_role_ap_no_point`` (24 roles)}, and ``npos`` {action: count}.
+    """
+    m = _Matcher(gt, dets)
+    npos = gt.npos
+    acts = gt.person_actions[m.person] if len(m.det) else np.zeros((0, len(ACTIONS)), np.int8)
+    out: Dict = {"npos": {a: int(npos[i]) for i, a in enumerate(ACTIONS)}, "agent_ap": {}}
+    for a, name in enumerate(ACTIONS):
+        out["agent_ap"][name] = m.ap(dets.agent_scores[m.det, a], (acts[:, a] == 1) & m.person_ok, float(npos[a]))
+    ap = np.array(list(out["agent_ap"].values()), np.float32)
+    out["mean_agent_ap"] = float(np.nansum(ap) / len(ACTIONS))
+    cols = action_role_columns(gt.roles)
+    for scenario in (1, 2):
+        role_ap = {}
+        for c, (a, _, name) in enumerate(cols):
+            pred = dets.role_boxes[m.det, c]
+            gtb = gt.role_boxes[m.person, c]
+            missing = np.all(gtb == -1, axis=1)
+            ov = overlap_f32(gtb, pred)
+            if scenario == 1:  # missing role: correct only when no role box is predicted
+                empty = np.all(pred == 0, axis=1) | np.all(np.isnan(pred), axis=1)
+                ov = np.where(missing, empty.astype(np.float32), ov)
+            else:
+                ov = np.where(missing, np.float32(1), ov)
+            true = (acts[:, a] == 1) & m.person_ok & (ov >= IOU_THRESHOLD)
+            role_ap[name] = m.ap(dets.role_scores[m.det, c], true, float(npos[a]))
+        # official layout: float32 [26, 2] with NaN where an action has no such role
+        table = np.full((len(ACTIONS), 2), np.nan, np.float32)
+        for (a, k, name) in cols:
+            table[a, k] = role_ap[name]
+        with warnings.catch_warnings():  # all-NaN (tiny subsets) -> NaN, no warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = float(np.nanmean(table))
+            table[ACTIONS.index("point"), 0] = np.nan
+            out[f"scenario_{scenario}"] = {"role_ap": role_ap, "mean_role_ap": mean,
+                                           "mean_role_ap_no_point": float(np.nanmean(table))}
+    return out
+
+
+def format_table(res: Dict) -> str:
+    """Per-role and summary table (percent, two decimals)."""
+    lines = [f"{'action-role':>24}  {'S1 AP':>7}  {'S2 AP':>7}  #pos"]
+    for name, v in res["scenario_1"]["role_ap"].items():
+        lines.append(f"{name:>24}  {100 * v:7.2f}  {100 * res['scenario_2']['role_ap'][name]:7.2f}  "
+                     f"{res['npos'][name.split('-')[0]]}")
+    lines.append("")
+    for s in (1, 2):
+        r = res[f"scenario_{s}"]
+        lines.append(f"Role mAP Scenario {s}: {100 * r['mean_role_ap']:.2f} (25 roles incl. point-instr)  "
+                     f"{100 * r['mean_role_ap_no_point']:.2f} (24 roles, no point-instr)")
+    lines.append(f"Agent mAP: {100 * res['mean_agent_ap']:.2f} (sum over 26 actions / 26)")
+    return "\n".join(lines)
+
+
+def add_cli_arguments(parser) -> None:
+    parser.add_argument("--pred", required=True, help="detections: official records .pkl/.json, or columns .npz")
+    parser.add_argument("--vcoco-json", required=True, help="s-gupta/v-coco vcoco_<split>.json")
+    parser.add_argument("--coco", required=True, help="COCO-format instances with all persons of the split")
+    parser.add_argument("--ids", required=True, help="<split>.ids (COCO image ids, evaluation order)")
+    parser.add_argument("--json", default=None, help="write the results here (percent)")
+
+
+def _percent(x):
+    if isinstance(x, dict):
+        return {k: _percent(v) for k, v in x.items()}
+    return None if x != x else round(100.0 * x, 6)
+
+
+def run_cli(args) -> int:
+    gt = load_ground_truth(args.vcoco_json, args.coco, args.ids)
+    res = evaluate(gt, load_detections(args.pred))
+    print(format_table(res))
+    if args.json:
+        out = {k: (_percent(v) if k != "npos" else v) for k, v in res.items()}
+        Path(args.json).write_text(json.dumps(out, indent=1))
+    return 0
