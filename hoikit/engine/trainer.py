@@ -1,0 +1,293 @@
+"""The training loop: :func:`train_one_epoch`, :func:`evaluate` and :func:`fit`, which adds
+checkpoints, exact resume, DDP and logging around them.
+
+Model contract (docs/architecture.md): ``model(images, targets)`` returns a dict of weighted
+scalar losses in training mode (summed over ``loss_*`` keys); in eval mode ``model(images)``
+returns raw outputs that ``model.postprocess(outputs, targets)`` turns into per-image predictions.
+
+Exact resume: the data order comes from :class:`~hoikit.engine.sampler.ResumableSampler`,
+augmentation randomness from :class:`~hoikit.engine.sampler.SeededDataset`, and every other
+random draw (dropout, ...) from the global generators, whose states (one per rank) are checkpointed
+with model, optimizer, scheduler and AMP scaler. A resumed run therefore replays the same
+arithmetic as an uninterrupted one and ends with bit-identical weights (tests/engine).
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ..config import Config, to_dict
+from ..errors import ConfigError, DataError, TrainingError
+from . import distributed as D
+from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
+                         training_checkpoint)
+from .logging import TrainLogger
+from .sampler import ResumableSampler, SeededDataset, epoch_generator, worker_init
+from .schedule import build_scheduler
+
+
+@dataclass
+class TrainState:
+    """Position of a run. ``epoch``/``iteration`` index the NEXT batch; ``step`` counts optimizer steps done."""
+
+    epoch: int = 0
+    iteration: int = 0
+    step: int = 0
+    best: Optional[float] = None
+    best_epoch: int = -1
+    last_checkpoint: Optional[Path] = None
+    metrics: Optional[Dict[str, float]] = None
+
+
+Callback = Callable[[str, TrainState], None]  # event ("step" | "checkpoint"), state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """AdamW/Adam over trainable parameters.
+
+    Parameter groups come from ``model.param_groups(cfg)`` when the model defines it (e.g.
+    SG2HOI+'s two learning rates); otherwise parameters whose name contains ``backbone`` use
+    ``cfg.train.lr_backbone`` and the rest ``cfg.train.lr`` (DETR convention).
+    """
+    t = cfg.train
+    if hasattr(model, "param_groups"):
+        groups = model.param_groups(cfg)
+    else:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        groups = [{"params": [p for n, p in named if "backbone" not in n], "lr": t.lr},
+                  {"params": [p for n, p in named if "backbone" in n], "lr": t.lr_backbone}]
+        groups = [g for g in groups if g["params"]]
+    if not groups:
+        raise TrainingError("the model has no trainable parameters (everything frozen?)")
+    if t.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
+    raise ConfigError(f"config key 'train.optimizer': unknown optimizer '{t.optimizer}' (adamw | adam)")
+
+
+def _to_device(images, targets, device):
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
+    return images, targets
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainState, *, cfg: Config,
+                    device: torch.device, logger: TrainLogger, epochs: int, steps_per_epoch: int,
+                    callback: Optional[Callback] = None) -> bool:
+    """Train from ``state.iteration`` to the end of ``state.epoch`` (or ``cfg.train.max_steps``).
+
+    Returns:
+        True when the epoch ran to its end, False when ``max_steps`` stopped it.
+
+    Raises:
+        TrainingError: a non-finite loss, naming the step, epoch and loss term.
+    """
+    t = cfg.train
+    model.train()
+    amp = t.amp and device.type == "cuda"
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    logger.start_epoch(state.epoch, epochs, steps_per_epoch, state.iteration)
+    for images, targets in loader:
+        images, targets = _to_device(images, targets, device)
+        with torch.autocast(device.type, enabled=amp):
+            losses = model(images, targets)
+        loss = sum(v for k, v in losses.items() if k.startswith("loss"))
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if D.get_world_size() > 1:
+            bad = D.any_true(bad, device)
+        if bad:
+            logger.end_epoch()
+            terms = [f"{k}={float(v.detach()):.4g}" for k, v in losses.items() if k.startswith("loss")
+                     and not math.isfinite(float(v.detach()))] or [f"loss={float(loss.detach()):.4g} (on another rank)"]
+            last = state.last_checkpoint or "none written yet"
+            raise TrainingError(f"non-finite loss at step {state.step + 1} (epoch {state.epoch + 1}, iteration "
+                                f"{state.iteration + 1}/{steps_per_epoch}): {', '.join(terms)}; training stopped, "
+                                f"last good checkpoint: {last}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if t.clip_max_norm > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, t.clip_max_norm)
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        state.step += 1
+        state.iteration += 1
+        logged = {k: v for k, v in losses.items() if k.startswith("loss")}
+        logged["loss"] = loss
+        if state.step % max(1, t.log_every) == 0 or state.iteration == steps_per_epoch:
+            values = D.reduce_dict(logged)
+            values["lr"] = lr
+            logger.log_train(state.epoch, state.step, values)
+        logger.step({"loss": float(loss.detach())})
+        if callback is not None:
+            callback("step", state)
+        if t.max_steps > 0 and state.step >= t.max_steps:
+            logger.end_epoch()
+            return False
+    logger.end_epoch()
+    return True
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: torch.device) -> Dict[str, float]:
+    """Run the model over ``loader``, gather predictions on rank 0, score them there.
+
+    Args:
+        make_evaluator: returns an object with ``add(index, prediction)`` and ``compute() -> dict``
+            (prediction = one element of ``model.postprocess``; index = ``target["index"]``).
+
+    Returns:
+        metrics (identical on every rank).
+    """
+    net = D.unwrap(model)
+    was_training = net.training
+    net.eval()
+    preds = {}
+    for images, targets in loader:
+        images, targets = _to_device(images, targets, device)
+        outputs = net(images)
+        for tgt, pred in zip(targets, net.postprocess(outputs, targets)):
+            preds[int(tgt["index"])] = pred
+    gathered = D.all_gather_objects(preds)
+    metrics = None
+    if D.is_main_process():
+        ev = make_evaluator()
+        merged = {}
+        for part in gathered:  # padded duplicates of the sampler collapse on the index
+            merged.update(part)
+        for index in sorted(merged):
+            ev.add(index, merged[index])
+        metrics = {k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in ev.compute().items()}
+    metrics = D.broadcast_object(metrics)
+    net.train(was_training)
+    return metrics
+
+
+def _loader(dataset: Dataset, sampler, batch_size: int, collate_fn, num_workers: int, drop_last: bool, generator):
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, drop_last=drop_last,
+                      num_workers=num_workers, worker_init_fn=worker_init if num_workers > 0 else None,
+                      generator=generator, persistent_workers=False)
+
+
+def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: Callable, meta: Optional[dict] = None,
+        eval_set: Optional[Dataset] = None, make_evaluator: Optional[Callable] = None, primary_metric: str = "",
+        resume: bool = False, callback: Optional[Callback] = None, info: Optional[D.DistInfo] = None) -> TrainState:
+    """Train ``model`` on ``train_set`` following ``cfg.train``; write checkpoints and logs to
+    ``cfg.output_dir`` (``last.pt`` every epoch, ``best.pt`` on a better ``primary_metric``).
+
+    Args:
+        cfg: full config (saved in every checkpoint).
+        model: freshly built model (on CPU); moved to the device and wrapped in DDP here.
+        train_set: map-style dataset of ``(image, target)`` pairs.
+        collate_fn: batches them (``hoikit.data.dataset.collate``).
+        meta: ``DatasetMeta.to_dict()`` stored in checkpoints (names for predict).
+        eval_set, make_evaluator: evaluation every ``cfg.train.eval_every`` epochs and at the end.
+        primary_metric: metric key that selects ``best.pt`` (higher is better).
+        resume: continue from ``cfg.output_dir/last.pt``.
+        callback: called with ("step" | "checkpoint", state) (tests, custom hooks).
+        info: distributed info from :func:`hoikit.engine.distributed.init_distributed`.
+    """
+    info = info or D.init_distributed(cfg.train.device)
+    t, device, out = cfg.train, info.device, Path(cfg.output_dir)
+    per_rank = len(train_set) // info.world_size
+    steps_per_epoch = per_rank // t.batch_size
+    if steps_per_epoch == 0:
+        raise DataError(f"training set: {len(train_set)} images for {info.world_size} process(es) is fewer than "
+                        f"train.batch_size={t.batch_size}")
+    model.to(device)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, t, steps_per_epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
+    state = TrainState()
+    ckpt_path = out / "last.pt"
+    if resume:
+        ck = load_checkpoint(ckpt_path)
+        load_model_state(model, ck["model"], str(ckpt_path))
+        optimizer.load_state_dict(ck["optimizer"])
+        # the schedule's shape comes from the (possibly edited) config, only its position from the file
+        scheduler.load_state_dict({**ck["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
+        scaler.load_state_dict(ck["scaler"])
+        state = TrainState(epoch=ck["epoch"], iteration=ck["iteration"], step=ck["step"], best=ck["best"],
+                           best_epoch=ck["best_epoch"], last_checkpoint=ckpt_path)
+        rngs = ck["rng"]
+        if len(rngs) == info.world_size:
+            set_rng_state(rngs[info.rank])
+        else:
+            seed_everything(cfg.seed + 7919 * state.step + info.rank)
+    else:
+        seed_everything(cfg.seed + info.rank)
+    if info.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=getattr(model, "find_unused_parameters", False))
+    logger = TrainLogger(out, info.is_main, t.tensorboard, keep_until_step=state.step if resume else None)
+    if resume:
+        logger.info(f"resumed from {ckpt_path} at epoch {state.epoch + 1}, iteration {state.iteration}, "
+                    f"step {state.step}")
+
+    seeded = SeededDataset(train_set, cfg.seed)
+    sampler = ResumableSampler(len(train_set), info.world_size, info.rank, cfg.seed, shuffle=True, drop_last=True)
+    nw = cfg.data.num_workers
+    eval_loader = None
+    if eval_set is not None and make_evaluator is not None:
+        eval_sampler = ResumableSampler(len(eval_set), info.world_size, info.rank, shuffle=False)
+        eval_loader = _loader(eval_set, eval_sampler, t.batch_size, collate_fn, nw, False, torch.Generator())
+    config_dict = to_dict(cfg)
+
+    def save(epoch_done_metrics: Optional[Dict[str, float]] = None) -> None:
+        rngs = D.all_gather_objects(rng_state())
+        if info.is_main:
+            ck = training_checkpoint(D.unwrap(model), optimizer, scheduler, scaler, config=config_dict,
+                                     meta=meta or {}, epoch=state.epoch, iteration=state.iteration,
+                                     step=state.step, best=state.best, best_epoch=state.best_epoch)
+            ck["rng"] = rngs
+            save_checkpoint(ck, ckpt_path)
+            if epoch_done_metrics is not None and state.best_epoch == state.epoch - 1:
+                save_checkpoint({**ck, "metrics": epoch_done_metrics}, out / "best.pt")
+        D.barrier()
+        state.last_checkpoint = ckpt_path
+        if callback is not None:
+            callback("checkpoint", state)
+
+    stopped = False
+    while state.epoch < t.epochs and not stopped:
+        seeded.set_epoch(state.epoch)
+        sampler.set_epoch(state.epoch, start=state.iteration * t.batch_size)
+        loader = _loader(seeded, sampler, t.batch_size, collate_fn, nw, True,
+                         epoch_generator(cfg.seed, state.epoch, info.rank))
+        stopped = not train_one_epoch(model, loader, optimizer, scheduler, scaler, state, cfg=cfg, device=device,
+                                      logger=logger, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
+                                      callback=callback)
+        if stopped and state.iteration < steps_per_epoch:
+            save()
+            break
+        state.epoch, state.iteration = state.epoch + 1, 0
+        metrics = None
+        if eval_loader is not None and (state.epoch % max(1, t.eval_every) == 0 or state.epoch == t.epochs or stopped):
+            metrics = evaluate(model, eval_loader, make_evaluator, device)
+            state.metrics = metrics
+            logger.log_eval(state.epoch - 1, state.step, metrics)
+            value = metrics.get(primary_metric)
+            if isinstance(value, float) and (state.best is None or value > state.best):
+                state.best, state.best_epoch = value, state.epoch - 1
+        save(metrics)
+    logger.close()
+    return state
