@@ -17,7 +17,6 @@ Every key of the model must be found with the right shape and no key may be left
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import re
 from pathlib import Path
@@ -27,21 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
+from .hf_detr import HF_BACKBONE, detr_to_hf, hf_to_detr  # noqa: F401  (re-exported)
 
 SAFE_GLOBALS = [argparse.Namespace]
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-HF_BACKBONE = "model.backbone.conv_encoder.model."
-
-# (hoikit suffix, HF suffix) inside transformer layers; attention in_proj is split separately.
-_ENC_RENAMES = [("linear1", "fc1"), ("linear2", "fc2"), ("norm1", "self_attn_layer_norm"),
-                ("norm2", "final_layer_norm"), ("self_attn.out_proj", "self_attn.out_proj")]
-_DEC_RENAMES = [("linear1", "fc1"), ("linear2", "fc2"), ("norm1", "self_attn_layer_norm"),
-                ("norm2", "encoder_attn_layer_norm"), ("norm3", "final_layer_norm"),
-                ("self_attn.out_proj", "self_attn.out_proj"), ("multihead_attn.out_proj", "encoder_attn.out_proj")]
-_TOP_RENAMES = [("transformer.decoder.norm.", "model.decoder.layernorm."), ("input_proj.", "model.input_projection."),
-                ("query_embed.", "model.query_position_embeddings."), ("class_embed.", "class_labels_classifier."),
-                ("bbox_embed.", "bbox_predictor."), ("backbone.0.body.", HF_BACKBONE)]
-
 
 # ----------------------------------------------------------------------------------------------
 # reading files
@@ -86,78 +74,6 @@ def strip_wrappers(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
                 if k.startswith(p):
                     k, changed = k[len(p):], True
         out[k] = v
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# HuggingFace key mapping (both directions)
-
-def detr_to_hf(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """hoikit/official DETR keys -> ``DetrForObjectDetection`` keys (in_proj split into q/k/v)."""
-    out: Dict[str, Tensor] = {}
-    for k, v in sd.items():
-        m = re.match(r"transformer\.(encoder|decoder)\.layers\.(\d+)\.(.+)$", k)
-        if m is None:
-            for a, b in _TOP_RENAMES:
-                if k.startswith(a):
-                    out[b + k[len(a):]] = v
-                    break
-            else:
-                raise CheckpointError(f"key '{k}' has no HuggingFace equivalent")
-            continue
-        part, i, rest = m.groups()
-        base = f"model.{part}.layers.{i}."
-        attn = re.match(r"(self_attn|multihead_attn)\.in_proj_(weight|bias)$", rest)
-        if attn:
-            hf_attn = "self_attn" if attn.group(1) == "self_attn" else "encoder_attn"
-            for name, chunk in zip(("q_proj", "k_proj", "v_proj"), v.chunk(3, dim=0)):
-                out[f"{base}{hf_attn}.{name}.{attn.group(2)}"] = chunk.clone()
-            continue
-        for a, b in (_ENC_RENAMES if part == "encoder" else _DEC_RENAMES):
-            if rest.startswith(a + "."):
-                out[base + b + rest[len(a):]] = v
-                break
-        else:
-            raise CheckpointError(f"key '{k}' has no HuggingFace equivalent")
-    return out
-
-
-def hf_to_detr(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """``DetrForObjectDetection`` keys -> hoikit/official DETR keys (q/k/v concatenated into in_proj).
-
-    Raises:
-        CheckpointError: a key with no DETR equivalent, or an incomplete q/k/v triple.
-    """
-    out: Dict[str, Tensor] = {}
-    qkv: Dict[str, Dict[str, Tensor]] = {}
-    for k, v in sd.items():
-        m = re.match(r"model\.(encoder|decoder)\.layers\.(\d+)\.(.+)$", k)
-        if m is None:
-            for a, b in _TOP_RENAMES:
-                if k.startswith(b):
-                    out[a + k[len(b):]] = v
-                    break
-            else:
-                raise CheckpointError(f"unexpected key '{k}' (no DETR equivalent)")
-            continue
-        part, i, rest = m.groups()
-        base = f"transformer.{part}.layers.{i}."
-        attn = re.match(r"(self_attn|encoder_attn)\.(q_proj|k_proj|v_proj)\.(weight|bias)$", rest)
-        if attn:
-            name = "self_attn" if attn.group(1) == "self_attn" else "multihead_attn"
-            qkv.setdefault(f"{base}{name}.in_proj_{attn.group(3)}", {})[attn.group(2)] = v
-            continue
-        for a, b in (_ENC_RENAMES if part == "encoder" else _DEC_RENAMES):
-            if rest.startswith(b + "."):
-                out[base + a + rest[len(b):]] = v
-                break
-        else:
-            raise CheckpointError(f"unexpected key '{k}' (no DETR equivalent)")
-    for key, parts in qkv.items():
-        for p in ("q_proj", "k_proj", "v_proj"):
-            if p not in parts:
-                raise CheckpointError(f"key '{key}': HuggingFace {p} missing for this attention layer")
-        out[key] = torch.cat([parts["q_proj"], parts["k_proj"], parts["v_proj"]], dim=0)
     return out
 
 
@@ -313,3 +229,73 @@ def load_detr(path, **overrides):
     check_state_dict(model, sd, str(path))
     model.load_state_dict(sd, strict=True)
     return model, info
+
+
+# ----------------------------------------------------------------------------------------------
+# conversion to a hoikit checkpoint (`hoikit convert detr`)
+
+def _class_meta(classes: str, num_classes: int, path: str) -> Dict:
+    from ..data.metadata import DatasetMeta, hicodet_meta, vcoco_meta
+
+    if classes == "generic":
+        return DatasetMeta("detector", [f"class_{i}" for i in range(num_classes)]).to_dict()
+    meta = hicodet_meta() if classes == "hicodet" else vcoco_meta()
+    if len(meta.objects) != num_classes:
+        raise CheckpointError(f"{path}: key 'class_embed.weight' has {num_classes} + 1 rows but --classes "
+                              f"{classes} names {len(meta.objects)} classes")
+    return meta.to_dict()
+
+
+def convert_detr_checkpoint(src, out, classes: str = "generic", dilation: Optional[bool] = None) -> Dict:
+    """Convert any supported DETR file into a hoikit checkpoint (``model.arch = detr``).
+
+    The weights are checked strictly against a DETR built with the inferred architecture, and
+    stored under ``detr.*`` exactly as :class:`hoikit.models.detr.DETRDetector` names them.
+
+    Args:
+        src: input file. out: output ``.pth``. classes: ``generic | hicodet | vcoco`` class names.
+        dilation: DC5 when the file cannot tell (overrides the inferred value).
+
+    Returns:
+        the info dict of :func:`read_detr_weights` (plus ``out``).
+    """
+    from ..config import Config, DETRConfig, to_dict
+    from ..engine.checkpoint import FORMAT, VERSION, save_checkpoint
+    from .detr import build_detr
+
+    sd, info = read_detr_weights(src)
+    if dilation is not None:
+        info["dilation"], info["dilation_known"] = bool(dilation), True
+    cfg = Config()
+    cfg.model.arch = "detr"
+    fields = {k: info[k] for k in DETRConfig.__dataclass_fields__ if k in info}
+    cfg.model.detr = DETRConfig(**fields)
+    with torch.device("meta"):  # shapes only: no memory for a second copy of the weights
+        check_state_dict(build_detr(cfg.model.detr), sd, str(src))
+    meta = _class_meta(classes, info["num_classes"], str(src))
+    save_checkpoint({"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "meta": meta,
+                     "model": {"detr." + k: v.contiguous() for k, v in sd.items()},
+                     "source": {"path": str(src), "format": info["format"]}}, out)
+    return {**info, "out": str(out)}
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--src", required=True, help="DETR file: official .pth, UPT .pth, HuggingFace "
+                        ".bin/.safetensors, hoikit checkpoint or bare state dict")
+    parser.add_argument("--out", required=True, help="hoikit checkpoint to write")
+    parser.add_argument("--classes", default="generic", choices=["generic", "hicodet", "vcoco"],
+                        help="class names stored in the checkpoint meta (must match num_classes)")
+    parser.add_argument("--dc5", action="store_true", default=None,
+                        help="the file is a DC5 model (weights cannot tell; official files say so in args)")
+
+
+def run_cli(args) -> int:
+    info = convert_detr_checkpoint(args.src, args.out, args.classes, args.dc5)
+    dc5 = ("yes" if info["dilation"] else "no") + ("" if info["dilation_known"] else " (assumed; pass --dc5 if not)")
+    print(f"source format: {info['format']}")
+    print(f"backbone:      {info['backbone']}  DC5: {dc5}")
+    print(f"num_classes:   {info['num_classes']} (+1 no-object)")
+    print(f"transformer:   d={info['hidden_dim']} heads={info['nheads']} enc={info['enc_layers']} "
+          f"dec={info['dec_layers']} ffn={info.get('dim_feedforward')} queries={info['num_queries']}")
+    print(f"wrote {info['out']}")
+    return 0
