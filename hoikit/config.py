@@ -117,6 +117,14 @@ class RmLRConfig:
     lambda_w_m: float = 1.0          # IRM word-level
     lambda_s_a: float = 0.1          # IRE sentence-level
     lambda_w_a: float = 0.1          # IRE word-level
+    # readings the paper leaves open (docs/method-notes-rmlr.md)
+    ire_pool: str = "masked"         # GAP of the masked RoI: masked (mean over kept cells) | full
+    ire_ffn: int = 1024              # IRE encoder FFN width
+    word_scope: str = "image"        # words a pair attends to (Eq. 13-14): image | pair
+    word_context: str = "joint"      # word embeddings from the [SEP]-joined text | each sub-sentence
+    query_stop_grad: bool = False    # detach the visual query of the cross-attention
+    language_reasoning: bool = False  # also classify language-enhanced IRM tokens in training
+    text_dim: int = 0                # D_l; 0 = read from the text encoder's config.json
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 
@@ -126,7 +134,7 @@ class SG2HOIConfig:
 
     variant: str = "cls"             # rand | clip | cls | pool (Table I)
     hidden_dim: int = 256
-    seg_dim: int = 256               # C' channel reduction
+    seg_dim: int = 128               # C' channel reduction; Eq. (3): hidden_dim d = 2 C'
     enc_layers: int = 6
     rel_dec_layers: int = 6
     r2i_layers: int = 3
@@ -139,7 +147,7 @@ class SG2HOIConfig:
     dropout: float = 0.1
     # ablation switches (Tables VI-VIII)
     hss: str = "full"                # full | none (-HSS) | det (HSSD) | glove (HSSG)
-    vl_distill: str = "cls"          # cls | pool | none (-VLpool) ; loss via vl_loss
+    vl_distill: str = "auto"         # auto (follows variant) | cls | pool | none (-VLpool) ; loss via vl_loss
     vl_loss: str = "l1"              # l1 | l2 (VLl2)
     feature_transform: bool = True   # -FETR when False
     query_transform: bool = True     # -QUTR when False
@@ -152,6 +160,13 @@ class SG2HOIConfig:
     lambda_seg: float = 2.0
     lambda_algn: float = 4.0
     clip_path: str = ""              # local CLIP directory (transformers); empty = no CLIP
+    # choices the paper leaves open (docs/method-notes-sg2hoi.md)
+    hss_assign: str = "argmax"       # semantic map per position: argmax | soft
+    seg_convs: int = 5               # BBSeg 3x3 conv + BN layers (Section IV-D)
+    eos_coef: float = 0.1            # weight of no-object / no-relation targets of unmatched queries
+    train_unmatched: bool = True     # False = the paper's literal "no loss for unmatched pairs"
+    verb_loss: str = "focal"         # focal (QPIC) | bce
+    clip_cls_lr: float = 1e-5        # text-initialised classifier weights (Section IV-D)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 

@@ -1,0 +1,121 @@
+"""Build SG2HOI+ from the typed config (``model.sg2hoi``, ``model.detr`` for the backbone, ``train``).
+
+Variants (Table I): ``rand`` = random classifiers, no distillation; ``clip`` = text-initialised
+classifiers, no distillation; ``cls`` / ``pool`` = text-initialised classifiers + distillation of
+``f_en[CLS]`` / ``f_en[pool]``. ``vl_distill`` (auto | cls | pool | none) overrides the variant's
+distillation source (``none`` = -VLpool, Table VII).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from ...config import Config
+from ...data.metadata import DatasetMeta
+from ...errors import ConfigError
+from ..backbone import build_backbone
+from ..clip import load_clip
+from .criterion import SG2HOICriterion
+from .encoder import SG2HOIEncoder, VLDistillHead
+from .hoi_decoder import HOIDecoder
+from .model import TASKS, SG2HOIPlus
+from .relation_decoder import RelationDecoder
+from .segmentation import SemanticSpatialAggregation, union_vocabulary
+from .semantics import TextTables, object_prompt, predicate_prompt, verb_prompt
+from .transfer import CrossAttentionStack, QueryTransform, R2ITransformer
+
+log = logging.getLogger("hoikit")
+
+VARIANTS = ("rand", "clip", "cls", "pool")
+NO_CLIP_NOTICE = ("SG2HOI+: no CLIP directory (model.sg2hoi.clip_path is empty): class embeddings come from "
+                  "the offline text encoder (model.sg2hoi.text) and vision-language distillation (Eq. 5) is OFF")
+
+
+def distill_source(variant: str, vl_distill: str) -> Optional[str]:
+    """Effective distillation feature: None, ``cls`` or ``pool``."""
+    if variant not in VARIANTS:
+        raise ConfigError(f"model.sg2hoi.variant: unknown value '{variant}' (choose {' | '.join(VARIANTS)})")
+    if vl_distill == "auto":
+        return variant if variant in ("cls", "pool") else None
+    if vl_distill == "none":
+        return None
+    if vl_distill in ("cls", "pool"):
+        return vl_distill
+    raise ConfigError(f"model.sg2hoi.vl_distill: unknown value '{vl_distill}' (choose auto | cls | pool | none)")
+
+
+def phase_for_epoch(cfg: Config, epoch: int) -> str:
+    """Two-phase schedule (Section IV-D): SGG only for ``train.sgg_epochs`` epochs, then ``train.task``."""
+    return "sgg" if epoch < cfg.train.sgg_epochs and cfg.train.task == "joint" else cfg.train.task
+
+
+def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta]) -> SG2HOIPlus:
+    """Build the model.
+
+    Args:
+        cfg: full config. meta_sgg: SGG dataset metadata (objects + predicates) or None.
+        meta_hoi: HOI dataset metadata (objects + verbs) or None. At least one is needed; ``train.task``
+            ``sgg`` needs ``meta_sgg``, ``hoi`` needs ``meta_hoi``, ``joint`` both.
+    """
+    sg, task = cfg.model.sg2hoi, cfg.train.task
+    if task not in TASKS:
+        raise ConfigError(f"train.task: unknown value '{task}' (choose {' | '.join(TASKS)})")
+    if (task in ("joint", "sgg") and meta_sgg is None) or (task in ("joint", "hoi") and meta_hoi is None):
+        raise ConfigError(f"train.task={task}: needs {'both an SGG and an HOI' if task == 'joint' else 'an ' + task.upper()} dataset")
+    if meta_sgg is not None and not meta_sgg.predicates:
+        raise ConfigError(f"SG2HOI+: SGG dataset '{meta_sgg.name}' has no predicates")
+    d = sg.hidden_dim
+    if d != 2 * sg.seg_dim:
+        raise ConfigError(f"model.sg2hoi.hidden_dim={d} must equal 2 * seg_dim={2 * sg.seg_dim} (Eq. 3: d = 2C')")
+    if sg.hss_assign not in ("argmax", "soft"):
+        raise ConfigError(f"model.sg2hoi.hss_assign: unknown value '{sg.hss_assign}' (choose argmax | soft)")
+    if sg.verb_loss not in ("focal", "bce"):
+        raise ConfigError(f"model.sg2hoi.verb_loss: unknown value '{sg.verb_loss}' (choose focal | bce)")
+    source = distill_source(sg.variant, sg.vl_distill)
+
+    clip = load_clip(sg.clip_path) if sg.clip_path else None
+    if clip is None:
+        log.warning(NO_CLIP_NOTICE)                                   # said once, at build time
+    text = TextTables(clip, sg.text)
+
+    backbone = build_backbone(cfg.model.detr.backbone, cfg.model.detr.dilation,
+                              train_backbone=cfg.train.lr_backbone > 0)
+    # BBSeg classes: union of the two datasets' object vocabularies (method notes)
+    union, (map_sgg, map_hoi) = union_vocabulary(meta_sgg.objects if meta_sgg else None,
+                                                 meta_hoi.objects if meta_hoi else None)
+    seg_embed = text.seg_table(union, sg.hss)
+    hss = SemanticSpatialAggregation(backbone.num_channels, sg.seg_dim, seg_embed, use_hss=sg.hss != "none",
+                                     assign=sg.hss_assign, num_convs=sg.seg_convs)
+    encoder = SG2HOIEncoder(sg.seg_dim, d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.enc_layers)
+    distill = VLDistillHead(d, clip.embed_dim, source, sg.vl_loss) if (source and clip is not None) else None
+
+    text_init = sg.variant != "rand"
+    sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
+    predicates = meta_sgg.predicates if meta_sgg else []
+    rel_decoder = RelationDecoder(
+        d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.rel_dec_layers, sg.num_rel_queries,
+        len(sgg_objects), len(predicates),
+        object_text=text.prompts([object_prompt(n) for n in sgg_objects]) if text_init else None,
+        predicate_text=text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None)
+
+    r2i = feat_tr = query_tr = hoi_decoder = None
+    if meta_hoi is not None:
+        if sg.relq and sg.num_hoi_queries != sg.num_rel_queries:
+            log.info("SG2HOI+ RELQ: HOI queries are the %d relation queries", sg.num_rel_queries)
+        if sg.r2i:
+            r2i = R2ITransformer(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.r2i_layers)
+            if sg.feature_transform:
+                feat_tr = CrossAttentionStack(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.transform_layers)
+        if not sg.relq:
+            query_tr = QueryTransform(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.transform_layers,
+                                      sg.num_hoi_queries, enabled=sg.query_transform)
+        hoi_decoder = HOIDecoder(
+            d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.hoi_dec_layers, len(meta_hoi.objects), len(meta_hoi.verbs),
+            object_text=text.prompts([object_prompt(n) for n in meta_hoi.objects]) if text_init else None,
+            verb_text=text.prompts([verb_prompt(n) for n in meta_hoi.verbs]) if text_init else None)
+
+    criterion = SG2HOICriterion(sg.alpha_box, sg.alpha_cls, sg.alpha_rel, sg.eos_coef, sg.train_unmatched, sg.verb_loss)
+    lambda_seg = sg.lambda_seg if sg.hss != "none" else 0.0          # -HSS: lambda_1 = 0 (Table VI)
+    return SG2HOIPlus(backbone, hss, encoder, rel_decoder, distill, r2i, feat_tr, query_tr, hoi_decoder, criterion,
+                      meta_sgg, meta_hoi, {"sgg": map_sgg, "hoi": map_hoi}, clip=clip,
+                      lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=task)

@@ -1,0 +1,273 @@
+"""SG2HOI+: one-stage joint scene-graph generation and HOI detection (paper Fig. 1, Section III).
+
+images -> backbone -> channel reduction + BBSeg + semantic map + Eq. (3) -> encoder with [CLS]
+(Eq. 4) + VL distillation (Eq. 5) -> relation decoder (Eq. 6) -> R2ITrans (Eq. 7), feature and
+query transformation -> HOI decoder (Eq. 8). Losses Eq. (9)-(10).
+
+A training batch comes either from an SGG dataset (targets carry ``relations``) or from an HOI
+dataset (targets carry ``hois``): joint training alternates such batches (paper Section III-D).
+``task`` (joint | sgg | hoi, Table V) selects which set losses may be computed at all.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ...data.metadata import DatasetMeta
+from ...errors import ConfigError
+from ...ops import box_cxcywh_to_xyxy
+from ...structures import HOIPrediction, SceneGraphPrediction
+from ..detr import nested_tensor_from_images
+from .criterion import SG2HOICriterion, hoi_tuples, relation_tuples
+from .encoder import SG2HOIEncoder, VLDistillHead
+from .hoi_decoder import HOIDecoder
+from .relation_decoder import RelationDecoder
+from .segmentation import SemanticSpatialAggregation, bbseg_loss, box_seg_targets
+from .transfer import CrossAttentionStack, QueryTransform, R2ITransformer
+
+TASKS = ("joint", "sgg", "hoi")
+
+
+def batch_source(target: Dict[str, Tensor]) -> Optional[str]:
+    """Which dataset an image comes from: ``target["task"]`` if given, else ``sgg`` when it has
+    relations, ``hoi`` when it has HOIs, None when it has neither (then undecidable)."""
+    if "task" in target:
+        return str(target["task"])
+    if len(target.get("relations", ())):
+        return "sgg"
+    if len(target.get("hois", ())):
+        return "hoi"
+    return None
+
+
+class SG2HOIPlus(nn.Module):
+    """The full model. Submodules are built by :func:`hoikit.models.sg2hoi.build.build_sg2hoi`.
+
+    Args:
+        backbone: ``backbone(images, mask) -> (C5 [B, C, h, w], mask [B, h, w])``.
+        hss: :class:`SemanticSpatialAggregation`. encoder: :class:`SG2HOIEncoder`.
+        rel_decoder: :class:`RelationDecoder`. distill: :class:`VLDistillHead` or None.
+        r2i: :class:`R2ITransformer` or None (-R2ITR). feature_transform: cross-attention stack or
+            None (-FETR). query_transform: :class:`QueryTransform` or None (RELQ).
+        hoi_decoder: :class:`HOIDecoder` or None (SGG-only model). criterion: :class:`SG2HOICriterion`.
+        meta_sgg, meta_hoi: dataset metadata (either may be None). seg_maps: per dataset, class index
+            -> BBSeg (union) index. clip: frozen CLIP (kept out of the state dict) or None.
+        lambda_seg, lambda_algn: lambda_1, lambda_2 of Eq. (10). task: joint | sgg | hoi.
+    """
+
+    def __init__(self, backbone: nn.Module, hss: SemanticSpatialAggregation, encoder: SG2HOIEncoder,
+                 rel_decoder: RelationDecoder, distill: Optional[VLDistillHead], r2i: Optional[R2ITransformer],
+                 feature_transform: Optional[CrossAttentionStack], query_transform: Optional[QueryTransform],
+                 hoi_decoder: Optional[HOIDecoder], criterion: SG2HOICriterion,
+                 meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta], seg_maps: Dict[str, Tensor],
+                 clip=None, lambda_seg: float = 2.0, lambda_algn: float = 4.0, task: str = "joint"):
+        super().__init__()
+        if task not in TASKS:
+            raise ConfigError(f"train.task: unknown value '{task}' (choose {' | '.join(TASKS)})")
+        self.backbone, self.hss, self.encoder, self.rel_decoder = backbone, hss, encoder, rel_decoder
+        self.distill, self.r2i, self.feature_transform = distill, r2i, feature_transform
+        self.query_transform, self.hoi_decoder, self.criterion = query_transform, hoi_decoder, criterion
+        self.meta_sgg, self.meta_hoi = meta_sgg, meta_hoi
+        self.meta = meta_hoi if meta_hoi is not None else meta_sgg
+        for k, m in seg_maps.items():
+            self.register_buffer(f"seg_map_{k}", m, persistent=False)
+        object.__setattr__(self, "clip", clip)          # frozen teacher: not a submodule, not saved
+        self.lambda_seg, self.lambda_algn, self.task = lambda_seg, lambda_algn, task
+
+    # ------------------------------------------------------------------ forward pieces
+    def _hoi_branch(self, f_en: Tensor, en_mask: Tensor, pos: Tensor, rel: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """R2I (Eq. 7), feature / query transformation and the HOI decoder (Eq. 8)."""
+        b = f_en.shape[0]
+        q_rel = self.rel_decoder.query_embed.weight                                  # [N_rel, d]
+        rel_pos = q_rel.unsqueeze(0).expand(b, -1, -1)
+        if self.query_transform is None:                                             # RELQ
+            queries = rel_pos
+        else:
+            queries = self.query_transform(q_rel, b)
+        if self.r2i is None:                                                         # -R2ITR
+            memory, mask, mem_pos = f_en, en_mask, pos
+        else:
+            f_r2i = self.r2i(rel["f_s"], rel["f_r"], rel["f_o"], rel_pos)
+            if self.feature_transform is None:                                       # -FETR
+                memory, mask, mem_pos = f_r2i, None, rel_pos
+            else:                                                                    # F_hoi
+                memory = self.feature_transform(f_en, f_r2i, x_pos=pos, kv_pos=rel_pos)
+                mask, mem_pos = en_mask, pos
+        return self.hoi_decoder(memory, mask, mem_pos, queries)
+
+    def _seg_targets(self, targets: List[Dict[str, Tensor]], seg: Tensor, padded_hw, fmask: Tensor):
+        """Box-filled targets ``[B, No+1, h, w]`` in the union vocabulary and the valid mask."""
+        h, w = seg.shape[-2:]
+        stride = (padded_hw[0] / h, padded_hw[1] / w)
+        ys, valid = [], ~fmask
+        for i, t in enumerate(targets):
+            src = batch_source(t) or ("hoi" if self.meta_sgg is None else "sgg" if self.meta_hoi is None else None)
+            if src is None:
+                valid = valid.clone()
+                valid[i] = False
+                labels = t["labels"].new_zeros(0)
+                boxes = t["boxes"].new_zeros(0, 4)
+            else:
+                labels = getattr(self, f"seg_map_{src}")[t["labels"].long()]
+                boxes = t["boxes"]
+            ys.append(box_seg_targets(boxes.to(seg.device), labels.to(seg.device), self.hss.num_classes, (h, w), stride))
+        return torch.stack(ys), valid
+
+    def forward(self, images: Sequence[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
+        """Args:
+            images: list of ``[3, H_i, W_i]`` normalised images.
+            targets: list of target dicts (docs/architecture.md "Batches"); required in training.
+
+        Returns:
+            training: dict of weighted scalar losses ``loss_seg``, ``loss_algn``, ``loss_rel_*``,
+            ``loss_hoi_*`` (only those that apply to this batch). eval: list per image of
+            ``{"sgg": {...}, "hoi": {...}}`` with boxes in transformed-image pixels (see :meth:`_predict`).
+        """
+        tensor, mask = nested_tensor_from_images(list(images))
+        feats, fmask = self.backbone(tensor, mask)
+        v, f_agg, seg = self.hss(feats)
+        f_en, en_mask, pos = self.encoder(v, f_agg, fmask)                                     # Eq. (4)
+        rel = self.rel_decoder(f_en, en_mask, pos)                                              # Eq. (6)
+        if not self.training:
+            hoi = self._hoi_branch(f_en, en_mask, pos, rel) if self.hoi_decoder is not None else None
+            return self._predict(rel, hoi, images)
+        if targets is None:
+            raise ConfigError("SG2HOI+ forward in training mode needs targets")
+        sources = {batch_source(t) for t in targets}
+        losses: Dict[str, Tensor] = {}
+        if seg is not None and self.lambda_seg > 0:                                            # Eq. (2)
+            y, valid = self._seg_targets(targets, seg, tensor.shape[-2:], fmask)
+            losses["loss_seg"] = self.lambda_seg * bbseg_loss(seg, y, valid)
+        if self.distill is not None and self.clip is not None and self.lambda_algn > 0:        # Eq. (5)
+            if self.clip.in_mean.device != tensor.device:
+                self.clip.to(tensor.device)
+            f_clip = self.clip.encode_image(list(images))
+            losses["loss_algn"] = self.lambda_algn * self.distill(f_en, en_mask, f_clip)
+        if "sgg" in sources and self.task in ("joint", "sgg") and self.meta_sgg is not None:
+            sel = [i for i, t in enumerate(targets) if batch_source(t) == "sgg"]
+            out = {k: x[sel] for k, x in rel.items()}
+            losses.update(self.criterion.relation_losses(out, [relation_tuples(targets[i]) for i in sel]))
+        if "hoi" in sources and self.task in ("joint", "hoi") and self.hoi_decoder is not None:
+            sel = [i for i, t in enumerate(targets) if batch_source(t) == "hoi"]
+            hoi = self._hoi_branch(f_en, en_mask, pos, rel)                                     # Eq. (7)-(8)
+            out = {k: x[sel] for k, x in hoi.items()}
+            nv = hoi["verb_logits"].shape[-1]
+            losses.update(self.criterion.hoi_losses(out, [hoi_tuples(targets[i], nv) for i in sel]))
+        return losses                                                                           # Eq. (10)
+
+    # ------------------------------------------------------------------ inference
+    @staticmethod
+    def _pixels(boxes: Tensor, image: Tensor) -> Tensor:
+        h, w = image.shape[-2:]
+        return box_cxcywh_to_xyxy(boxes) * boxes.new_tensor([w, h, w, h])
+
+    @torch.no_grad()
+    def _predict(self, rel: Dict[str, Tensor], hoi: Optional[Dict[str, Tensor]], images: Sequence[Tensor]):
+        """Per image: ``sgg`` = sub/obj boxes ``[N_rel, 4]`` xyxy pixels, labels and scores (best
+        foreground class), ``predicate_scores [N_rel, Nr+1]`` softmax with no-relation in column 0;
+        ``hoi`` = human/object boxes, ``human_scores``, ``obj_labels``, ``obj_scores`` and
+        ``verb_scores [N_hoi, V] = sigmoid(verb) * s_h * s_o`` (QPIC's scoring)."""
+        results = []
+        for i, img in enumerate(images):
+            ps, po = rel["sub_logits"][i].softmax(-1)[:, :-1], rel["obj_logits"][i].softmax(-1)[:, :-1]
+            pr = rel["rel_logits"][i].softmax(-1)
+            sg = {"sub_boxes": self._pixels(rel["sub_boxes"][i], img), "obj_boxes": self._pixels(rel["obj_boxes"][i], img),
+                  "sub_scores": ps.max(-1).values, "sub_labels": ps.argmax(-1),
+                  "obj_scores": po.max(-1).values, "obj_labels": po.argmax(-1),
+                  "predicate_scores": torch.cat([pr[:, -1:], pr[:, :-1]], -1)}
+            out = {"sgg": sg, "size": (img.shape[-1], img.shape[-2])}
+            if hoi is not None:
+                sh = hoi["human_logits"][i].softmax(-1)[:, 0]
+                pobj = hoi["obj_logits"][i].softmax(-1)[:, :-1]
+                so, lo = pobj.max(-1)
+                out["hoi"] = {"human_boxes": self._pixels(hoi["human_boxes"][i], img),
+                              "obj_boxes": self._pixels(hoi["obj_boxes"][i], img), "human_scores": sh,
+                              "obj_scores": so, "obj_labels": lo,
+                              "verb_scores": hoi["verb_logits"][i].sigmoid() * (sh * so)[:, None]}
+            results.append(out)
+        return results
+
+    def postprocess(self, outputs: List[Dict], targets_or_sizes, task: Optional[str] = None):
+        """Eval outputs -> :class:`HOIPrediction` (``task="hoi"``, default when the model has an HOI
+        head) or :class:`SceneGraphPrediction` (``task="sgg"``) per image, in original pixels.
+
+        Args:
+            outputs: eval-mode :meth:`forward` result.
+            targets_or_sizes: per image a target dict with ``orig_size`` (W, H), or an original
+                ``(W, H)``; boxes are scaled by ``orig_size / size``.
+        """
+        task = task or ("hoi" if self.hoi_decoder is not None else "sgg")
+        preds = []
+        for out, t in zip(outputs, targets_or_sizes):
+            ow, oh = [float(x) for x in (t["orig_size"] if isinstance(t, dict) else t)]
+            w, h = out["size"]
+            scale = torch.tensor([ow / w, oh / h, ow / w, oh / h])
+            if task == "sgg":
+                s = out["sgg"]
+                n = len(s["sub_boxes"])
+                boxes = torch.cat([s["sub_boxes"], s["obj_boxes"]]).cpu() * scale
+                preds.append(SceneGraphPrediction(
+                    boxes=boxes.numpy().astype(np.float32),
+                    labels=torch.cat([s["sub_labels"], s["obj_labels"]]).cpu().numpy().astype(np.int64),
+                    scores=torch.cat([s["sub_scores"], s["obj_scores"]]).cpu().numpy().astype(np.float32),
+                    pairs=np.stack([np.arange(n), np.arange(n) + n], 1).astype(np.int64),
+                    predicate_scores=s["predicate_scores"].cpu().numpy().astype(np.float32)))
+            elif task == "hoi":
+                s = out["hoi"]
+                n = len(s["human_boxes"])
+                person = self.meta_hoi.person_label
+                boxes = torch.cat([s["human_boxes"], s["obj_boxes"]]).cpu() * scale
+                labels = torch.cat([torch.full((n,), person, dtype=torch.long), s["obj_labels"].cpu()])
+                preds.append(HOIPrediction(
+                    boxes=boxes.numpy().astype(np.float32), labels=labels.numpy().astype(np.int64),
+                    box_scores=torch.cat([s["human_scores"], s["obj_scores"]]).cpu().numpy().astype(np.float32),
+                    pairs=np.stack([np.arange(n), np.arange(n) + n], 1).astype(np.int64),
+                    verb_scores=s["verb_scores"].cpu().numpy().astype(np.float32)))
+            else:
+                raise ConfigError(f"postprocess task '{task}': choose sgg | hoi")
+        return preds
+
+    # ------------------------------------------------------------------ optimisation
+    def param_groups(self, cfg, phase: Optional[str] = None) -> List[Dict]:
+        """Optimizer parameter groups with the paper's learning rates (Section IV-D).
+
+        Phases: ``sgg`` (phase 1: backbone ``train.lr_backbone``, SGG part ``train.lr``, HOI part not
+        trained), ``joint`` (phase 2: HOI part ``train.lr``, SGG part ``train.sgg_lr``, backbone
+        ``train.lr_backbone``), ``hoi`` (single-task HOI: everything but the backbone at ``train.lr``).
+        Text-initialised classifier weights always use ``model.sg2hoi.clip_cls_lr``. The default phase
+        follows ``train.task`` (``joint`` -> ``joint``).
+
+        Returns:
+            list of ``{"params", "lr", "name"}`` dicts (empty groups dropped).
+        """
+        from .heads import TextClassifier
+        phase = phase or cfg.train.task
+        if phase not in TASKS:
+            raise ConfigError(f"param_groups phase '{phase}': choose {' | '.join(TASKS)}")
+        text_w = {id(m.weight) for m in self.modules() if isinstance(m, TextClassifier)}
+        hoi_modules = [m for m in (self.r2i, self.feature_transform, self.query_transform, self.hoi_decoder) if m is not None]
+        hoi_ids = {id(p) for m in hoi_modules for p in m.parameters()}
+        bb_ids = {id(p) for p in self.backbone.parameters()}
+        lr, sg = cfg.train.lr, cfg.model.sg2hoi
+        rates = {"sgg": {"backbone": cfg.train.lr_backbone, "sgg": lr, "hoi": None},
+                 "joint": {"backbone": cfg.train.lr_backbone, "sgg": cfg.train.sgg_lr, "hoi": lr},
+                 "hoi": {"backbone": cfg.train.lr_backbone, "sgg": lr, "hoi": lr}}[phase]
+        groups: Dict[str, List] = {"backbone": [], "sgg": [], "hoi": [], "sgg_text_cls": [], "hoi_text_cls": []}
+        for p in self.parameters():
+            if not p.requires_grad:
+                continue
+            part = "backbone" if id(p) in bb_ids else "hoi" if id(p) in hoi_ids else "sgg"
+            if id(p) in text_w:
+                part += "_text_cls"
+            groups[part].append(p)
+        out = []
+        for name, params in groups.items():
+            base = name.split("_")[0]
+            if not params or rates[base] is None:
+                continue
+            out.append({"params": params, "lr": sg.clip_cls_lr if name.endswith("text_cls") else rates[base],
+                        "name": name})
+        return out
