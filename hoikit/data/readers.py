@@ -175,6 +175,8 @@ def open_reader(format: str, anno, images=None, **kw):
     """
     if format in ("hicodet", "synth"):
         from .hicodet import HICODetReader
+        if format == "synth":
+            kw.setdefault("name", "synth")
         return HICODetReader(anno, images, **kw)
     if format == "vcoco":
         from .vcoco import VCOCOReader

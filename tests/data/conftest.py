@@ -93,3 +93,9 @@ def vg_writer():
 def image_writer():
     """The ``blank_images(directory, [(file_name, (W, H)), ...])`` helper."""
     return blank_images
+
+
+@pytest.fixture(scope="session")
+def hico_test_json(shared_data):
+    """The parsed real HICO-DET test file (read once per session; copy before mutating)."""
+    return json.loads((shared_data / "hicodet" / "instances_test2015.json").read_text())
