@@ -64,9 +64,12 @@ def load_checkpoint(path: os.PathLike, map_location="cpu", require_format: bool 
         with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
             state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to load (not weights-only safe): {first}") from None
-    except Exception as e:  # truncated / not a torch file
+        # torch's weights-only unpickler names the offending global ("Unsupported global: GLOBAL x.y")
+        unsafe = [ln.strip() for ln in str(e).splitlines() if "Unsupported global" in ln]
+        if unsafe:
+            raise CheckpointError(f"{path}: refused to load (not weights-only safe): {unsafe[0].split(' was not')[0]}") from None
+        raise CheckpointError(f"{path}: cannot read checkpoint (corrupt or not a torch file)") from None
+    except Exception as e:  # truncated zip, wrong magic, ...
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: "
                               f"{str(e).strip().splitlines()[0] if str(e).strip() else 'corrupt'})") from None
     if require_format and (not isinstance(state, dict) or state.get("format") != FORMAT):

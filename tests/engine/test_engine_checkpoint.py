@@ -1,0 +1,81 @@
+"""Atomic checkpoint writes, safe and strict loads, RNG round trip."""
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hoikit.engine import checkpoint as C
+from hoikit.errors import CheckpointError
+
+
+def _model():
+    return nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+
+
+def test_crash_during_save_leaves_previous_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    m = _model()
+    C.save_checkpoint(C.model_checkpoint(m, {"name": "a"}, {}), path)
+    before = path.read_bytes()
+
+    def crashing_save(obj, f):  # writes half a file, then the process "dies"
+        f.write(b"\x80\x02partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(C.torch, "save", crashing_save)
+    with pytest.raises(OSError):
+        C.save_checkpoint(C.model_checkpoint(_model(), {"name": "b"}, {}), path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temp file left behind
+    assert C.load_checkpoint(path)["config"] == {"name": "a"}
+
+
+def test_strict_model_state_names_the_key(tmp_path):
+    m = _model()
+    sd = {k: v.clone() for k, v in m.state_dict().items()}
+    bad = dict(sd, **{"1.weight": torch.zeros(5, 4)})
+    with pytest.raises(CheckpointError, match=r"key 'model.1.weight' has shape \(5, 4\), the model expects \(2, 4\)"):
+        C.load_model_state(m, bad, "x.pt")
+    missing = {k: v for k, v in sd.items() if k != "0.bias"}
+    with pytest.raises(CheckpointError, match=r"x.pt: key 'model.0.bias' missing"):
+        C.load_model_state(m, missing, "x.pt")
+    with pytest.raises(CheckpointError, match=r"unexpected key 'model.extra'"):
+        C.load_model_state(m, dict(sd, extra=torch.zeros(1)), "x.pt")
+    other = _model()
+    C.load_model_state(other, sd, "x.pt")
+    assert all(torch.equal(other.state_dict()[k], sd[k]) for k in sd)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_unsafe_or_foreign_files_are_refused(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "hoikit", "model": {}, "config": {}, "x": _Evil()}, evil)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        C.load_checkpoint(evil)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a hoikit checkpoint"):
+        C.load_checkpoint(foreign)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        C.load_checkpoint(junk)
+    with pytest.raises(CheckpointError, match="checkpoint file not found"):
+        C.load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_rng_state_round_trip_through_a_file(tmp_path):
+    random.seed(1), np.random.seed(2), torch.manual_seed(3)
+    np.random.randn()  # leaves a cached gaussian in numpy's state
+    C.save_checkpoint({"format": "hoikit", "model": {}, "config": {}, "rng": C.rng_state()}, tmp_path / "r.pt")
+    expected = (random.random(), np.random.randn(), torch.rand(3))
+    random.seed(9), np.random.seed(9), torch.manual_seed(9)
+    C.set_rng_state(C.load_checkpoint(tmp_path / "r.pt")["rng"])
+    got = (random.random(), np.random.randn(), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
