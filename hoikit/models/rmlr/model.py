@@ -1,0 +1,237 @@
+"""UPT / RmLR: a frozen DETR, UPT's interaction head, and RmLR's IRE and cross-modal learning.
+
+With ``use_ire=False`` and no knowledge transfer the model *is* UPT (module and key names of
+fredzzhang/upt: ``detector.*`` + ``interaction_head.*``). RmLR adds (Sec. 3.2-3.5):
+
+    m = IRE(C5, pair boxes)                        Eq. (4)-(5)   ``ire``
+    g = FC(GAP(C5))                                Eq. (6)       ``ire.fc_g``
+    H = FC(cat(g, s~, m))                          Eq. (9)       ``fusion``   (s~ = UPT pair token)
+    O = F_IR(H);  P = FFN_o(O)                     Eq. (20)      ``interaction_head.comp_layer`` / ``box_pair_predictor``
+    L = l_hoi L_hoi + l_s^m L_s^m + l_w^m L_w^m + l_s^a L_s^a + l_w^a L_w^a     Eq. (22)
+
+The text branch (text encoder, ``cml_ire`` / ``cml_irm``) runs only in training; the text encoder
+is created on the first training step that needs it, never at inference.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ...errors import DataError
+from ...losses.focal import interaction_focal_loss
+from ...structures import HOIPrediction
+from .cross_modal import CrossModalBranch
+from .interaction_head import InteractionHead
+from .pairs import associate_with_ground_truth, detr_boxes_and_scores, hoi_targets, select_detections
+from .relation_encoder import InteractiveRelationEncoder
+from .text_knowledge import encode_knowledge, image_sentences
+
+
+class RmLR(nn.Module):
+    """UPT (``use_ire=False``, no transfer) or RmLR.
+
+    Args:
+        detector: frozen DETR following docs/architecture.md (``forward(images) -> dict``).
+        interaction_head: :class:`InteractionHead`.
+        meta: :class:`~hoikit.data.metadata.DatasetMeta` (object and verb names for the text).
+        human_idx: detector class of "person".
+        ire: IRE module, or None (plain model / "w/o Rm").
+        fusion: Eq. (9) FC ``(2*ire_dim + R) -> R``; present iff ``ire`` is.
+        cml_ire / cml_irm: cross-modal branches for IRE / IRM knowledge transfer, or None.
+        transfer: which alignment losses are on: subset of {"s_a", "w_a", "s_m", "w_m"}.
+        text_loader: zero-argument callable returning the frozen text encoder (called lazily).
+        weights: Eq. (22) loss weights ``{"hoi", "s_m", "w_m", "s_a", "w_a"}``.
+        word_context: ``joint`` | ``separate`` (see text_knowledge.py).
+        language_reasoning: also classify the language-enhanced IRM tokens in training.
+        alpha, gamma: focal loss (Eq. 21). prior_power: ``(train, test)`` exponents p.
+        score_thresh, nms_thresh, min_instances, max_instances, fg_iou_thresh: UPT pairing.
+    """
+
+    def __init__(self, detector: nn.Module, interaction_head: InteractionHead, meta, human_idx: int,
+                 ire: Optional[InteractiveRelationEncoder] = None, fusion: Optional[nn.Module] = None,
+                 cml_ire: Optional[CrossModalBranch] = None, cml_irm: Optional[CrossModalBranch] = None,
+                 transfer: Sequence[str] = (), text_loader: Optional[Callable] = None,
+                 weights: Optional[Dict[str, float]] = None, word_context: str = "joint",
+                 language_reasoning: bool = False, alpha: float = 0.5, gamma: float = 0.2,
+                 prior_power=(1.0, 2.8), score_thresh: float = 0.2, nms_thresh: float = 0.5,
+                 min_instances: int = 3, max_instances: int = 15, fg_iou_thresh: float = 0.5):
+        super().__init__()
+        self.detector = detector
+        self.interaction_head = interaction_head
+        if ire is not None:
+            self.ire = ire
+            self.fusion = fusion
+        if cml_ire is not None:
+            self.cml_ire = cml_ire
+        if cml_irm is not None:
+            self.cml_irm = cml_irm
+        self.meta = meta
+        self.human_idx = human_idx
+        self.transfer = frozenset(transfer)
+        self.text_loader = text_loader
+        self._text_encoder = None        # plain attribute, never part of the state dict
+        self.weights = {**dict(hoi=1.0, s_m=1.0, w_m=1.0, s_a=1.0, w_a=1.0), **(weights or {})}
+        self.word_context = word_context
+        self.language_reasoning = language_reasoning
+        self.alpha, self.gamma = alpha, gamma
+        self.prior_power = tuple(prior_power)
+        self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
+        self.min_instances, self.max_instances = min_instances, max_instances
+        self.fg_iou_thresh = fg_iou_thresh
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def text_encoder(self):
+        """The frozen text encoder, created on first use (training only)."""
+        if self._text_encoder is None:
+            if self.text_loader is None:
+                raise DataError("RmLR knowledge transfer needs a text encoder but none was configured")
+            enc = self.text_loader()
+            enc.to(next(self.interaction_head.parameters()).device)
+            self.__dict__["_text_encoder"] = enc   # bypass nn.Module registration: not in the state dict
+        return self._text_encoder
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.detector.eval()             # frozen detector: no dropout
+        return self
+
+    def _pairs(self, images: List[Tensor]):
+        """Run DETR + pairing + reasoning. Returns per-image dicts with logits and everything else."""
+        with torch.no_grad():
+            out = self.detector(images)
+        sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        feats, fmask = out["features"], out["mask"]
+        global_upt = feats.mean(dim=(2, 3))          # UPT: AdaptiveAvgPool2d over the padded map
+        has_ire = hasattr(self, "ire")
+        if has_ire:
+            valid = ~fmask
+            x_e = self.ire.encode(feats, fmask, out.get("pos"))                      # Eq. (4)
+            g = self.ire.global_context(feats, valid)                                # Eq. (6)
+            stride = images_padded_height(images) / feats.shape[-2]
+        p = self.prior_power[0] if self.training else self.prior_power[1]
+        results = []
+        for b, size in enumerate(sizes):
+            scores, labels, boxes = detr_boxes_and_scores(out["pred_logits"][b], out["pred_boxes"][b], size)
+            props = select_detections(boxes, scores, labels, out["hs"][-1][b], self.human_idx, self.score_thresh,
+                                      self.nms_thresh, self.min_instances, self.max_instances)
+            tokens, x, y, _ = self.interaction_head.pair_tokens(props.hidden_states, props.boxes, props.labels,
+                                                                global_upt[b], size)
+            m = None
+            if has_ire and len(x):
+                m = self.ire.relation_features(x_e[b], valid[b], props.boxes[x], props.boxes[y], stride)  # Eq. (5)
+                h = self.fusion(torch.cat([g[b].expand(len(x), -1), tokens, m], dim=1))          # Eq. (9)
+            else:
+                h = tokens
+            o, _ = self.interaction_head.reason(h)                                           # F_IR
+            logits = self.interaction_head.box_pair_predictor(o)                             # Eq. (20)
+            prior = self.interaction_head.prior(x, y, props.scores, props.labels, p)
+            results.append(dict(props=props, x=x, y=y, m=m, o=o, logits=logits, prior=prior, size=size))
+        return results
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, images: List[Tensor], targets: Optional[List[dict]] = None):
+        """Args:
+            images: list of ``[3, H_i, W_i]`` normalised images.
+            targets: per image ``boxes [N, 4]`` (pixels of the transformed image), ``labels [N]``,
+                ``hois [K, 3]``; required in training.
+
+        Returns:
+            training: dict of weighted losses ``loss_hoi`` (+ ``loss_s_m``, ``loss_w_m``, ``loss_s_a``,
+            ``loss_w_a`` when on). eval: per image dict ``boxes [N, 4]``, ``scores [N]``, ``labels [N]``,
+            ``pairs [P, 2]``, ``verb_scores [P, K]`` (sigmoid(logit) * s_h^p * s_o^p on valid verbs,
+            0 elsewhere), ``size`` (W, H).
+        """
+        if self.training and targets is None:
+            raise DataError("RmLR.forward: targets are required in training mode")
+        res = self._pairs(images)
+        if not self.training:
+            return [dict(boxes=r["props"].boxes, scores=r["props"].scores, labels=r["props"].labels,
+                         pairs=torch.stack([r["x"], r["y"]], 1),
+                         verb_scores=torch.sigmoid(r["logits"]) * r["prior"].prod(0),
+                         size=torch.tensor([r["size"][1], r["size"][0]])) for r in res]
+        return self._losses(res, targets)
+
+    def _losses(self, res: list, targets: List[dict]) -> Dict[str, Tensor]:
+        k = self.interaction_head.num_verbs
+        labels, matches = [], []
+        for r, t in zip(res, targets):
+            gh, go, gv = hoi_targets(t)
+            bx = r["props"].boxes
+            lb, match = associate_with_ground_truth(bx[r["x"]], bx[r["y"]], gh.to(bx), go.to(bx), gv.to(bx.device),
+                                                    k, self.fg_iou_thresh)
+            labels.append(lb)
+            matches.append(match)
+        logits = torch.cat([r["logits"] for r in res])
+        prior = torch.cat([r["prior"].prod(0) for r in res])
+        losses = {"loss_hoi": self.weights["hoi"] * interaction_focal_loss(
+            logits, prior, torch.cat(labels), self.alpha, self.gamma)}               # Eq. (21)
+        if not self.transfer:
+            return losses
+        rows = [torch.nonzero(mt)[:, 0] for mt in matches]                          # associated pairs
+        text_rows = [torch.nonzero(mt)[:, 1] for mt in matches]                     # their sub-sentences
+        sentences = [image_sentences(t["hois"].reshape(-1, 3), t["labels"], self.meta.objects, self.meta.verbs,
+                                     self.meta.person_label) for t in targets]
+        texts = encode_knowledge(self.text_encoder, sentences, self.word_context)  # Eq. (7)-(8)
+        if "s_a" in self.transfer or "w_a" in self.transfer:
+            ms = [r["m"] if r["m"] is not None else r["o"].new_zeros(0, 1) for r in res]
+            a = self.cml_ire(ms, rows, text_rows, texts, "w_a" in self.transfer, "s_a" in self.transfer)
+            if "w_a" in self.transfer:
+                losses["loss_w_a"] = self.weights["w_a"] * a["word"]                  # Eq. (17)
+            if "s_a" in self.transfer:
+                losses["loss_s_a"] = self.weights["s_a"] * a["sentence"]              # Eq. (19)
+        if "s_m" in self.transfer or "w_m" in self.transfer:
+            mo = self.cml_irm([r["o"] for r in res], rows, text_rows, texts, "w_m" in self.transfer,
+                              "s_m" in self.transfer)
+            if "w_m" in self.transfer:
+                losses["loss_w_m"] = self.weights["w_m"] * mo["word"]                 # Eq. (16)
+            if "s_m" in self.transfer:
+                losses["loss_s_m"] = self.weights["s_m"] * mo["sentence"]             # Eq. (18)
+            if self.language_reasoning and "w_m" in self.transfer:
+                losses["loss_hoi_lang"] = self.weights["hoi"] * self._language_loss(res, labels, rows, mo["aligned"])
+        return losses
+
+    def _language_loss(self, res, labels, rows, aligned) -> Tensor:
+        """Focal loss of the classifier on the language-enhanced IRM tokens O^_a (switch
+        ``language_reasoning``); zero when no pair is associated."""
+        lg, pr, lb = [], [], []
+        for r, l, rw, al in zip(res, labels, rows, aligned):
+            if al is None:
+                continue
+            _, enhanced = al
+            lg.append(self.interaction_head.box_pair_predictor(enhanced))
+            pr.append(r["prior"].prod(0)[rw])
+            lb.append(l[rw])
+        if not lg:
+            return sum(p.sum() for p in self.interaction_head.box_pair_predictor.parameters()) * 0.0
+        return interaction_focal_loss(torch.cat(lg), torch.cat(pr), torch.cat(lb), self.alpha, self.gamma)
+
+    # ------------------------------------------------------------------ postprocess
+    def postprocess(self, outputs: List[dict], targets_or_sizes) -> List[HOIPrediction]:
+        """Eval outputs -> :class:`HOIPrediction` in original-image pixels.
+
+        Args:
+            outputs: the eval output of :meth:`forward`.
+            targets_or_sizes: per image a target dict with ``orig_size`` (W, H), or a (W, H) pair.
+        """
+        preds = []
+        for o, t in zip(outputs, targets_or_sizes):
+            orig = t["orig_size"] if isinstance(t, dict) else t
+            ow, oh = (float(v) for v in torch.as_tensor(orig).reshape(2))
+            w, h = (float(v) for v in o["size"])
+            scale = np.array([ow / w, oh / h, ow / w, oh / h], dtype=np.float32)
+            preds.append(HOIPrediction(
+                boxes=o["boxes"].detach().cpu().numpy().astype(np.float32) * scale,
+                labels=o["labels"].detach().cpu().numpy().astype(np.int64),
+                box_scores=o["scores"].detach().cpu().numpy().astype(np.float32),
+                pairs=o["pairs"].detach().cpu().numpy().astype(np.int64).reshape(-1, 2),
+                verb_scores=o["verb_scores"].detach().cpu().numpy().astype(np.float32)))
+        return preds
+
+
+def images_padded_height(images: List[Tensor]) -> float:
+    """Height of the padded batch (bottom-right padding to the largest image)."""
+    return float(max(int(im.shape[-2]) for im in images))

@@ -1,0 +1,116 @@
+"""Interactive Relation Encoder (IRE, RmLR Sec. 3.2, Fig. 3) and global context.
+
+    X_e = F_enc(X)                                   Eq. (4)
+    m   = FC(GAP(mROI(X_e, B~)))                     Eq. (5)
+    g   = FC(GAP(X))                                 Eq. (6)
+
+``X`` is the backbone's C5 map. ``F_enc`` is a 1x1 projection to ``d_model`` plus DETR's sine
+position encoding followed by ``num_layers`` post-norm transformer encoder layers (Appendix B:
+2 layers). The masked RoI keeps the feature cells whose centres fall inside the human box or the
+object box of a pair and zeroes everything else (Fig. 4: no interference from other people in
+the union box). GAP averages over the kept cells (``pool="masked"``) or over the whole valid map
+(``pool="full"``, the literal "global average"); both are switches (docs/method-notes-rmlr.md).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+
+def pair_region_mask(boxes_h: Tensor, boxes_o: Tensor, feat_hw, stride: float) -> Tensor:
+    """Binary masks of the union of the human and object *boxes* (not their bounding union).
+
+    A cell ``(r, c)`` covers pixels ``[c*stride, (c+1)*stride) x [r*stride, (r+1)*stride)``;
+    it is kept when its centre lies inside either box. The cell containing each box centre is
+    always kept so that boxes smaller than a cell still select something.
+
+    Args:
+        boxes_h, boxes_o: ``[P, 4]`` xyxy pixels of the padded image frame.
+        feat_hw: ``(h, w)`` of the feature map.
+        stride: pixels per feature cell.
+
+    Returns:
+        ``[P, h, w]`` float mask in {0, 1}.
+    """
+    h, w = int(feat_hw[0]), int(feat_hw[1])
+    dev = boxes_h.device
+    cy = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) * stride
+    cx = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5) * stride
+
+    def inside(b: Tensor) -> Tensor:
+        in_x = (cx[None] >= b[:, 0:1]) & (cx[None] <= b[:, 2:3])       # [P, w]
+        in_y = (cy[None] >= b[:, 1:2]) & (cy[None] <= b[:, 3:4])       # [P, h]
+        m = in_y[:, :, None] & in_x[:, None, :]
+        ctr_c = (((b[:, 0] + b[:, 2]) / 2) / stride).floor().long().clamp(0, w - 1)
+        ctr_r = (((b[:, 1] + b[:, 3]) / 2) / stride).floor().long().clamp(0, h - 1)
+        m[torch.arange(len(b), device=dev), ctr_r, ctr_c] = True
+        return m
+
+    return (inside(boxes_h) | inside(boxes_o)).float()
+
+
+class InteractiveRelationEncoder(nn.Module):
+    """IRE: transformer encoder over the C5 map, masked RoI, GAP, FC (Eq. 4-5), and the global
+    context FC (Eq. 6).
+
+    Args:
+        in_channels: C5 channels (2048 for R50/R101).
+        d_model: encoder width (= DETR hidden size so DETR's position encoding is reused).
+        out_dim: size of ``m`` and ``g`` (Appendix B: 512).
+        num_layers: encoder layers (Appendix B: 2).
+        pool: ``masked`` (mean over kept cells) | ``full`` (mean over the whole valid map).
+    """
+
+    def __init__(self, in_channels: int, d_model: int = 256, out_dim: int = 512, num_layers: int = 2,
+                 nheads: int = 8, dim_feedforward: int = 1024, dropout: float = 0.1, pool: str = "masked"):
+        super().__init__()
+        if pool not in ("masked", "full"):
+            raise ValueError(f"IRE pool '{pool}' is not one of masked | full")
+        self.pool = pool
+        self.input_proj = nn.Conv2d(in_channels, d_model, kernel_size=1)
+        layer = nn.TransformerEncoderLayer(d_model, nheads, dim_feedforward, dropout, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.fc_m = nn.Linear(d_model, out_dim)   # Eq. (5) FC
+        self.fc_g = nn.Linear(in_channels, out_dim)  # Eq. (6) FC
+
+    def encode(self, features: Tensor, mask: Tensor, pos: Optional[Tensor]) -> Tensor:
+        """Eq. (4). features ``[B, C, h, w]``, mask ``[B, h, w]`` (True = pad), pos ``[B, d, h, w]``
+        -> ``X_e [B, d, h, w]``."""
+        x = self.input_proj(features)
+        if pos is not None:
+            x = x + pos
+        b, d, h, w = x.shape
+        seq = self.encoder(x.flatten(2).transpose(1, 2), src_key_padding_mask=mask.flatten(1))
+        return seq.transpose(1, 2).reshape(b, d, h, w)
+
+    def relation_features(self, x_e: Tensor, valid: Tensor, boxes_h: Tensor, boxes_o: Tensor,
+                          stride: float) -> Tensor:
+        """Eq. (5) for the pairs of one image.
+
+        Args:
+            x_e: ``[d, h, w]`` encoded map of the image.
+            valid: ``[h, w]`` bool, True on non-padded cells.
+            boxes_h, boxes_o: ``[P, 4]`` pair boxes in pixels.
+            stride: pixels per cell.
+
+        Returns:
+            ``m [P, out_dim]``.
+        """
+        if len(boxes_h) == 0:
+            return x_e.new_zeros(0, self.fc_m.out_features)
+        roi = pair_region_mask(boxes_h, boxes_o, x_e.shape[-2:], stride) * valid[None].float()  # mROI
+        summed = torch.einsum("phw,dhw->pd", roi, x_e)
+        if self.pool == "masked":
+            denom = roi.flatten(1).sum(1, keepdim=True).clamp(min=1)
+        else:
+            denom = valid.float().sum().clamp(min=1).expand(len(roi), 1)
+        return self.fc_m(summed / denom)                               # FC(GAP(.))
+
+    def global_context(self, features: Tensor, valid: Tensor) -> Tensor:
+        """Eq. (6): ``g = FC(GAP(X))`` over non-padded cells. features ``[B, C, h, w]``,
+        valid ``[B, h, w]`` -> ``[B, out_dim]``."""
+        v = valid.float()[:, None]
+        pooled = (features * v).sum((2, 3)) / v.sum((2, 3)).clamp(min=1)
+        return self.fc_g(pooled)

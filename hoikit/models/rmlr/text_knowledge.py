@@ -1,0 +1,108 @@
+"""Linguistic knowledge generation (RmLR Sec. 3.3, Eq. 7-8).
+
+Every ground-truth triplet ``<person, verb, object>`` of an image is serialised as a sub-sentence
+("person ride bicycle"); the sub-sentences of an image are joined by the encoder's separator token
+("[SEP]" for BERT-family WordPiece tokenisers) into the annotation text ``T``. A frozen text encoder
+gives:
+
+- ``E_cls``: one sentence-level vector per sub-sentence, the [CLS] output of encoding that
+  sub-sentence alone (``[CLS] t_i [SEP]``), ``[T_i, D_l]``;
+- ``E_w``: word-level vectors, the outputs of the non-special tokens of the joint text (so each
+  word is contextualised by the image's other interactions; ``word_context="separate"`` takes them
+  from the per-sub-sentence encodings instead), ``[W_i, D_l]``, with the index of the sub-sentence
+  each word token belongs to.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Sequence
+
+import torch
+from torch import Tensor
+
+from ..text import FrozenTextEncoder
+
+
+@dataclass
+class ImageText:
+    """Linguistic knowledge of one image.
+
+    Attributes:
+        sentences: the ``T_i`` sub-sentences (one per ground-truth HOI row).
+        cls: ``[T_i, D_l]`` sentence-level embeddings E_cls.
+        words: ``[W_i, D_l]`` word-level embeddings E_w.
+        word_owner: ``[W_i]`` sub-sentence index of each word token.
+    """
+
+    sentences: List[str]
+    cls: Tensor
+    words: Tensor
+    word_owner: Tensor
+
+
+def triplet_sentence(subject: str, verb: str, obj: str) -> str:
+    """``<subject, verb, object>`` as plain words; underscores become spaces ("cut_with" -> "cut with")."""
+    return " ".join(s.replace("_", " ") for s in (subject, verb, obj))
+
+
+def image_sentences(hois: Tensor, labels: Tensor, objects: Sequence[str], verbs: Sequence[str],
+                    person_label: int) -> List[str]:
+    """Sub-sentences of one image, one per row of ``hois [K, 3] = (h, o, verb)``; ``labels [N]``
+    are the entity classes of the image."""
+    subj = objects[person_label]
+    return [triplet_sentence(subj, verbs[int(v)], objects[int(labels[int(o)])]) for _, o, v in hois.tolist()]
+
+
+def _words_of(batch, row: int) -> Tensor:
+    keep = ~batch.special[row]
+    return batch.hidden[row][keep]
+
+
+@torch.no_grad()
+def encode_knowledge(encoder: FrozenTextEncoder, sentences: Sequence[Sequence[str]],
+                     word_context: str = "joint") -> List[ImageText]:
+    """Eq. (7)-(8) for a batch of images.
+
+    Args:
+        encoder: frozen text encoder.
+        sentences: per image, its sub-sentences (may be empty).
+        word_context: ``joint`` (words from the [SEP]-joined text) | ``separate``.
+
+    Returns:
+        one :class:`ImageText` per image (empty tensors for an image without HOIs).
+    """
+    if word_context not in ("joint", "separate"):
+        raise ValueError(f"word_context '{word_context}' is not one of joint | separate")
+    flat = [s for ss in sentences for s in ss]
+    d = encoder.dim
+    dev = next(encoder.model.parameters()).device
+    if not flat:
+        return [ImageText(list(ss), torch.zeros(0, d, device=dev), torch.zeros(0, d, device=dev),
+                          torch.zeros(0, dtype=torch.long, device=dev)) for ss in sentences]
+    sep_batch = encoder(flat)
+    cls_all = sep_batch.hidden[:, 0]                                   # [CLS] of each sub-sentence
+    out, start = [], 0
+    joint_texts = [f" {encoder.sep_token} ".join(ss) for ss in sentences if ss]
+    joint = encoder(joint_texts) if word_context == "joint" and joint_texts else None
+    sep_id = encoder.tokenizer.sep_token_id
+    j = 0
+    for ss in sentences:
+        n = len(ss)
+        if n == 0:
+            out.append(ImageText([], cls_all.new_zeros(0, d), cls_all.new_zeros(0, d),
+                                 torch.zeros(0, dtype=torch.long, device=dev)))
+            continue
+        cls = cls_all[start:start + n]
+        if joint is not None:
+            ids = joint.input_ids[j]
+            owner_all = torch.cumsum((ids == sep_id).long(), 0) - (ids == sep_id).long()
+            keep = ~joint.special[j]
+            words, owner = joint.hidden[j][keep], owner_all[keep]
+            j += 1
+        else:
+            parts = [_words_of(sep_batch, start + k) for k in range(n)]
+            words = torch.cat(parts)
+            owner = torch.cat([torch.full((len(p),), k, dtype=torch.long, device=dev) for k, p in enumerate(parts)])
+        out.append(ImageText(list(ss), cls, words, owner.clamp(max=n - 1)))
+        start += n
+    return out

@@ -1,0 +1,143 @@
+"""UPT checkpoints (fredzzhang/upt ``{"model_state_dict": ...}``) <-> hoikit's plain RmLR model.
+
+hoikit's plain model uses UPT's own module names, so the key mapping is the identity on
+``detector.*`` (official DETR names) and ``interaction_head.*``; what this module adds is the
+strict check (every key present with the same shape, nothing left over), the inference of the
+architecture from the weights, and ``hoikit convert upt --src FILE --out FILE``.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Dict, Mapping, Tuple
+
+import torch
+from torch import Tensor
+
+from ...errors import CheckpointError
+
+DETECTOR_PREFIX = "detector."
+HEAD_PREFIX = "interaction_head."
+
+
+def upt_to_hoikit(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """UPT ``model_state_dict`` -> hoikit plain-model state dict (identity names, wrappers stripped)."""
+    from ..checkpoints import strip_wrappers
+
+    return dict(strip_wrappers(sd))
+
+
+def hoikit_to_upt(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """hoikit plain-model state dict -> UPT ``model_state_dict`` (only UPT's two modules)."""
+    bad = [k for k in sd if not (k.startswith(DETECTOR_PREFIX) or k.startswith(HEAD_PREFIX))]
+    if bad:
+        raise CheckpointError(f"key '{bad[0]}' has no UPT counterpart (only ablation=plain models convert to UPT)")
+    return dict(sd)
+
+
+def read_upt_file(path) -> Tuple[Dict[str, Tensor], Dict]:
+    """Read a UPT file and infer its architecture.
+
+    Returns:
+        (hoikit state dict, info: ``detr`` (DETRConfig fields), ``num_verbs``, ``representation_size``,
+        ``num_coop_layers``, ``num_tensors``).
+    """
+    from ..checkpoints import infer_detr_config, read_checkpoint_file
+
+    obj = read_checkpoint_file(path)
+    if not isinstance(obj, Mapping) or "model_state_dict" not in obj:
+        raise CheckpointError(f"{path}: key 'model_state_dict' missing: not a UPT checkpoint")
+    sd = upt_to_hoikit(obj["model_state_dict"])
+    for k, v in sd.items():
+        if not isinstance(v, Tensor):
+            raise CheckpointError(f"{path}: key '{k}' is a {type(v).__name__}, not a tensor")
+    key = HEAD_PREFIX + "box_pair_predictor.weight"
+    if key not in sd:
+        raise CheckpointError(f"{path}: key '{key}' missing: not a UPT checkpoint (no interaction head)")
+    det = {k[len(DETECTOR_PREFIX):]: v for k, v in sd.items() if k.startswith(DETECTOR_PREFIX)}
+    detr = infer_detr_config(det, None, str(path))
+    coop = {k.split(".")[3] for k in sd if k.startswith(HEAD_PREFIX + "coop_layer.mod_enc.")}
+    info = dict(detr={k: v for k, v in detr.items() if k != "dilation_known"}, num_verbs=int(sd[key].shape[0]),
+                representation_size=int(sd[key].shape[1]), num_coop_layers=len(coop), num_tensors=len(sd))
+    return sd, info
+
+
+def guess_meta(num_verbs: int, num_classes: int, path: str, classes: str = "auto"):
+    """HICO-DET (117 verbs, 80 objects) or V-COCO (24 action-roles) metadata for a UPT file."""
+    from ...data.metadata import hicodet_meta, vcoco_meta
+
+    if classes == "auto":
+        classes = "hicodet" if num_verbs == 117 else "vcoco" if num_verbs == 24 else "?"
+    if classes == "hicodet" and num_verbs == 117:
+        return hicodet_meta()
+    if classes == "vcoco" and num_verbs == 24:
+        return vcoco_meta()
+    raise CheckpointError(f"{path}: key 'interaction_head.box_pair_predictor.weight' has {num_verbs} verbs; "
+                          f"neither HICO-DET (117) nor V-COCO (24) (num_classes {num_classes})")
+
+
+def upt_config(info: Dict):
+    """hoikit :class:`~hoikit.config.Config` of the plain model described by ``info``."""
+    from ...config import Config, DETRConfig
+
+    cfg = Config()
+    cfg.model.arch = "rmlr"
+    cfg.model.detr = DETRConfig(**{k: v for k, v in info["detr"].items() if k in DETRConfig.__dataclass_fields__})
+    cfg.model.detr.checkpoint = ""
+    r = cfg.model.rmlr
+    r.ablation = "plain"
+    r.representation_size = info["representation_size"]
+    r.num_coop_layers = info["num_coop_layers"]
+    r.lambda_hoi = 1.0
+    return cfg
+
+
+def load_upt(path, meta=None, device: str = "cpu"):
+    """Build hoikit's UPT for a UPT file and load it strictly. Returns ``(model, info)``."""
+    from ..checkpoints import check_state_dict
+    from .build import build_rmlr
+
+    sd, info = read_upt_file(path)
+    cfg = upt_config(info)
+    meta = meta or guess_meta(info["num_verbs"], info["detr"]["num_classes"], str(path))
+    model = build_rmlr(cfg, meta).to(device)
+    check_state_dict(model, sd, str(path))
+    model.load_state_dict(sd, strict=True)
+    return model, info
+
+
+def convert_upt_checkpoint(src, out, classes: str = "auto") -> Dict:
+    """Check a UPT file key by key against hoikit's UPT (built on the meta device) and write a
+    hoikit checkpoint (``model.arch = rmlr``, ``model.rmlr.ablation = plain``)."""
+    from ...config import to_dict
+    from ...engine.checkpoint import FORMAT, VERSION, save_checkpoint
+    from ..checkpoints import check_state_dict
+    from .build import build_rmlr
+
+    sd, info = read_upt_file(src)
+    cfg = upt_config(info)
+    meta = guess_meta(info["num_verbs"], info["detr"]["num_classes"], str(src), classes)
+    with torch.device("meta"):
+        model = build_rmlr(cfg, meta)
+    check_state_dict(model, sd, str(src))
+    save_checkpoint({"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "meta": meta.to_dict(),
+                     "model": {k: v.contiguous() for k, v in sd.items()},
+                     "source": {"path": str(src), "format": "upt"}}, out)
+    return {**info, "dataset": meta.name, "out": str(out)}
+
+
+def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--src", required=True, help="UPT checkpoint (.pth with model_state_dict)")
+    parser.add_argument("--out", required=True, help="hoikit checkpoint to write")
+    parser.add_argument("--classes", default="auto", choices=["auto", "hicodet", "vcoco"],
+                        help="dataset tables stored in the checkpoint (auto: from the number of verbs)")
+
+
+def run_cli(args) -> int:
+    info = convert_upt_checkpoint(args.src, args.out, args.classes)
+    d = info["detr"]
+    print(f"source format: upt ({info['num_tensors']} tensors, all matched)")
+    print(f"detector:      DETR {d['backbone']} num_classes={d['num_classes']} (+1) queries={d['num_queries']}")
+    print(f"interaction:   {info['num_verbs']} verbs ({info['dataset']}), pair token {info['representation_size']}, "
+          f"{info['num_coop_layers']} cooperative layers")
+    print(f"wrote {info['out']}")
+    return 0

@@ -1,0 +1,122 @@
+"""Tiny UPT / RmLR end to end: ablation switches, masked RoI, prior fusion, training, inference
+without the text encoder."""
+import pytest
+import torch
+
+from hoikit.models.rmlr.build import ABLATIONS
+from hoikit.models.rmlr.relation_encoder import InteractiveRelationEncoder
+
+from rmlr_tiny import build_tiny, targets_from_detections, tiny_images
+
+EXPECTED_LOSSES = {
+    "plain": {"loss_hoi"},
+    "wo_cl": {"loss_hoi"},
+    "wo_rm": {"loss_hoi", "loss_s_m", "loss_w_m"},
+    "wo_wa": {"loss_hoi", "loss_s_a", "loss_s_m"},
+    "wo_sa": {"loss_hoi", "loss_w_a", "loss_w_m"},
+    "wo_irm_kt": {"loss_hoi", "loss_s_a", "loss_w_a"},
+    "wo_ire_kt": {"loss_hoi", "loss_s_m", "loss_w_m"},
+    "full": {"loss_hoi", "loss_s_a", "loss_w_a", "loss_s_m", "loss_w_m"},
+}
+
+
+@pytest.mark.parametrize("ablation", sorted(ABLATIONS))
+def test_ablation_switches_change_exactly_the_intended_parts(ablation, tiny_meta, tiny_bert_dir):
+    model = build_tiny(tiny_meta, ablation, tiny_bert_dir)
+    images = tiny_images()
+    targets = targets_from_detections(model, images)
+    losses = model(images, targets)
+    assert set(losses) == EXPECTED_LOSSES[ablation]
+    assert all(torch.isfinite(v) for v in losses.values())
+    tops = {k.split(".")[0] for k in model.state_dict()}
+    use_ire = ablation not in ("plain", "wo_rm")
+    assert ("ire" in tops) == use_ire and ("fusion" in tops) == use_ire
+    assert ("cml_ire" in tops) == any(k in EXPECTED_LOSSES[ablation] for k in ("loss_s_a", "loss_w_a"))
+    assert ("cml_irm" in tops) == any(k in EXPECTED_LOSSES[ablation] for k in ("loss_s_m", "loss_w_m"))
+    if ablation == "plain":
+        assert tops == {"detector", "interaction_head"}
+    # the text encoder is never part of the weights
+    assert not any("text_encoder" in k or k.startswith("model.") for k in model.state_dict())
+
+
+def test_eval_scores_are_sigmoid_times_prior_on_valid_verbs(tiny_meta):
+    model = build_tiny(tiny_meta, "plain").eval()
+    images = tiny_images()
+    with torch.no_grad():
+        res = model._pairs(images)
+        outs = model(images)
+    valid = {0: [], 1: [0, 1], 2: [0, 2]}                  # object class -> verbs (tiny_meta)
+    for r, o in zip(res, outs):
+        assert len(r["x"]) > 0
+        s = r["props"].scores
+        for i, (h, ob) in enumerate(o["pairs"].tolist()):
+            assert int(r["props"].labels[h]) == 0          # subject is a human
+            for k in range(3):
+                exp = 0.0
+                if k in valid[int(o["labels"][ob])]:
+                    exp = float(torch.sigmoid(r["logits"][i, k]) * s[h] ** 2.8 * s[ob] ** 2.8)
+                assert abs(float(o["verb_scores"][i, k]) - exp) < 1e-6
+
+
+def test_postprocess_scales_to_original_pixels(tiny_meta):
+    model = build_tiny(tiny_meta, "plain").eval()
+    images = tiny_images()
+    with torch.no_grad():
+        outs = model(images)
+    preds = model.postprocess(outs, [dict(orig_size=torch.tensor([128, 128])), (128, 96)])
+    assert torch.allclose(torch.as_tensor(preds[0].boxes), outs[0]["boxes"] * 2, atol=1e-4)
+    assert preds[1].verb_scores.shape == tuple(outs[1]["verb_scores"].shape)
+
+
+def test_masked_roi_ignores_features_outside_both_boxes():
+    torch.manual_seed(0)
+    ire = InteractiveRelationEncoder(8, d_model=8, out_dim=4, num_layers=1, nheads=2, dim_feedforward=16).eval()
+    x_e = torch.randn(8, 6, 6)
+    valid = torch.ones(6, 6, dtype=torch.bool)
+    bh, bo = torch.tensor([[0., 0., 16., 16.]]), torch.tensor([[32., 32., 48., 48.]])   # stride 8
+    m = ire.relation_features(x_e, valid, bh, bo, stride=8.0)
+    x2 = x_e.clone()
+    keep = torch.zeros(6, 6, dtype=torch.bool)
+    keep[0:2, 0:2] = True                                   # human cells (centres 4, 12)
+    keep[4:6, 4:6] = True                                   # object cells (centres 36, 44)
+    x2[:, ~keep] = torch.randn(8, int((~keep).sum())) * 100
+    assert torch.allclose(ire.relation_features(x2, valid, bh, bo, 8.0), m, atol=1e-5)
+    x3 = x_e.clone()
+    x3[:, 0, 0] += 10                                       # inside the human box: m changes
+    assert not torch.allclose(ire.relation_features(x3, valid, bh, bo, 8.0), m, atol=1e-3)
+
+
+def test_training_step_reduces_loss(tiny_meta, tiny_bert_dir):
+    model = build_tiny(tiny_meta, "full", tiny_bert_dir)
+    images = tiny_images()
+    targets = targets_from_detections(model, images)
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert not any(p.requires_grad for p in model.detector.parameters())
+    opt = torch.optim.AdamW(params, lr=1e-3)
+    torch.manual_seed(1)
+    first = None
+    for _ in range(12):
+        loss = sum(model(images, targets).values())
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    last = float(sum(model(images, targets).values()))
+    assert last < 0.8 * first
+
+
+def test_inference_never_creates_the_text_encoder(tiny_meta, tiny_bert_dir, monkeypatch):
+    import hoikit.models.text as text
+
+    model = build_tiny(tiny_meta, "full", tiny_bert_dir).eval()
+
+    def boom(*a, **k):
+        raise AssertionError("text encoder instantiated at inference")
+
+    monkeypatch.setattr(text.FrozenTextEncoder, "__init__", boom)
+    with torch.no_grad():
+        outs = model(tiny_images())
+    assert model._text_encoder is None and len(outs) == 2
+    with pytest.raises(AssertionError, match="text encoder instantiated"):
+        model.train()
+        model(tiny_images(), targets_from_detections(model, tiny_images()))

@@ -1,0 +1,88 @@
+"""UPT checkpoint compatibility: the 766 keys of UPT-R50 (HICO-DET), conversion, strict loading."""
+import pytest
+import torch
+
+from hoikit.config import Config
+from hoikit.data.metadata import hicodet_meta
+from hoikit.errors import CheckpointError
+from hoikit.models.rmlr.build import build_rmlr
+from hoikit.models.rmlr.upt_checkpoint import convert_upt_checkpoint, hoikit_to_upt, load_upt, upt_to_hoikit
+from hoikit.paths import shared_data_dir
+
+
+def _reference_keys():
+    p = shared_data_dir().parent / "specs" / "upt_r50_hicodet_keys.txt"
+    if not p.exists():
+        pytest.skip(f"{p} not found")
+    rows = [line.split("\t") for line in p.read_text().splitlines() if line.strip()]
+    return {k: tuple(int(x) for x in s.strip("()").split(",") if x.strip()) for k, s in rows}
+
+
+def test_upt_r50_hicodet_keys_both_directions():
+    ref = _reference_keys()
+    assert len(ref) == 766
+    cfg = Config()
+    cfg.model.rmlr.ablation = "plain"
+    cfg.model.detr.num_classes = 80
+    with torch.device("meta"):
+        model = build_rmlr(cfg, hicodet_meta())
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    upt = {k: tuple(v.shape) for k, v in hoikit_to_upt(model.state_dict()).items()}
+    assert upt == ref                                                   # hoikit -> UPT
+    back = upt_to_hoikit({"module." + k: torch.empty(s, device="meta") for k, s in ref.items()})
+    assert {k: tuple(v.shape) for k, v in back.items()} == ours         # UPT -> hoikit
+    assert sum(k.startswith("detector.") for k in ours) == 458
+
+
+def _tiny_upt_file(tmp_path, shape_bug=False):
+    cfg = Config()
+    d = cfg.model.detr
+    d.backbone, d.hidden_dim, d.enc_layers, d.dec_layers, d.dim_feedforward, d.num_queries, d.num_classes = \
+        "tiny", 32, 1, 1, 64, 12, 80
+    cfg.model.rmlr.ablation, cfg.model.rmlr.representation_size = "plain", 64
+    torch.manual_seed(0)
+    model = build_rmlr(cfg, hicodet_meta())
+    sd = dict(model.state_dict())
+    if shape_bug:
+        sd["interaction_head.spatial_head.2.weight"] = torch.zeros(7, 7)
+    path = tmp_path / "upt-tiny.pt"
+    torch.save({"model_state_dict": sd, "optim_state_dict": {}, "epoch": 3}, path)
+    return path, model
+
+
+def test_convert_and_strict_load(tmp_path, capsys):
+    from hoikit.commands import convert
+
+    path, ref = _tiny_upt_file(tmp_path)
+    info = convert_upt_checkpoint(path, tmp_path / "out.pth")
+    assert info["num_verbs"] == 117 and info["dataset"] == "hicodet" and info["detr"]["backbone"] == "tiny"
+    ck = torch.load(tmp_path / "out.pth", weights_only=True)
+    assert ck["format"] == "hoikit" and ck["config"]["model"]["rmlr"]["ablation"] == "plain"
+    model, _ = load_upt(path)
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    import argparse
+    parser = argparse.ArgumentParser()
+    convert.add_arguments(parser)
+    args = parser.parse_args(["upt", "--src", str(path), "--out", str(tmp_path / "o2.pth")])
+    assert convert.run(args) == 0
+    assert "all matched" in capsys.readouterr().out
+
+
+def test_misshapen_key_fails_with_one_line(tmp_path):
+    path, _ = _tiny_upt_file(tmp_path, shape_bug=True)
+    with pytest.raises(CheckpointError) as e:
+        convert_upt_checkpoint(path, tmp_path / "out.pth")
+    msg = str(e.value)
+    assert "\n" not in msg and "interaction_head.spatial_head.2.weight" in msg and "(7, 7)" in msg
+
+
+def test_missing_key_and_missing_file(tmp_path):
+    path, model = _tiny_upt_file(tmp_path)
+    sd = dict(model.state_dict())
+    sd.pop("interaction_head.mbf_g.fc_3.15.bias")
+    torch.save({"model_state_dict": sd}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="interaction_head.mbf_g.fc_3.15.bias"):
+        load_upt(tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_upt(tmp_path / "nope.pt")
