@@ -1,0 +1,287 @@
+"""HICO-DET mAP exactly as the official MATLAB tool computes it, vectorised.
+
+Official procedure (``ywchao/ho-rcnn``: ``evaluation/eval_one.m`` + ``VOCevaldet_bboxpair.m``;
+stated precisely in ``../shared/specs/evaluation.md``), per HOI class:
+
+1. detections of the class over the test set are sorted by descending score with MATLAB's
+   *stable* sort on image-by-image input: ties go by image index, then input position;
+2. each detection takes the ground-truth pair of its class and image with the largest
+   overlap ``min(IoU_h, IoU_o)`` (ties: first pair in file order), never a second best;
+3. true positive iff overlap >= ``min_overlap`` (0.5) and that pair is not yet taken;
+4. AP = VOC2007 11-point AP with MATLAB's ``0:0.1:1`` thresholds (:mod:`hoikit.eval.ap`),
+   ``npos`` = number of ground-truth pairs of the class.
+
+Vectorisation: one stable lexsort by (class, -score, image) gives the official order of every
+class at once; the argmax pair of each detection is computed for all detections together
+(every detection is expanded against the pairs of its (class, image), a segmented max picks
+the first maximum); and since a detection never falls back, it is a true positive iff it is
+the *first* detection in ranked order whose argmax is that pair and whose overlap passes.
+
+Boxes: detections are continuous original-image pixels (hoikit's convention); ground truth
+is 1-based inclusive in the file and becomes continuous as ``(x1 - 1, y1 - 1, x2, y2)``; plain
+continuous IoU then equals the official ``+1`` arithmetic. Known-Object: a class with object
+``n`` keeps only detections from images that have a ground-truth pair with object ``n`` (the
+official tool uses HICO's image-level labels; this box-based test is the documented
+approximation). Detections in the file's ``empty`` images are false positives as in the
+official tool, or dropped with ``skip_empty=True`` (UPT).
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..errors import DataError
+from .ap import mean_ap, precision_recall, voc_ap_11point
+from .hicodet_io import DETECTION_KEYS, HICODetGroundTruth, check_detections, load_detections
+from .report import format_table, write_json
+
+MIN_OVERLAP = 0.5  # eval_one.m: `min_overlap = 0.5`, compared with >=
+
+
+def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of aligned xyxy boxes in continuous coordinates.
+
+    Args:
+        a: float64 ``[M, 4]``.
+        b: float64 ``[M, 4]``.
+
+    Returns:
+        float64 ``[M]``; 0 where the boxes do not intersect (as the official ``iw > 0 && ih > 0``).
+    """
+    iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
+    ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
+    hit = (iw > 0) & (ih > 0)
+    inter = np.where(hit, iw * ih, 0.0)
+    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    return np.where(hit, inter / np.where(hit, union, 1.0), 0.0)
+
+
+def match_argmax(gt: HICODetGroundTruth, image: np.ndarray, hoi: np.ndarray, box_h: np.ndarray,
+                 box_o: np.ndarray, chunk: int = 1 << 22):
+    """Argmax ground-truth pair of every detection (same class, same image).
+
+    Args:
+        gt: the ground truth.
+        image: int64 ``[N]`` image indices; hoi: int64 ``[N]`` classes.
+        box_h: ``[N, 4]`` human boxes; box_o: ``[N, 4]`` object boxes (continuous pixels).
+        chunk: maximum number of (detection, pair) candidates processed at once (memory bound).
+
+    Returns:
+        ``(best, overlap)``: int64 ``[N]`` row into ``gt.key`` (-1 when the image has no pair of
+        the class) and float64 ``[N]`` overlap ``min(IoU_h, IoU_o)`` (-inf when no pair), the
+        first pair in file order winning ties.
+    """
+    n = len(image)
+    key = hoi.astype(np.int64) * gt.num_images + image.astype(np.int64)
+    start = np.searchsorted(gt.key, key, side="left")
+    count = np.searchsorted(gt.key, key, side="right") - start
+    best = np.full(n, -1, dtype=np.int64)
+    overlap = np.full(n, -np.inf, dtype=np.float64)
+    has = np.nonzero(count)[0]
+    if len(has) == 0:
+        return best, overlap
+    csum = np.cumsum(count[has])
+    cuts = np.searchsorted(csum, np.arange(chunk, int(csum[-1]), chunk), side="right")
+    for sel in np.split(has, cuts):
+        if len(sel) == 0:
+            continue
+        cnt = count[sel]
+        seg = np.cumsum(cnt) - cnt                          # segment starts in the expansion
+        det = np.repeat(sel, cnt)
+        offs = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(seg, cnt)
+        g = np.repeat(start[sel], cnt) + offs
+        ov = np.minimum(pair_iou(box_h[det].astype(np.float64), gt.box_h[g]),
+                        pair_iou(box_o[det].astype(np.float64), gt.box_o[g]))
+        mx = np.maximum.reduceat(ov, seg)
+        first = np.minimum.reduceat(np.where(ov == np.repeat(mx, cnt), offs, np.iinfo(np.int64).max), seg)
+        best[sel] = start[sel] + first
+        overlap[sel] = mx
+    return best, overlap
+
+
+def _class_aps(hoi_sorted: np.ndarray, tp: np.ndarray, npos: np.ndarray):
+    """Per-class 11-point AP, final recall and detection count from ranked TP flags."""
+    c = len(npos)
+    bounds = np.searchsorted(hoi_sorted, np.arange(c + 1))
+    ap = np.zeros(c)
+    rec_final = np.zeros(c)
+    for k in range(c):
+        s, e = bounds[k], bounds[k + 1]
+        if e > s:
+            rec, prec = precision_recall(tp[s:e], int(npos[k]))
+            ap[k] = voc_ap_11point(rec, prec)
+            rec_final[k] = rec[-1]  # eval_one.m: REC(i) = rec(end); 0 without detections
+    return ap, rec_final, np.diff(bounds)
+
+
+class HICODetEvaluator:
+    """Official HICO-DET mAP (Default and Known-Object; Full / Rare / Non-rare; per class).
+
+    Args:
+        anno: the HICO-DET-format annotation file (path), its parsed dict, or a
+            :class:`HICODetGroundTruth` (e.g. ``instances_test2015.json`` or SynthHOI's).
+        skip_empty: drop detections in the file's ``empty`` images (UPT) instead of
+            counting them as false positives (official).
+        min_overlap: overlap threshold on ``min(IoU_h, IoU_o)`` (official 0.5, ``>=``).
+
+    Either call :meth:`evaluate` with arrays, or feed images with :meth:`add` /
+    :meth:`add_prediction` and call :meth:`compute`.
+    """
+
+    def __init__(self, anno, skip_empty: bool = False, min_overlap: float = MIN_OVERLAP):
+        self.gt = anno if isinstance(anno, HICODetGroundTruth) else HICODetGroundTruth(anno)
+        self.skip_empty = bool(skip_empty)
+        self.min_overlap = float(min_overlap)
+        self.reset()
+
+    # ------------------------------------------------------------------ incremental API
+    def reset(self) -> None:
+        """Forget everything fed with :meth:`add`."""
+        self._parts: List[Dict[str, np.ndarray]] = []
+
+    def add(self, image_index: int, hoi, score, box_h, box_o) -> None:
+        """Add the detections of one image.
+
+        Args:
+            image_index: index into the annotation file's ``filenames``.
+            hoi: ``[T]`` HOI classes; score: ``[T]``; box_h, box_o: ``[T, 4]`` xyxy continuous
+                pixels of the original image.
+        """
+        hoi = np.asarray(hoi).reshape(-1)
+        arrays = dict(image=np.full(len(hoi), image_index, dtype=np.int64), hoi=hoi, score=score,
+                      box_h=box_h, box_o=box_o)
+        self._parts.append(check_detections(arrays, self.gt, f"add(image_index={image_index})"))
+
+    def add_prediction(self, image_index: int, prediction, threshold: float = 0.0) -> None:
+        """Add one image's :class:`hoikit.structures.HOIPrediction` (verb scores -> HOI classes
+        through the annotation file's correspondence)."""
+        t = prediction.triplets(self.gt.correspondence, threshold=threshold)
+        self.add(image_index, t["hoi"], t["score"], t["box_h"], t["box_o"])
+
+    def compute(self) -> Dict:
+        """Evaluate everything added so far (input order = order of the :meth:`add` calls)."""
+        if not self._parts:
+            return self.evaluate(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                                 np.zeros((0, 4)), np.zeros((0, 4)), source="compute()")
+        return self._evaluate({k: np.concatenate([p[k] for p in self._parts]) for k in DETECTION_KEYS})
+
+    # ------------------------------------------------------------------ array API
+    def evaluate(self, image, hoi, score, box_h, box_o, source: str = "detections") -> Dict:
+        """Evaluate all detections at once.
+
+        Args:
+            image: ``[N]`` int image indices into ``filenames``.
+            hoi: ``[N]`` int HOI classes (0 .. C-1, C = rows of ``correspondence``).
+            score: ``[N]`` float scores (finite).
+            box_h: ``[N, 4]`` human boxes, box_o: ``[N, 4]`` object boxes (continuous pixels).
+            source: name used in error messages (e.g. the detections file).
+
+        Returns:
+            ``{"default": {"full", "rare", "non_rare"}, "known_object": {...}, "per_class": [...],
+            "setting": {...}}``; every AP and recall in percent (see docs/formats.md).
+        """
+        arrays = dict(image=image, hoi=hoi, score=score, box_h=box_h, box_o=box_o)
+        return self._evaluate(check_detections(arrays, self.gt, source))
+
+    def _evaluate(self, d: Dict[str, np.ndarray]) -> Dict:
+        gt = self.gt
+        image, hoi, score, box_h, box_o = (d[k] for k in DETECTION_KEYS)
+        if self.skip_empty:
+            keep = ~gt.empty[image]
+            image, hoi, score, box_h, box_o = image[keep], hoi[keep], score[keep], box_h[keep], box_o[keep]
+        # Official order per class: stable sort of -score over image-by-image input
+        # (lexsort is stable: ties by image, then input position).
+        order = np.lexsort((image, -score.astype(np.float64), hoi))
+        image, hoi = image[order], hoi[order]
+        best, overlap = match_argmax(gt, image, hoi, box_h[order], box_o[order])
+        # No fallback: TP iff overlap >= min_overlap and first such detection of its argmax pair.
+        valid = np.nonzero(overlap >= self.min_overlap)[0]
+        _, first = np.unique(best[valid], return_index=True)
+        tp = np.zeros(len(hoi), dtype=bool)
+        tp[valid[first]] = True
+        ap_def, rec_def, n_def = _class_aps(hoi, tp, gt.npos)
+        # Known-Object: every TP lies in an image with its object, so TP flags are unchanged.
+        ko = gt.image_has_object[image, gt.hoi_object[hoi]]
+        ap_ko, rec_ko, n_ko = _class_aps(hoi[ko], tp[ko], gt.npos)
+        return self._summary(ap_def, rec_def, n_def, ap_ko, rec_ko, n_ko, len(order))
+
+    def _summary(self, ap_def, rec_def, n_def, ap_ko, rec_ko, n_ko, n_total) -> Dict:
+        gt = self.gt
+
+        def means(ap):
+            return {"full": 100 * mean_ap(ap), "rare": 100 * mean_ap(ap[gt.rare]),
+                    "non_rare": 100 * mean_ap(ap[gt.non_rare])}
+
+        per_class = [dict(hoi=c, name=gt.names[c], object=int(gt.hoi_object[c]), verb=int(gt.hoi_verb[c]),
+                          rare=bool(gt.rare[c]), npos=int(gt.npos[c]),
+                          ap=100 * float(ap_def[c]), ap_known_object=100 * float(ap_ko[c]),
+                          recall=100 * float(rec_def[c]), recall_known_object=100 * float(rec_ko[c]),
+                          detections=int(n_def[c]), detections_known_object=int(n_ko[c]))
+                     for c in range(gt.num_classes)]
+        return {"default": means(ap_def), "known_object": means(ap_ko), "per_class": per_class,
+                "setting": {"skip_empty": self.skip_empty, "min_overlap": self.min_overlap,
+                            "num_detections": int(n_total), "num_classes": gt.num_classes,
+                            "annotation": gt.source}}
+
+
+def predictions_to_arrays(predictions: Sequence, correspondence, image_indices: Optional[Sequence[int]] = None,
+                          threshold: float = 0.0) -> Dict[str, np.ndarray]:
+    """Turn per-image :class:`hoikit.structures.HOIPrediction` into evaluator arrays.
+
+    Args:
+        predictions: one HOIPrediction per image.
+        correspondence: ``[C, 3]`` rows ``(hoi, object, verb)``.
+        image_indices: image index of each prediction (default ``0 .. len - 1``).
+        threshold: keep (pair, verb) scores >= threshold.
+
+    Returns:
+        dict ``image`` int64 ``[N]``, ``hoi`` int64 ``[N]``, ``score`` float32 ``[N]``,
+        ``box_h`` / ``box_o`` float32 ``[N, 4]``.
+    """
+    if image_indices is None:
+        image_indices = range(len(predictions))
+    image_indices = list(image_indices)
+    if len(image_indices) != len(predictions):
+        raise DataError(f"predictions_to_arrays: {len(predictions)} predictions but {len(image_indices)} image indices")
+    parts = [p.triplets(correspondence, threshold=threshold) for p in predictions]
+    out = {"image": np.concatenate([np.full(len(t["hoi"]), i, np.int64) for i, t in zip(image_indices, parts)]
+                                   or [np.zeros(0, np.int64)])}
+    for k, shape in (("hoi", (0,)), ("score", (0,)), ("box_h", (0, 4)), ("box_o", (0, 4))):
+        out[k] = np.concatenate([t[k] for t in parts]) if parts else np.zeros(shape, np.float32)
+    return out
+
+
+def format_results(results: Dict) -> str:
+    """The Default / Known-Object x Full / Rare / Non-rare table in percent, two decimals."""
+    rows = {"Default": results["default"], "Known-Object": results["known_object"]}
+    return format_table("HICO-DET mAP (%)", rows, ["full", "rare", "non_rare"],
+                        headers={"full": "Full", "rare": "Rare", "non_rare": "Non-rare"})
+
+
+# ---------------------------------------------------------------------- command line
+def add_cli_arguments(parser) -> None:
+    """Arguments of ``hoikit eval hicodet``."""
+    parser.add_argument("--pred", required=True, help="detections: .npz (arrays image, hoi, score, box_h, "
+                        "box_o) or .json ({\"detections\": [...]}); see docs/formats.md")
+    parser.add_argument("--anno", required=True, help="HICO-DET-format annotation file, e.g. instances_test2015.json")
+    parser.add_argument("--json", default=None, metavar="OUT", help="write the metrics (percent) to this JSON file")
+    parser.add_argument("--skip-empty", action="store_true",
+                        help="drop detections in the file's `empty` images (UPT) instead of counting them as FP")
+
+
+def run_cli(args) -> int:
+    """``hoikit eval hicodet``: print the table, optionally write JSON. Errors raise DataError."""
+    t0 = time.perf_counter()
+    evaluator = HICODetEvaluator(args.anno, skip_empty=args.skip_empty)
+    det = load_detections(args.pred)
+    results = evaluator.evaluate(*(det[k] for k in DETECTION_KEYS), source=str(args.pred))
+    print(format_results(results))
+    s = results["setting"]
+    print(f"{s['num_detections']} detections, {s['num_classes']} classes, "
+          f"empty images {'skipped' if s['skip_empty'] else 'counted (official)'}, "
+          f"{time.perf_counter() - t0:.2f} s")
+    if args.json:
+        print(f"wrote {write_json(args.json, results)}")
+    return 0
