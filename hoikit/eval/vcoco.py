@@ -24,6 +24,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import DataError
+from .ap import voc_ap_all_point
+from .report import write_json
 from .vcoco_records import (ACTIONS, VCOCODetections, action_role_columns, load_detections,
                             official_roles, pairs_to_detections, records_to_detections)
 
@@ -175,11 +177,7 @@ def voc_ap_official(tp: np.ndarray, fp: np.ndarray, npos: float) -> float:
     a_fp = np.cumsum(fp.astype(np.float32))
     rec = a_tp / float(npos)
     prec = a_tp / np.maximum(a_tp + a_fp, np.float32(np.finfo(np.float64).eps))
-    mrec = np.concatenate(([0.0], rec, [1.0]))
-    mpre = np.concatenate(([0.0], prec, [0.0]))
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # precision envelope
-    i = np.where(mrec[1:] != mrec[:-1])[0]
-    return float(np.float32(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])))
+    return float(np.float32(voc_ap_all_point(rec, prec)))  # role_ap / agent_ap arrays are float32
 
 
 class _Matcher:
@@ -312,7 +310,7 @@ def add_cli_arguments(parser) -> None:
 def _percent(x):
     if isinstance(x, dict):
         return {k: _percent(v) for k, v in x.items()}
-    return None if x != x else round(100.0 * x, 6)
+    return 100.0 * x  # NaN -> null in write_json
 
 
 def run_cli(args) -> int:
@@ -321,5 +319,5 @@ def run_cli(args) -> int:
     print(format_table(res))
     if args.json:
         out = {k: (_percent(v) if k != "npos" else v) for k, v in res.items()}
-        Path(args.json).write_text(json.dumps(out, indent=1))
+        write_json(args.json, out)
     return 0

@@ -1,0 +1,114 @@
+"""Scene-graph prediction files (docs/formats.md, "Scene graphs"): JSON and the binary ``.npz``.
+
+JSON: ``{"images": [{"image": i, "boxes": [[x1, y1, x2, y2], ...], "labels": [...],
+"scores": [...], "pairs": [[s, o], ...], "predicate_scores": [[bg, p1, ..., pP], ...]}]}`` where
+``i`` indexes the images of the evaluated split in reader order, boxes are original-image pixels
+(continuous xyxy), labels are 0-based (VG index - 1, as hoikit's VG reader) and column 0 of
+``predicate_scores`` is background.
+
+NPZ (large files): the per-image arrays concatenated, plus offsets:
+``image [I]`` (reader index per entry), ``box_offsets [I + 1]``, ``pair_offsets [I + 1]``,
+``boxes [N, 4]`` float32, ``labels [N]`` int64, ``scores [N]`` float32,
+``pairs [M, 2]`` int64 (indices local to the image), ``predicate_scores [M, P + 1]`` float32.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import DataError
+from ..structures import SceneGraphPrediction
+
+NPZ_KEYS = ("image", "box_offsets", "pair_offsets", "boxes", "labels", "scores", "pairs", "predicate_scores")
+
+
+def _check(pred: SceneGraphPrediction, where: str) -> SceneGraphPrediction:
+    n = len(pred.boxes)
+    if len(pred.labels) != n or len(pred.scores) != n:
+        raise DataError(f"{where}: boxes, labels and scores differ in length ({n}, {len(pred.labels)}, "
+                        f"{len(pred.scores)})")
+    if len(pred.pairs) and (pred.pairs.min() < 0 or pred.pairs.max() >= n):
+        raise DataError(f"{where}: pair index {int(pred.pairs.max())} outside the {n} boxes")
+    if len(pred.predicate_scores) != len(pred.pairs):
+        raise DataError(f"{where}: {len(pred.pairs)} pairs but {len(pred.predicate_scores)} predicate_scores rows")
+    return pred
+
+
+def _make(boxes, labels, scores, pairs, predicate_scores) -> SceneGraphPrediction:
+    pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
+    ps = np.asarray(predicate_scores, np.float32)
+    ps = ps.reshape(len(pairs), 0) if ps.size == 0 else ps.reshape(len(pairs), -1)
+    return SceneGraphPrediction(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64).reshape(-1),
+                                np.asarray(scores, np.float32).reshape(-1), pairs, ps)
+
+
+def iter_npz_arrays(arrays, where: str = "predictions") -> Iterator[Tuple[int, SceneGraphPrediction]]:
+    """Per-image predictions (views, no copies) from the concatenated NPZ layout."""
+    bo, po = np.asarray(arrays["box_offsets"]), np.asarray(arrays["pair_offsets"])
+    image = np.asarray(arrays["image"])
+    if len(bo) != len(image) + 1 or len(po) != len(image) + 1:
+        raise DataError(f"{where}: box_offsets / pair_offsets must have len(image) + 1 = {len(image) + 1} entries")
+    boxes, labels, scores = arrays["boxes"], arrays["labels"], arrays["scores"]
+    pairs, ps = arrays["pairs"], arrays["predicate_scores"]
+    for k, i in enumerate(image.tolist()):
+        b0, b1, p0, p1 = bo[k], bo[k + 1], po[k], po[k + 1]
+        yield int(i), _check(SceneGraphPrediction(boxes[b0:b1], labels[b0:b1], scores[b0:b1], pairs[p0:p1],
+                                                  ps[p0:p1]), f"{where}: entry {k} (image {i})")
+
+
+def load_predictions(path, num_images: int = None) -> List[Tuple[int, SceneGraphPrediction]]:
+    """Read a JSON or NPZ prediction file into ``(image index, SceneGraphPrediction)`` pairs."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: predictions file not found")
+    if path.suffix.lower() == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in NPZ_KEYS if k not in z.files]
+            if missing:
+                raise DataError(f"{path}: missing array {missing[0]!r}")
+            arrays = {k: z[k] for k in NPZ_KEYS}
+        out = list(iter_npz_arrays(arrays, str(path)))
+    else:
+        try:
+            data = json.loads(path.read_text())
+            entries = data["images"]
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: invalid JSON ({e})") from None
+        except (KeyError, TypeError):
+            raise DataError(f"{path}: expected an object with key 'images'") from None
+        out = []
+        for k, e in enumerate(entries):
+            try:
+                pred = _make(e["boxes"], e["labels"], e["scores"], e["pairs"], e["predicate_scores"])
+                out.append((int(e["image"]), _check(pred, f"{path}: images[{k}]")))
+            except KeyError as err:
+                raise DataError(f"{path}: images[{k}] lacks key {err}") from None
+            except (TypeError, ValueError) as err:
+                raise DataError(f"{path}: images[{k}] malformed ({err})") from None
+    if num_images is not None:
+        for k, (i, _) in enumerate(out):
+            if not 0 <= i < num_images:
+                raise DataError(f"{path}: entry {k} has image {i}, outside the split's {num_images} images")
+    return out
+
+
+def save_predictions(items: Sequence[Tuple[int, SceneGraphPrediction]], path) -> None:
+    """Write ``(image index, prediction)`` pairs as JSON or NPZ (by suffix)."""
+    path = Path(path)
+    if path.suffix.lower() == ".npz":
+        preds = [p for _, p in items]
+        cat = lambda f, shape: np.concatenate([getattr(p, f) for p in preds]) if preds else np.zeros(shape)  # noqa
+        np.savez(path, image=np.array([i for i, _ in items], np.int64),
+                 box_offsets=np.cumsum([0] + [len(p.boxes) for p in preds]),
+                 pair_offsets=np.cumsum([0] + [len(p.pairs) for p in preds]),
+                 boxes=cat("boxes", (0, 4)).astype(np.float32), labels=cat("labels", (0,)).astype(np.int64),
+                 scores=cat("scores", (0,)).astype(np.float32), pairs=cat("pairs", (0, 2)).astype(np.int64),
+                 predicate_scores=cat("predicate_scores", (0, 51)).astype(np.float32))
+        return
+    images = [{"image": int(i), "boxes": np.asarray(p.boxes).tolist(), "labels": np.asarray(p.labels).tolist(),
+               "scores": np.asarray(p.scores).tolist(), "pairs": np.asarray(p.pairs).tolist(),
+               "predicate_scores": np.asarray(p.predicate_scores).tolist()} for i, p in items]
+    path.write_text(json.dumps({"images": images}))
