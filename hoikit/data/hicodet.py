@@ -115,14 +115,15 @@ class HICODetReader:
                 s = (0, 0)
             self.sizes.append((int(s[0]), int(s[1])))
         self._samples = [self._parse(i, a) for i, a in enumerate(ann)]
+        listed_pairs = [len(a.get("hoi", [])) if isinstance(a, dict) and isinstance(a.get("hoi"), list) else 0 for a in ann]
         empty_set = set(self.empty)
         for i in self.empty:
             if not 0 <= i < len(ann):
                 self.log.error(None, "empty", f"image index {i} out of range [0, {len(ann)})")
-            elif len(self._samples[i]["hoi"]):
+            elif listed_pairs[i]:
                 self.log.warning(i, "empty", "listed in 'empty' but has pairs")
-        for i, p in enumerate(self._samples):
-            if not len(p["hoi"]) and i not in empty_set:
+        for i, n in enumerate(listed_pairs):
+            if not n and i not in empty_set:
                 self.log.warning(i, "empty", "has no pairs but is not listed in 'empty'")
 
     @property
@@ -153,8 +154,8 @@ class HICODetReader:
         size = self.sizes[i] if self.sizes[i][0] > 0 else None
         ok = np.ones(n, bool)
         for k in ("boxes_h", "boxes_o"):  # 1-based inclusive: x2 >= x1 is a box of width >= 1
-            arrs[k] = arrs[k] - np.array([1, 1, 0, 0], np.float32)
-            ok &= check_boxes(arrs[k], self.log, i, k, size)
+            raw, arrs[k] = arrs[k], arrs[k] - np.array([1, 1, 0, 0], np.float32)
+            ok &= check_boxes(arrs[k], self.log, i, k, size, shown=raw)
         ok &= check_range(arrs["hoi"], m.num_hois, self.log, i, "hoi")
         ok &= check_range(arrs["object"], len(m.objects), self.log, i, "object")
         ok &= check_range(arrs["verb"], len(m.verbs), self.log, i, "verb")

@@ -123,22 +123,23 @@ def as_array(value, shape_tail, dtype, log: ProblemLog, index: int, field: str) 
 
 
 def check_boxes(boxes: np.ndarray, log: ProblemLog, index: int, field: str,
-                size: Optional[tuple] = None, slack: float = 1.0) -> np.ndarray:
+                size: Optional[tuple] = None, slack: float = 1.0, shown: Optional[np.ndarray] = None) -> np.ndarray:
     """Boolean ``[N]`` mask of valid xyxy boxes; logs x2 < x1, y2 < y1 and boxes far outside the image.
 
     Args:
         boxes: float ``[N, 4]`` xyxy in the reader's internal (continuous) convention.
         size: ``(W, H)``; boxes leaving the image by more than ``slack`` pixels are warned about.
+        shown: the boxes as written in the file (for messages), default ``boxes``.
     """
+    shown = boxes if shown is None else shown
     ok = (boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])
     for i in np.nonzero(~ok)[0]:
-        b = boxes[i]
-        log.error(index, f"{field}[{i}]", f"box {np.round(b, 2).tolist()} has x2 < x1 or y2 < y1")
+        log.error(index, f"{field}[{i}]", f"box {np.round(shown[i], 2).tolist()} has x2 < x1 or y2 < y1")
     if size is not None and len(boxes):
         w, h = size
         out = ok & ((boxes[:, 0] < -slack) | (boxes[:, 1] < -slack) | (boxes[:, 2] > w + slack) | (boxes[:, 3] > h + slack))
         for i in np.nonzero(out)[0]:
-            log.warning(index, f"{field}[{i}]", f"box {np.round(boxes[i], 2).tolist()} leaves the {w}x{h} image")
+            log.warning(index, f"{field}[{i}]", f"box {np.round(shown[i], 2).tolist()} leaves the {w}x{h} image")
     return ok
 
 

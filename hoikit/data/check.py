@@ -1,0 +1,128 @@
+"""Dataset validation and statistics behind ``hoikit data check``.
+
+The reader is opened in lenient mode (``strict=False``): every problem of the annotation file is
+collected (one line naming file, image index and field) instead of stopping at the first. With an
+image directory, every image is opened (header only: cheap) to find missing or unreadable files
+and sizes that disagree with the annotation. A problem that makes the whole file unusable
+(unparsable JSON, a missing top-level key) still raises :class:`~hoikit.errors.DataError`.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List
+
+import numpy as np
+
+from .readers import Problem, header_size, open_reader
+
+RARE_THRESHOLD = 10  # HICO-DET: rare = fewer than 10 training instances
+
+
+@dataclass
+class CheckReport:
+    """Statistics and problems of one dataset split.
+
+    Attributes:
+        stats: flat dict of counts (images, pairs, relations, classes present, ...).
+        problems: every finding, in file order.
+    """
+
+    stats: Dict = field(default_factory=dict)
+    problems: List[Problem] = field(default_factory=list)
+
+    @property
+    def num_errors(self) -> int:
+        return sum(p.severity == "error" for p in self.problems)
+
+    def to_dict(self) -> Dict:
+        return dict(stats=self.stats, errors=self.num_errors,
+                    warnings=len(self.problems) - self.num_errors,
+                    problems=[dict(severity=p.severity, message=p.message) for p in self.problems])
+
+    def format(self, max_problems: int = 20) -> str:
+        """Human-readable summary: statistics, then the first ``max_problems`` problems."""
+        width = max(len(k) for k in self.stats) if self.stats else 0
+        lines = [f"{k.replace('_', ' '):<{width}}  {v:,}" if isinstance(v, int) else f"{k.replace('_', ' '):<{width}}  {v}"
+                 for k, v in self.stats.items()]
+        lines.append(f"{'errors':<{width}}  {self.num_errors:,}")
+        lines.append(f"{'warnings':<{width}}  {len(self.problems) - self.num_errors:,}")
+        for p in self.problems[:max_problems]:
+            lines.append(str(p))
+        if len(self.problems) > max_problems:
+            lines.append(f"... and {len(self.problems) - max_problems:,} more problems (--json OUT lists all)")
+        return "\n".join(lines)
+
+
+def _hoi_lut(corr: np.ndarray, n_obj: int, n_verb: int) -> np.ndarray:
+    lut = np.full((max(n_obj, 1), max(n_verb, 1)), -1, np.int64)
+    if len(corr):
+        lut[corr[:, 1], corr[:, 2]] = corr[:, 0]
+    return lut
+
+
+def check_images(reader, problems: List[Problem]) -> Dict[str, int]:
+    """Open every image header; log missing / unreadable files and size mismatches."""
+    missing = unreadable = mismatched = 0
+    for i in range(len(reader)):
+        s = reader[i]
+        path = Path(s.image_path)
+        if not path.is_file():
+            missing += 1
+            problems.append(Problem("error", f"{path}: image {i} not found"))
+            continue
+        size = header_size(path)
+        if size is None:
+            unreadable += 1
+            problems.append(Problem("error", f"{path}: image {i} cannot be read"))
+        elif tuple(s.size) != (0, 0) and tuple(size) != tuple(s.size):
+            mismatched += 1
+            problems.append(Problem("warning", f"{path}: image {i}: field 'size': file is {size[0]}x{size[1]}, "
+                                               f"annotation says {s.size[0]}x{s.size[1]}"))
+    return dict(missing_images=missing, unreadable_images=unreadable, size_mismatches=mismatched)
+
+
+def check_dataset(format: str, anno, images=None, **kw) -> CheckReport:
+    """Validate one dataset split and count what it holds.
+
+    Args:
+        format: "hicodet", "synth", "vcoco", "vg" or "custom".
+        anno: annotation file (vg: the h5).
+        images: image directory; when given, every image is checked.
+        **kw: reader options (vg: dicts, image_data, split; custom: classes).
+    """
+    reader = open_reader(format, anno, images, strict=False, **kw)
+    meta = reader.meta
+    problems = list(reader.problems)
+    n_pairs = n_rel = n_ent = n_empty = 0
+    obj_count, verb_count, hoi_count, pred_count = Counter(), Counter(), Counter(), Counter()
+    lut = _hoi_lut(meta.correspondence, len(meta.objects), len(meta.verbs))
+    for i in range(len(reader)):
+        s = reader[i]
+        n_ent += len(s.boxes)
+        n_pairs += len(s.hois)
+        n_rel += len(s.relations)
+        n_empty += not (len(s.hois) or len(s.relations))
+        obj_count.update(s.labels.tolist())
+        if len(s.hois):
+            verbs = s.hois[:, 2]
+            verb_count.update(verbs.tolist())
+            if len(meta.correspondence):
+                hoi_count.update(h for h in lut[s.labels[s.hois[:, 1]], verbs].tolist() if h >= 0)
+        pred_count.update(s.relations[:, 2].tolist())
+    stats = dict(format=format, annotation=str(anno), images=len(reader), empty_images=n_empty, entities=n_ent)
+    if meta.verbs:
+        stats.update(pairs=n_pairs, verbs_present=f"{len(verb_count)} / {len(meta.verbs)}")
+    if meta.predicates:
+        stats.update(relations=n_rel, predicates_present=f"{len(pred_count)} / {len(meta.predicates)}")
+    stats["object_classes_present"] = f"{len(obj_count)} / {len(meta.objects)}"
+    if len(meta.correspondence):
+        stats["hoi_classes_present"] = f"{len(hoi_count)} / {meta.num_hois}"
+        stats["rare_classes"] = len(meta.rare)
+        stats[f"hoi_classes_under_{RARE_THRESHOLD}_here"] = sum(hoi_count[h] < RARE_THRESHOLD for h in range(meta.num_hois))
+    stats["box_errors"] = sum(p.severity == "error" and ("x2 < x1" in p.message or "positive width" in p.message)
+                             for p in problems)
+    if images:
+        stats.update(check_images(reader, problems))
+    return CheckReport(stats=stats, problems=problems)
