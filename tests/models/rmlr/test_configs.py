@@ -1,0 +1,34 @@
+"""The packaged UPT / RmLR presets load and build (R50/R101 on the meta device: no memory, no forward)."""
+import pytest
+import torch
+
+from hoikit.config import load_config
+from hoikit.data.metadata import hicodet_meta, vcoco_meta
+from hoikit.errors import ConfigError
+from hoikit.models.rmlr.build import build_rmlr
+
+
+@pytest.mark.parametrize("name", ["upt_r50_hicodet", "rmlr_r50_hicodet", "rmlr_r101_hicodet", "rmlr_r50_vcoco"])
+def test_preset_builds(name):
+    cfg = load_config(name)
+    cfg.model.detr.checkpoint = ""
+    meta = vcoco_meta() if "vcoco" in name else hicodet_meta()
+    with torch.device("meta"):
+        model = build_rmlr(cfg, meta)
+    tops = {k.split(".")[0] for k in model.state_dict()}
+    if name.startswith("upt"):
+        assert len(model.state_dict()) == 766 and tops == {"detector", "interaction_head"}
+    else:
+        assert {"ire", "fusion", "cml_ire", "cml_irm"} <= tops
+        assert cfg.model.rmlr.text_dim == 384                      # all-MiniLM-L6-v2, read from config.json
+        assert model.weights == dict(hoi=2.0, s_m=1.0, w_m=1.0, s_a=0.1, w_a=0.1)   # Table 7 best row
+
+
+def test_unknown_ablation_and_missing_text_encoder_are_one_line_errors(tmp_path):
+    cfg = load_config("rmlr_r50_hicodet", ["model.rmlr.ablation=wo_everything", "model.detr.checkpoint=''"])
+    with pytest.raises(ConfigError, match="wo_everything"):
+        build_rmlr(cfg, hicodet_meta())
+    cfg = load_config("rmlr_r50_hicodet", [f"model.rmlr.text.path={tmp_path}", "model.detr.checkpoint=''"])
+    with pytest.raises(ConfigError) as e, torch.device("meta"):
+        build_rmlr(cfg, hicodet_meta())
+    assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
