@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from .hf_detr import HF_BACKBONE, detr_to_hf, hf_to_detr  # noqa: F401  (re-exported)
+from .hf_detr import HF5_BACKBONE, HF_BACKBONE, detr_to_hf, hf_to_detr  # noqa: F401  (re-exported)
 
 SAFE_GLOBALS = [argparse.Namespace]
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -108,7 +108,7 @@ def extract_detr_state_dict(obj, path="checkpoint") -> Tuple[Dict[str, Tensor], 
     for prefix in ("detector.", "detr."):  # UPT / RmLR models and hoikit DETRDetector wrap DETR
         if any(k.startswith(prefix + "class_embed.") for k in sd):
             sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-    if any(k.startswith(HF_BACKBONE) or k.startswith("class_labels_classifier.") for k in sd):
+    if any(k.startswith((HF_BACKBONE, HF5_BACKBONE, "class_labels_classifier.")) for k in sd):
         try:
             sd = hf_to_detr(sd)
         except CheckpointError as e:

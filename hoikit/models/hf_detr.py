@@ -21,6 +21,9 @@ from torch import Tensor
 from ..errors import CheckpointError
 
 HF_BACKBONE = "model.backbone.conv_encoder.model."
+# transformers 5.x in-memory names (``DetrForObjectDetection(config).state_dict()``) differ from the
+# Hub files: native (non-timm) ResNet under ``model.backbone.model``, ``o_proj``, ``mlp.fc1/2``.
+HF5_BACKBONE = "model.backbone.model."
 
 # (hoikit suffix, HF suffix) inside transformer layers; attention in_proj is split separately.
 _ENC_RENAMES = [("linear1", "fc1"), ("linear2", "fc2"), ("norm1", "self_attn_layer_norm"),
@@ -63,15 +66,43 @@ def detr_to_hf(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     return out
 
 
+def _hf5_backbone_name(rest: str) -> str:
+    """transformers' native ResNet names -> torchvision names (``rest`` follows ``model.backbone.model.``)."""
+    rest = re.sub(r"^embedder\.embedder\.convolution\.", "conv1.", rest)
+    rest = re.sub(r"^embedder\.embedder\.normalization\.", "bn1.", rest)
+    m = re.match(r"encoder\.stages\.(\d+)\.layers\.(\d+)\.(.+)$", rest)
+    if m is None:
+        return rest
+    stage, block, tail = int(m.group(1)), m.group(2), m.group(3)
+    tail = re.sub(r"^shortcut\.convolution\.", "downsample.0.", tail)
+    tail = re.sub(r"^shortcut\.normalization\.", "downsample.1.", tail)
+    tail = re.sub(r"^layer\.(\d+)\.convolution\.", lambda t: f"conv{int(t.group(1)) + 1}.", tail)
+    tail = re.sub(r"^layer\.(\d+)\.normalization\.", lambda t: f"bn{int(t.group(1)) + 1}.", tail)
+    return f"layer{stage + 1}.{block}.{tail}"
+
+
+def normalize_hf_names(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
+    """Bring transformers-5 in-memory names to the Hub (v4, timm) names that :func:`hf_to_detr` maps."""
+    out = {}
+    for k, v in sd.items():
+        if k.startswith(HF5_BACKBONE):
+            k = HF_BACKBONE + _hf5_backbone_name(k[len(HF5_BACKBONE):])
+        k = k.replace(".o_proj.", ".out_proj.").replace(".mlp.fc1.", ".fc1.").replace(".mlp.fc2.", ".fc2.")
+        out[k] = v
+    return out
+
+
 def hf_to_detr(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
     """``DetrForObjectDetection`` keys -> hoikit/official DETR keys (q/k/v concatenated into in_proj).
+
+    Accepts Hub file names (timm backbone) and transformers-5 in-memory names (native ResNet).
 
     Raises:
         CheckpointError: a key with no DETR equivalent, or an incomplete q/k/v triple.
     """
     out: Dict[str, Tensor] = {}
     qkv: Dict[str, Dict[str, Tensor]] = {}
-    for k, v in sd.items():
+    for k, v in normalize_hf_names(sd).items():
         m = re.match(r"model\.(encoder|decoder)\.layers\.(\d+)\.(.+)$", k)
         if m is None:
             for a, b in _TOP_RENAMES:

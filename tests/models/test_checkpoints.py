@@ -201,3 +201,38 @@ def test_dc5_from_official_release_file_name(tmp_path, weights):
     assert info["dilation"] is True
     _, info = read_detr_weights(write(tmp_path / "detr-r50-e632da11.pth", {"model": weights}))
     assert info["dilation"] is False and info["dilation_known"] is False
+
+
+@pytest.mark.parametrize("backbone,layer_type,depths", [("resnet18", "basic", [2, 2, 2, 2]),
+                                                        ("resnet50", "bottleneck", [3, 4, 6, 3])])
+def test_outputs_equal_the_transformers_detr_reference(backbone, layer_type, depths):
+    """Independent reference: transformers' DetrForObjectDetection with random weights (BN statistics
+    included), mapped by hf_to_detr, gives the same outputs as hoikit's DETR on a padded batch.
+    (auxiliary_loss=False: transformers 5 feeds the normed output to the next decoder layer when it is
+    True, which the official DETR does not do.)"""
+    tf = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    hidden = [64, 128, 256, 512] if layer_type == "basic" else [256, 512, 1024, 2048]
+    cfg = tf.DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False,
+                        backbone_config=tf.ResNetConfig(layer_type=layer_type, depths=depths, hidden_sizes=hidden,
+                                                        embedding_size=64, out_features=["stage4"]),
+                        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=6,
+                        num_labels=5, dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
+                        auxiliary_loss=False)
+    ref = tf.DetrForObjectDetection(cfg).eval()
+    sd = {k: (torch.rand_like(v) + 0.5) if k.endswith("running_var") else torch.randn_like(v) * 0.1
+          for k, v in ref.state_dict().items()}
+    ref.load_state_dict(sd)
+    mine = build_detr(DETRConfig(backbone=backbone, hidden_dim=32, nheads=4, enc_layers=1, dec_layers=2,
+                                 dim_feedforward=64, num_queries=6, num_classes=5, dropout=0.0)).eval()
+    mine.load_state_dict(hf_to_detr(sd), strict=True)
+    images = [torch.randn(3, 96, 64), torch.randn(3, 64, 96)]
+    from hoikit.models.detr import nested_tensor_from_images
+    x, pad = nested_tensor_from_images(images)
+    with torch.no_grad():
+        a = mine(images)
+        b = ref(pixel_values=x, pixel_mask=(~pad).long())
+    assert torch.allclose(a["pred_logits"], b.logits, atol=1e-5)
+    assert torch.allclose(a["pred_boxes"], b.pred_boxes, atol=1e-5)
+    assert torch.allclose(a["hs"][-1], b.last_hidden_state, atol=1e-5)
