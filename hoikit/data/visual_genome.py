@@ -22,7 +22,7 @@ Conversion (once, here): labels and predicates become 0-based; boxes become xyxy
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import numpy as np
 
