@@ -122,3 +122,35 @@ def main(argv):
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+class ToyHOIModel(nn.Module):
+    """Fixed HOI output for predict tests: two boxes given in a 100 x 50 original frame, one pair,
+    verb scores [0.9, 0.3, 0.05] (boxes rescaled to the transformed image and back)."""
+
+    BOXES = np.array([[10, 5, 40, 45], [50, 20, 90, 40]], np.float32)   # original pixels (W=100, H=50)
+    VERBS = np.array([[0.9, 0.3, 0.05]], np.float32)
+
+    def __init__(self, meta):
+        super().__init__()
+        self.meta = meta
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, images, targets=None):
+        return [{"size": (im.shape[-1], im.shape[-2])} for im in images]
+
+    def postprocess(self, outputs, targets):
+        from hoikit.structures import HOIPrediction
+
+        preds = []
+        for out, t in zip(outputs, targets):
+            ow, oh = [float(v) for v in t["orig_size"]]
+            assert (ow, oh) == (100.0, 50.0)
+            preds.append(HOIPrediction(boxes=self.BOXES * float(self.scale), labels=np.array([0, 1]),
+                                       box_scores=np.array([0.95, 0.8], np.float32), pairs=np.array([[0, 1]]),
+                                       verb_scores=self.VERBS))
+        return preds
+
+
+def build_toy_hoi(cfg, meta):
+    return ToyHOIModel(meta)

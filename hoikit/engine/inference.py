@@ -1,0 +1,176 @@
+"""Inference on single images: ``hoikit.load(ckpt).predict(image)``.
+
+:class:`Predictor` rebuilds the model of a hoikit checkpoint from its stored config and metadata
+(no dataset, detector file or text encoder needed), applies the evaluation transforms and returns
+plain-Python results with class names::
+
+    {"image": "a.jpg", "size": [W, H], "arch": "rmlr",
+     "triplets": [{"subject": "person", "verb": "ride", "object": "bicycle", "score": 0.87,
+                   "subject_box": [x1, y1, x2, y2], "object_box": [...], "hoi": 12}, ...],
+     "detections": [{"label": "person", "score": 0.98, "box": [...]}, ...],
+     "scene_graph": {"relations": [{"subject": "person", "predicate": "riding", "object": "bicycle",
+                                    "score": 0.7, "subject_box": [...], "object_box": [...]}]}}   # SG2HOI+
+
+Boxes are xyxy in original-image pixels; lists are sorted by descending score.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import from_dict
+from ..errors import CheckpointError, DataError
+from ..structures import HOIPrediction, SceneGraphPrediction
+from .checkpoint import load_checkpoint, load_model_state
+
+ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+MAX_RELATIONS = 20  # scene-graph relations kept per image (most confident first)
+
+
+def to_pil(image: ImageLike) -> Image.Image:
+    """Path, PIL image or ``[H, W, 3]`` uint8 array -> RGB PIL image (one-line DataError otherwise)."""
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, np.ndarray):
+        if image.ndim == 2:
+            image = np.stack([image] * 3, -1)
+        if image.ndim != 3 or image.shape[2] not in (3, 4):
+            raise DataError(f"image array has shape {image.shape}, expected [H, W, 3]")
+        if image.dtype != np.uint8:
+            image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(image[..., :3])
+    path = Path(image)
+    if not path.is_file():
+        raise DataError(f"{path}: image not found")
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read image ({type(e).__name__})") from None
+
+
+def _box(b) -> List[float]:
+    return [round(float(x), 2) for x in b]
+
+
+class Predictor:
+    """A model ready for inference.
+
+    Args:
+        model: built model with loaded weights. cfg: its :class:`~hoikit.config.Config`.
+        meta: DatasetMeta, or ``(meta_hoi, meta_sgg)`` for SG2HOI+. device: where to run.
+    """
+
+    def __init__(self, model: torch.nn.Module, cfg, meta, device: Union[str, torch.device] = "cpu"):
+        from ..data.dataset import build_transforms
+
+        self.cfg, self.device = cfg, torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.arch = cfg.model.arch
+        self.meta_hoi, self.meta_sgg = meta if isinstance(meta, tuple) else (meta, None)
+        self.transforms = build_transforms(cfg.data, train=False)
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, os.PathLike], device: str = "cpu") -> "Predictor":
+        """Load a hoikit checkpoint (training or inference) strictly."""
+        from ..models.build import build_model, meta_from_dict
+
+        ck = load_checkpoint(path)
+        try:
+            cfg = from_dict(ck["config"])
+        except Exception as e:
+            raise CheckpointError(f"{path}: key 'config' is not a valid hoikit config "
+                                  f"({str(e).splitlines()[0]})") from None
+        cfg.model.detr.checkpoint = ""  # every weight comes from this file
+        if not ck.get("meta"):
+            raise CheckpointError(f"{path}: key 'meta' is empty (class names unknown)")
+        meta = meta_from_dict(cfg.model.arch, ck["meta"])
+        model = build_model(cfg, meta)
+        load_model_state(model, ck["model"], str(path))
+        return cls(model, cfg, meta, device)
+
+    def preprocess(self, image: Image.Image):
+        """PIL image -> (normalised ``[3, H', W']`` tensor, target dict with ``orig_size``/``size`` (W, H))."""
+        empty = dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64),
+                     hois=torch.zeros(0, 3, dtype=torch.int64), relations=torch.zeros(0, 3, dtype=torch.int64))
+        tensor, _ = self.transforms(image, empty)
+        target = {"orig_size": torch.tensor(image.size), "size": torch.tensor([tensor.shape[-1], tensor.shape[-2]])}
+        return tensor, target
+
+    @torch.no_grad()
+    def predict(self, image: ImageLike, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
+        """Named predictions for one image (see module docstring); scores below ``threshold`` dropped."""
+        pil = to_pil(image)
+        tensor, target = self.preprocess(pil)
+        outputs = self.model([tensor.to(self.device)])
+        name = str(image) if isinstance(image, (str, os.PathLike)) else None
+        result: Dict = {"image": name, "size": list(pil.size), "arch": self.arch, "triplets": [], "detections": []}
+        if self.arch == "sg2hoi":
+            if self.model.hoi_decoder is not None:
+                self._add_hoi(result, self.model.postprocess(outputs, [target], task="hoi")[0], threshold, max_triplets)
+            if self.meta_sgg is not None:
+                sg = self.model.postprocess(outputs, [target], task="sgg")[0]
+                result["scene_graph"] = self._scene_graph(sg, threshold)
+            return result
+        pred = self.model.postprocess(outputs, [target])[0]
+        if isinstance(pred, HOIPrediction):
+            self._add_hoi(result, pred, threshold, max_triplets)
+        elif isinstance(pred, SceneGraphPrediction):
+            result["scene_graph"] = self._scene_graph(pred, threshold)
+        else:  # detector: dict of boxes / scores / labels
+            self._add_detections(result, pred["boxes"], pred["labels"], pred["scores"], threshold)
+        return result
+
+    def _names(self, meta, labels) -> List[str]:
+        objs = meta.objects
+        return [objs[int(l)] if 0 <= int(l) < len(objs) else f"class{int(l)}" for l in labels]
+
+    def _add_detections(self, result, boxes, labels, scores, threshold):
+        meta = self.meta_hoi or self.meta_sgg
+        names = self._names(meta, labels)
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        result["detections"] = [{"label": names[i], "score": round(float(scores[i]), 4), "box": _box(boxes[i])}
+                                for i in order if scores[i] >= threshold]
+
+    def _add_hoi(self, result: Dict, pred: HOIPrediction, threshold: float, max_triplets: int) -> None:
+        meta = self.meta_hoi
+        self._add_detections(result, pred.boxes, pred.labels, pred.box_scores, threshold)
+        if len(pred.pairs) == 0:
+            return
+        if len(meta.correspondence):
+            t = pred.triplets(meta.correspondence, threshold=threshold)
+            pair, verb, score, hoi = t["pair"], t["verb"], t["score"], t["hoi"]
+        else:  # V-COCO style: every verb column is its own class
+            pair, verb = np.nonzero(pred.verb_scores >= threshold)
+            score, hoi = pred.verb_scores[pair, verb], verb
+        names = self._names(meta, pred.labels)
+        rows = []
+        for i in np.argsort(-score, kind="stable")[:max_triplets]:
+            h, o = pred.pairs[pair[i]]
+            rows.append({"subject": names[h], "verb": meta.verbs[int(verb[i])], "object": names[o],
+                         "score": round(float(score[i]), 4), "subject_box": _box(pred.boxes[h]),
+                         "object_box": _box(pred.boxes[o]), "hoi": int(hoi[i])})
+        result["triplets"] = rows
+
+    def _scene_graph(self, sg: SceneGraphPrediction, threshold: float) -> Dict:
+        meta = self.meta_sgg
+        names = self._names(meta, sg.labels)
+        ps = np.asarray(sg.predicate_scores)
+        if len(sg.pairs) == 0:
+            return {"relations": []}
+        pred = ps[:, 1:].argmax(1)          # column 0 = background
+        score = ps[np.arange(len(ps)), pred + 1]
+        rows = []
+        for i in np.argsort(-score, kind="stable"):
+            if score[i] < threshold or len(rows) >= MAX_RELATIONS:
+                break
+            s, o = sg.pairs[i]
+            rows.append({"subject": names[s], "predicate": meta.predicates[int(pred[i])], "object": names[o],
+                         "score": round(float(score[i]), 4), "subject_box": _box(sg.boxes[s]),
+                         "object_box": _box(sg.boxes[o])})
+        return {"relations": rows}

@@ -1,0 +1,82 @@
+"""`hoikit predict` / `hoikit.load(...).predict`: JSON + pictures from tiny checkpoints; one-line CLI errors."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import hoikit
+from engine_toy import ToyHOIModel
+from hoikit.cli import main
+from hoikit.config import load_config, to_dict
+from hoikit.data.metadata import DatasetMeta
+from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.models.build import build_model, meta_to_dict
+
+META = DatasetMeta(name="toy", objects=["person", "bicycle", "cup"], verbs=["ride", "hold", "look at"],
+                   person_label=0, correspondence=[[0, 1, 0], [1, 1, 1], [2, 2, 1], [3, 2, 2]], rare=[3])
+
+
+def _checkpoint(tmp_path, arch, extra=()):
+    cfg = load_config(None, [f"model.arch={arch}", "data.test_scale=64", "data.max_size=128", *extra])
+    torch.manual_seed(0)
+    model = build_model(cfg, META)
+    path = tmp_path / f"{arch.split(':')[-1]}.pt"
+    save_checkpoint(model_checkpoint(model, to_dict(cfg), meta_to_dict(cfg.model.arch, META)), path)
+    return path
+
+
+def test_predict_cli_writes_named_triplets_json_and_picture(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    ck = _checkpoint(tmp_path, "engine_toy:build_toy_hoi")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((50, 100, 3), 40 * i, np.uint8)).save(frames / f"f{i}.png")
+    assert main(["predict", str(frames), "--checkpoint", str(ck), "--threshold", "0.2", "--out", str(tmp_path / "o")]) == 0
+    res = json.loads((tmp_path / "o" / "f1.json").read_text())
+    # verb 0 (ride, 0.9) and verb 1 (hold, 0.3) are valid with object 1 (bicycle) and above 0.2;
+    # verb 2 (look at) is below the threshold and not a bicycle class anyway
+    assert [(t["subject"], t["verb"], t["object"], t["score"], t["hoi"]) for t in res["triplets"]] == [
+        ("person", "ride", "bicycle", pytest.approx(0.9), 0), ("person", "hold", "bicycle", pytest.approx(0.3), 1)]
+    assert res["triplets"][0]["subject_box"] == [10, 5, 40, 45] and res["triplets"][0]["object_box"] == [50, 20, 90, 40]
+    assert res["size"] == [100, 50] and [d["label"] for d in res["detections"]] == ["person", "bicycle"]
+    pic = Image.open(tmp_path / "o" / "f1.png")
+    assert max(pic.size) >= 640 and pic.size[0] == 2 * pic.size[1]  # upscaled for readable captions
+    assert np.asarray(pic).std() > 0  # something was drawn on the flat frame
+    assert "person ride bicycle 0.90" in capsys.readouterr().out
+
+
+def test_python_api_on_a_tiny_detr_checkpoint(tmp_path):
+    ck = _checkpoint(tmp_path, "detr", ["model.detr.backbone=tiny", "model.detr.hidden_dim=32", "model.detr.nheads=2",
+                                        "model.detr.enc_layers=1", "model.detr.dec_layers=1",
+                                        "model.detr.dim_feedforward=64", "model.detr.num_queries=5"])
+    image = (np.random.default_rng(0).random((48, 64, 3)) * 255).astype(np.uint8)
+    res = hoikit.load(str(ck)).predict(image, threshold=0.0)
+    assert res["arch"] == "detr" and res["triplets"] == [] and len(res["detections"]) == 5
+    scores = [d["score"] for d in res["detections"]]
+    assert scores == sorted(scores, reverse=True)
+    for d in res["detections"]:
+        assert d["label"] in META.objects and len(d["box"]) == 4
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cases = [["predict", str(tmp_path / "none.jpg"), "--checkpoint", str(tmp_path / "missing.pt")],
+             ["train", "no_such_preset"],
+             ["train", "synth_rmlr", "train.no_such_key=1"]]
+    errors = []
+    for argv in cases:
+        r = subprocess.run([sys.executable, "-m", "hoikit.cli", *argv], env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2, (argv, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("hoikit: error: "), r.stderr
+        errors.append(lines[0])
+    assert "missing.pt: checkpoint file not found" in errors[0]
+    assert "no_such_preset" in errors[1] and "train.no_such_key" in errors[2]
