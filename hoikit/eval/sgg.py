@@ -137,7 +137,12 @@ def match_image(gt, pred: SceneGraphPrediction, num_predicates: int) -> Tuple[np
                             pbox[pairs[top, 0]], pbox[pairs[top, 1]])
     # no graph constraint: (subject x object) x predicate over all (pair, predicate), global top 100
     ng = (obj_s[pairs[:, 0]] * obj_s[pairs[:, 1]])[:, None] * scores
-    flat = np.argsort(-ng.reshape(-1), kind="stable")[:NG_TOP]
+    neg = -ng.reshape(-1)
+    if len(neg) > NG_TOP:  # only candidates up to the 100th score (incl. its ties) need sorting
+        cand = np.flatnonzero(neg <= np.partition(neg, NG_TOP - 1)[NG_TOP - 1])  # row-major order kept
+        flat = cand[np.argsort(neg[cand], kind="stable")[:NG_TOP]]
+    else:
+        flat = np.argsort(neg, kind="stable")
     row, p = flat // scores.shape[1], flat % scores.shape[1]
     first_ng = _first_match(gt_key, gt_boxes, enc(plab[pairs[row, 0]], p, plab[pairs[row, 1]]),
                             pbox[pairs[row, 0]], pbox[pairs[row, 1]])
@@ -220,7 +225,8 @@ def evaluate(predictions: Iterable[Tuple[int, SceneGraphPrediction]], ground_tru
         first_gc, first_ng = match_image(gt, pred, num_predicates)
         labels = np.asarray(gt.labels, np.int64)
         key = (labels[rel[:, 0]] * (1 << 20) + labels[rel[:, 1]]) * (1 << 8) + rel[:, 2]
-        zs_mask = np.isin(key, zs_key)
+        pos = np.minimum(np.searchsorted(zs_key, key), max(len(zs_key) - 1, 0))
+        zs_mask = zs_key[pos] == key if len(zs_key) else np.zeros(len(key), bool)
         present = np.unique(rel[:, 2])
         gc.add(first_gc, rel[:, 2], zs_mask, present)
         ng.add(first_ng, rel[:, 2], zs_mask, present)

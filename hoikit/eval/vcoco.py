@@ -209,29 +209,36 @@ class _Matcher:
         self.ignored = gt.person_actions[self.person, 0] == -1 if len(self.det) else np.zeros(0, bool)
         self.gt = gt
 
-    def ap(self, scores: np.ndarray, true_match: np.ndarray, npos: float) -> float:
-        """AP of one column. ``scores [n]`` float32 and ``true_match [n]`` bool per grouped detection."""
-        if npos == 0:
-            return float("nan")
+    def ranking(self, scores: np.ndarray):
+        """Official order of one column: ``scores [n]`` float32 per grouped detection.
+
+        Returns ``(seq, rank)``: ``seq`` = detections in vsrl_eval.py's append order (images in
+        split order, per image ``np.argsort(scores)[::-1]``, unannotated-person hits dropped) and
+        ``rank`` = ``np.argsort(scores[seq])[::-1]`` (the final ranking, same tie order).
+        """
         valid = np.flatnonzero(~np.isnan(scores))
         s, img = scores[valid], self.img[valid]
         order = np.lexsort((-s, img))  # per image, descending; ties fixed below
         ss, si = s[order], img[order]
-        tie = np.flatnonzero((ss[1:] == ss[:-1]) & (si[1:] == si[:-1]))
-        if len(tie):  # ties within an image: use exactly np.argsort(scores)[::-1] of that image
-            bounds = np.searchsorted(img, np.unique(si[tie]), side="left"), np.searchsorted(img, np.unique(si[tie]), side="right")
-            for a, b in zip(*bounds):
-                order[a:b] = a + np.argsort(s[a:b])[::-1]
+        tie = np.unique(si[np.flatnonzero((ss[1:] == ss[:-1]) & (si[1:] == si[:-1]))])
+        # ties within an image: use exactly np.argsort(scores)[::-1] of that image
+        for a, b in zip(np.searchsorted(img, tie, side="left"), np.searchsorted(img, tie, side="right")):
+            order[a:b] = a + np.argsort(s[a:b])[::-1]
         seq = valid[order]
         seq = seq[~self.ignored[seq]]  # detections on unannotated persons: neither TP nor FP
+        return seq, np.argsort(scores[seq])[::-1]  # vsrl_eval.py: a_sc.argsort()[::-1]
+
+    def ap(self, seq: np.ndarray, rank: np.ndarray, true_match: np.ndarray, npos: float) -> float:
+        """AP of one column from :meth:`ranking` and ``true_match [n]`` (action, IoUs >= 0.5)."""
+        if npos == 0:
+            return float("nan")
+        if len(seq) == 0:
+            return 0.0  # the official script crashes here
         cand = seq[true_match[seq]]
-        # the first candidate (in ranked order) of each (image, person) is TP, later ones FP
+        # the first candidate (in append order) of each person is TP (covered), later ones FP
         _, first = np.unique(self.person[cand], return_index=True)
         tp = np.zeros(len(self.ignored), bool)
         tp[cand[first]] = True
-        if len(seq) == 0:
-            return 0.0
-        rank = np.argsort(scores[seq])[::-1]  # vsrl_eval.py: a_sc.argsort()[::-1]
         tp_ranked = tp[seq][rank]
         return voc_ap_official(tp_ranked, ~tp_ranked, npos)
 
@@ -253,33 +260,33 @@ def evaluate(gt: VCOCOGroundTruth, dets: VCOCODetections) -> Dict:
     acts = gt.person_actions[m.person] if len(m.det) else np.zeros((0, len(ACTIONS)), np.int8)
     out: Dict = {"npos": {a: int(npos[i]) for i, a in enumerate(ACTIONS)}, "agent_ap": {}}
     for a, name in enumerate(ACTIONS):
-        out["agent_ap"][name] = m.ap(dets.agent_scores[m.det, a], (acts[:, a] == 1) & m.person_ok, float(npos[a]))
+        seq, rank = m.ranking(dets.agent_scores[m.det, a])
+        out["agent_ap"][name] = m.ap(seq, rank, (acts[:, a] == 1) & m.person_ok, float(npos[a]))
     ap = np.array(list(out["agent_ap"].values()), np.float32)
     out["mean_agent_ap"] = float(np.nansum(ap) / len(ACTIONS))
     cols = action_role_columns(gt.roles)
+    role_ap = {1: {}, 2: {}}
+    pred_all, gt_all = dets.role_boxes[m.det], gt.role_boxes[m.person]  # [n, C, 4], gathered once
+    for c, (a, _, name) in enumerate(cols):
+        pred, gtb = pred_all[:, c], gt_all[:, c]
+        missing = np.all(gtb == -1, axis=1)
+        ov = overlap_f32(gtb, pred)
+        base = (acts[:, a] == 1) & m.person_ok
+        seq, rank = m.ranking(dets.role_scores[m.det, c])
+        # missing role: Scenario 1 correct only when no role box is predicted; Scenario 2 always
+        empty = np.all(pred == 0, axis=1) | np.all(np.isnan(pred), axis=1)
+        role_ap[1][name] = m.ap(seq, rank, base & np.where(missing, empty, ov >= IOU_THRESHOLD), float(npos[a]))
+        role_ap[2][name] = m.ap(seq, rank, base & (missing | (ov >= IOU_THRESHOLD)), float(npos[a]))
     for scenario in (1, 2):
-        role_ap = {}
-        for c, (a, _, name) in enumerate(cols):
-            pred = dets.role_boxes[m.det, c]
-            gtb = gt.role_boxes[m.person, c]
-            missing = np.all(gtb == -1, axis=1)
-            ov = overlap_f32(gtb, pred)
-            if scenario == 1:  # missing role: correct only when no role box is predicted
-                empty = np.all(pred == 0, axis=1) | np.all(np.isnan(pred), axis=1)
-                ov = np.where(missing, empty.astype(np.float32), ov)
-            else:
-                ov = np.where(missing, np.float32(1), ov)
-            true = (acts[:, a] == 1) & m.person_ok & (ov >= IOU_THRESHOLD)
-            role_ap[name] = m.ap(dets.role_scores[m.det, c], true, float(npos[a]))
         # official layout: float32 [26, 2] with NaN where an action has no such role
         table = np.full((len(ACTIONS), 2), np.nan, np.float32)
         for (a, k, name) in cols:
-            table[a, k] = role_ap[name]
+            table[a, k] = role_ap[scenario][name]
         with warnings.catch_warnings():  # all-NaN (tiny subsets) -> NaN, no warning
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = float(np.nanmean(table))
             table[ACTIONS.index("point"), 0] = np.nan
-            out[f"scenario_{scenario}"] = {"role_ap": role_ap, "mean_role_ap": mean,
+            out[f"scenario_{scenario}"] = {"role_ap": role_ap[scenario], "mean_role_ap": mean,
                                            "mean_role_ap_no_point": float(np.nanmean(table))}
     return out
 
