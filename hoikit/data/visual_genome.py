@@ -6,7 +6,8 @@ Files:
     (inclusive, -1 = none), ``predicates [N_rel, 1]`` (1..50), ``relationships [N_rel, 2]`` (GLOBAL
     object rows), ``img_to_first_rel / img_to_last_rel``, ``split`` (0 train, 2 test).
   * ``VG-SGG-dicts-with-attri.json``: ``idx_to_label``, ``idx_to_predicate`` (1-based keys).
-  * ``image_data.json``: per image ``image_id, width, height``. The public file has 108,077 entries;
+  * ``image_data.json``: per image ``image_id, width, height`` (+ ``url``; a relative url is the image's
+    path inside ``images``, else the file is ``<image_id>.jpg``). The public file has 108,077 entries;
     the h5 is aligned with it after dropping the four corrupt images 1592, 1722, 4616, 4617
     (Scene-Graph-Benchmark.pytorch ``load_image_filenames``); a file already of the h5's length is used as is.
 
@@ -22,7 +23,7 @@ Conversion (once, here): labels and predicates become 0-based; boxes become xyxy
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -61,6 +62,22 @@ def meta_from_dicts(dicts, path="VG-SGG-dicts") -> DatasetMeta:
         return packaged
     person = objects.index("person") if "person" in objects else 0
     return DatasetMeta(name="vg150", objects=objects, predicates=predicates, person_label=person)
+
+
+def _file_name(info: dict, image_dir: Optional[Path]) -> str:
+    """Image file of an image_data entry, relative to ``image_dir``.
+
+    ``<image_id>.jpg`` (the VG_100K layout); an image_data ``url`` that is a relative path (SynthHOI:
+    ``images/<split>/<image_id>.jpg`` relative to the dataset root) is preferred when that file
+    exists under ``image_dir`` (or when no file exists at all, so that messages name it).
+    """
+    plain = f"{int(info['image_id'])}.jpg"
+    url = info.get("url")
+    if not (isinstance(url, str) and url and "://" not in url and not url.startswith("/")):
+        return plain
+    if image_dir is not None and not (image_dir / url).is_file() and (image_dir / plain).is_file():
+        return plain
+    return url
 
 
 class VisualGenomeReader:
@@ -222,7 +239,7 @@ class VisualGenomeReader:
             pairs = a["relationships"][fr:lr + 1] - first  # global object rows -> per-image
             relations = np.column_stack([pairs, a["predicates"][fr:lr + 1] - 1])
         image_id = int(info["image_id"])
-        file_name = f"{image_id}.jpg"
+        file_name = _file_name(info, self.image_dir)
         return Sample(index=index, file_name=file_name, size=(w, h), boxes=cxcywh_to_xyxy(boxes),
                       labels=labels, relations=relations, image_id=image_id,
                       image_path=str(self.image_dir / file_name) if self.image_dir else None)

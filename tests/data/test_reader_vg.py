@@ -96,3 +96,20 @@ def test_missing_dataset_and_misaligned_image_data(tmp_path, shared_data, vg_wri
         VisualGenomeReader(h5, dicts, image_data)
     with pytest.raises(DataError, match="unknown split 'dev'"):
         VisualGenomeReader(h5, dicts, image_data, split="dev")
+
+
+def test_relative_url_names_the_image_file(tmp_path, shared_data, vg_writer):
+    write_vg, _ = vg_writer
+    h5, image_data = write_vg(tmp_path, with_corrupt=False)
+    data = json.load(open(image_data))
+    data[1]["url"] = "images/test/11.jpg"  # SynthHOI: relative to the dataset root
+    data[5]["url"] = "https://cs.stanford.edu/people/rak248/VG_100K_2/15.jpg"  # real VG: a web address
+    json.dump(data, open(image_data, "w"))
+    r = VisualGenomeReader(h5, shared_data / "vg" / "VG-SGG-dicts-with-attri.json", image_data, images="/root")
+    assert [r[i].image_path for i in range(len(r))] == ["/root/images/test/11.jpg", "/root/15.jpg"]
+    # a split's own image directory holding <image_id>.jpg works too
+    (tmp_path / "test").mkdir()
+    (tmp_path / "test" / "11.jpg").write_bytes(b"")
+    r = VisualGenomeReader(h5, shared_data / "vg" / "VG-SGG-dicts-with-attri.json", image_data,
+                           images=tmp_path / "test")
+    assert r[0].image_path == str(tmp_path / "test" / "11.jpg")
