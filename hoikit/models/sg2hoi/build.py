@@ -16,6 +16,7 @@ from ...errors import ConfigError
 from ..backbone import build_backbone
 from ..clip import load_clip
 from .criterion import SG2HOICriterion
+from .detr_init import init_from_detr
 from .encoder import SG2HOIEncoder, VLDistillHead
 from .hoi_decoder import HOIDecoder
 from .model import TASKS, SG2HOIPlus
@@ -116,6 +117,11 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
 
     criterion = SG2HOICriterion(sg.alpha_box, sg.alpha_cls, sg.alpha_rel, sg.eos_coef, sg.train_unmatched, sg.verb_loss)
     lambda_seg = sg.lambda_seg if sg.hss != "none" else 0.0          # -HSS: lambda_1 = 0 (Table VI)
-    return SG2HOIPlus(backbone, hss, encoder, rel_decoder, distill, r2i, feat_tr, query_tr, hoi_decoder, criterion,
-                      meta_sgg, meta_hoi, {"sgg": map_sgg, "hoi": map_hoi}, clip=clip,
-                      lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=task)
+    model = SG2HOIPlus(backbone, hss, encoder, rel_decoder, distill, r2i, feat_tr, query_tr, hoi_decoder, criterion,
+                       meta_sgg, meta_hoi, {"sgg": map_sgg, "hoi": map_hoi}, clip=clip,
+                       lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=task)
+    if cfg.model.detr.checkpoint:                                     # Section IV-D: DETR initialisation
+        counts = init_from_detr(model, cfg.model.detr.checkpoint)
+        log.info("SG2HOI+: initialised %d tensors from DETR %s (%d DETR tensors unused)",
+                 counts["loaded"], cfg.model.detr.checkpoint, counts["unused"])
+    return model

@@ -76,6 +76,15 @@ class SG2HOIPlus(nn.Module):
             self.register_buffer(f"seg_map_{k}", m, persistent=False)
         object.__setattr__(self, "clip", clip)          # frozen teacher: not a submodule, not saved
         self.lambda_seg, self.lambda_algn, self.task = lambda_seg, lambda_algn, task
+        # an SGG batch leaves the HOI part without gradients (and vice versa): DDP must allow it
+        self.find_unused_parameters = True
+
+    def set_phase(self, phase: str) -> None:
+        """Two-phase schedule (Section IV-D): ``sgg`` computes only SGG losses; ``joint`` / ``hoi``
+        restore the task. Build a new optimizer with :meth:`param_groups` (same phase) after it."""
+        if phase not in TASKS:
+            raise ConfigError(f"SG2HOI+ phase '{phase}': choose {' | '.join(TASKS)}")
+        self.task = phase
 
     # ------------------------------------------------------------------ forward pieces
     def _hoi_branch(self, f_en: Tensor, en_mask: Tensor, pos: Tensor, rel: Dict[str, Tensor]) -> Dict[str, Tensor]:

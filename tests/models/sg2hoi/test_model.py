@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import hoi_batch, sgg_batch, tiny_cfg
-from hoikit.errors import ConfigError
+from hoikit.errors import CheckpointError, ConfigError
 from hoikit.models.sg2hoi.build import NO_CLIP_NOTICE, build_sg2hoi, phase_for_epoch
 from hoikit.models.sg2hoi.heads import TextClassifier
 from hoikit.ops import box_cxcywh_to_xyxy
@@ -120,6 +120,9 @@ def test_param_groups_follow_the_two_phase_schedule(metas, tiny_clip_dir):
     assert {id(p) for p in m.r2i.parameters()} <= {id(p) for p in g["hoi"]["params"]}
     cfg.train.sgg_epochs = 2
     assert [phase_for_epoch(cfg, e) for e in range(4)] == ["sgg", "sgg", "joint", "joint"]
+    m.set_phase("sgg")
+    m.train()
+    assert not any(k.startswith("loss_hoi") for k in m(*hoi_batch()))       # phase 1: SGG losses only
 
 
 def test_training_steps_reduce_the_total_loss(metas, tiny_clip_dir):
@@ -180,3 +183,35 @@ def test_without_clip_it_trains_and_says_so_once(metas, caplog):
     assert len(notices) == 1
     assert m.distill is None and m.clip is None
     assert m.hss.class_embed.shape == (4, 384)                           # MiniLM sentence embeddings
+
+
+def _save_tiny_detr(path, hidden_dim=32):
+    from hoikit.config import DETRConfig
+    from hoikit.models.detr import build_detr
+    torch.manual_seed(3)
+    det = build_detr(DETRConfig(backbone="tiny", hidden_dim=hidden_dim, nheads=2, enc_layers=1, dec_layers=1,
+                                dim_feedforward=64, num_queries=6, num_classes=5))
+    torch.save({"model": det.state_dict()}, path)
+    return det.state_dict()
+
+
+def test_detr_initialisation_copies_the_mappable_weights(metas, tmp_path):
+    sd = _save_tiny_detr(tmp_path / "detr.pth")
+    plain = build(metas, "")[0].state_dict()
+    cfg = tiny_cfg("")
+    cfg.model.detr.checkpoint = str(tmp_path / "detr.pth")
+    torch.manual_seed(0)
+    own = build_sg2hoi(cfg, *metas).state_dict()
+    assert torch.equal(own["backbone.body.layers.0.weight"], sd["backbone.0.body.layers.0.weight"])
+    assert torch.equal(own["encoder.encoder.layers.0.linear1.weight"], sd["transformer.encoder.layers.0.linear1.weight"])
+    for dec in ("rel_decoder", "hoi_decoder"):
+        assert torch.equal(own[f"{dec}.decoder.layers.0.multihead_attn.in_proj_weight"],
+                           sd["transformer.decoder.layers.0.multihead_attn.in_proj_weight"])
+        assert torch.equal(own[f"{dec}.head.left_box.layers.2.weight"], sd["bbox_embed.layers.2.weight"])
+    assert torch.equal(own["rel_decoder.query_embed.weight"], sd["query_embed.weight"])
+    for key in ("hss.reduce.weight", "encoder.cls_proj.weight", "rel_decoder.head.mid_cls.weight"):
+        assert torch.equal(own[key], plain[key])                          # not in DETR: left as built
+    _save_tiny_detr(tmp_path / "bad.pth", hidden_dim=16)
+    cfg.model.detr.checkpoint = str(tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="transformer.encoder.layers.0"):
+        build_sg2hoi(cfg, *metas)
