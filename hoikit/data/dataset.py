@@ -112,17 +112,18 @@ def synth_paths(root, split: str) -> Tuple[Path, Path]:
     return root / "hicodet" / f"instances_{split}.json", root / "images" / split
 
 
-def build_reader(cfg, split: str, strict: bool = True):
+def build_reader(cfg, split: str, strict: bool = True, **kw):
     """Reader of a :class:`~hoikit.config.DataConfig` split ("train" or "test"; vg also "val").
 
     ``format == "synth"`` reads ``cfg.root`` in SynthHOI's layout (explicit ``train_anno`` /
     ``test_anno`` paths win) and generates the dataset there first when it does not exist yet.
+    ``**kw`` goes to the reader (e.g. vg ``num_val_im`` for a small dataset, ``filter_empty_rels``).
     """
     if split not in ("train", "test", "val"):
         raise DataError(f"unknown split '{split}' (expected train, test or val)")
     if cfg.format == "vg":
         return open_reader("vg", cfg.vg_h5, images=cfg.vg_images or None, dicts=cfg.vg_dicts,
-                           image_data=cfg.vg_image_data, split=split, strict=strict)
+                           image_data=cfg.vg_image_data, split=split, strict=strict, **kw)
     if split == "val":
         raise DataError(f"format '{cfg.format}' has no 'val' split (use train or test)")
     anno = cfg.train_anno if split == "train" else cfg.test_anno
@@ -136,7 +137,7 @@ def build_reader(cfg, split: str, strict: bool = True):
         anno, images = str(anno_path), images or str(image_dir)
     if not anno:
         raise DataError(f"data.{split}_anno: no annotation file given for format '{cfg.format}'")
-    return open_reader(cfg.format, anno, images or None, strict=strict)
+    return open_reader(cfg.format, anno, images or None, strict=strict, **kw)
 
 
 def _generate_synth(cfg) -> None:

@@ -22,6 +22,7 @@ Conversion (once, here): labels and predicates become 0-based; boxes become xyxy
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -119,6 +120,9 @@ class VisualGenomeReader:
         if split == "val":
             rows = rows[:num_val_im]
         elif split == "train":
+            if len(rows) and len(rows) <= num_val_im:
+                warnings.warn(f"{self.path}: the train split is empty: val (num_val_im={num_val_im}) takes all "
+                              f"{len(rows)} split-0 images; pass a smaller num_val_im for a small dataset")
             rows = rows[num_val_im:]
         self.rows = rows  # h5 image rows of this split
         self._arrays = arrays

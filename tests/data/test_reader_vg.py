@@ -21,6 +21,8 @@ def test_splits_follow_sgb_rules(vg_files):
     # split 0 after dropping 13 (no boxes): [10, 14]; val = first num_val_im, train = rest
     assert _ids(VisualGenomeReader(h5, dicts, image_data, split="val", num_val_im=1)) == [10]
     assert _ids(VisualGenomeReader(h5, dicts, image_data, split="train", num_val_im=1)) == [14]
+    with pytest.warns(UserWarning, match="the train split is empty"):
+        assert len(VisualGenomeReader(h5, dicts, image_data, split="train")) == 0  # SGB's 5,000 val images
 
 
 def test_boxes_labels_relations_converted(vg_files, shared_data):
