@@ -16,36 +16,46 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output-dir", default=None, help="run directory (default: the config's output_dir)")
 
 
-def run(args) -> int:
+def train(cfg, resume: bool = False):
+    """Train ``cfg`` (datasets, model, evaluator from the config). Returns ``(TrainState, TrainingData)``."""
     from pathlib import Path
 
-    from ..config import load_config, to_yaml
+    from ..config import to_yaml
+    from ..data.dataset import collate
     from ..engine import distributed as D
     from ..engine.datasets import build_training_data
     from ..engine.trainer import fit, seed_everything
     from ..models.build import build_model, meta_to_dict
 
+    info = D.init_distributed(cfg.train.device)
+    data = build_training_data(cfg)
+    seed_everything(cfg.seed)  # identical initial weights on every rank
+    model = build_model(cfg, data.meta)
+    out = Path(cfg.output_dir)
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(to_yaml(cfg))  # after build: builders may fill derived fields
+    state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict(cfg.model.arch, data.meta),
+                eval_set=data.eval_set, make_evaluator=data.make_evaluator, primary_metric=data.primary,
+                resume=resume, info=info)
+    if info.is_main:
+        from ..viz.plots import plot_training_curves
+
+        plot_training_curves(out, out / "curves.png")
+    return state, data
+
+
+def run(args) -> int:
+    from ..config import load_config
+    from ..engine import distributed as D
+
     cfg = load_config(args.config, args.overrides)
     if args.output_dir:
         cfg.output_dir = args.output_dir
-    info = D.init_distributed(cfg.train.device)
     try:
-        data = build_training_data(cfg)
-        seed_everything(cfg.seed)  # identical initial weights on every rank
-        model = build_model(cfg, data.meta)
-        out = Path(cfg.output_dir)
-        if info.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(to_yaml(cfg))  # after build: builders may fill derived fields
-        from ..data.dataset import collate
-
-        state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict(cfg.model.arch, data.meta),
-                    eval_set=data.eval_set, make_evaluator=data.make_evaluator, primary_metric=data.primary,
-                    resume=args.resume, info=info)
-        if info.is_main:
-            from ..viz.plots import plot_training_curves
-
-            plot_training_curves(out, out / "curves.png")
+        state, data = train(cfg, args.resume)
+        if D.is_main_process():
+            out = cfg.output_dir
             best = f", best {data.primary}={state.best:.2f} (epoch {state.best_epoch + 1})" if state.best is not None else ""
             print(f"done: {state.step} steps{best}; checkpoints in {out}/last.pt"
                   + (f" and {out}/best.pt" if state.best is not None else "") + f"; logs {out}/log.csv")

@@ -44,7 +44,7 @@ def plot_training_curves(run_dir: Path, out: Optional[Path] = None) -> Optional[
     loss_keys = [k for k in train[0] if k.startswith("loss")]
     for k in loss_keys:
         axes[0].plot(*_series(train, k), label=k, lw=2 if k == "loss" else 1)
-    axes[0].set(title="training loss", xlabel="step", yscale="log")
+    axes[0].set(title="training loss", xlabel="step", yscale="symlog")
     axes[0].legend(fontsize=7)
     axes[1].plot(*_series(train, "lr"))
     axes[1].set(title="learning rate (first group)", xlabel="step")
