@@ -40,65 +40,105 @@ from .report import format_table, write_json
 MIN_OVERLAP = 0.5  # eval_one.m: `min_overlap = 0.5`, compared with >=
 
 
-def pair_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of aligned xyxy boxes in continuous coordinates.
+def _iou_against_gt(det: Sequence[np.ndarray], det_area: np.ndarray, m: int, gt_cols: Sequence[np.ndarray],
+                    gt_area: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """IoU of the first ``m`` detections with ground-truth rows ``g`` (continuous boxes).
 
     Args:
-        a: float64 ``[M, 4]``.
-        b: float64 ``[M, 4]``.
+        det: four float64 ``[M]`` columns x1, y1, x2, y2 of the detection boxes; det_area ``[M]``.
+        m: number of leading detections to use.
+        gt_cols: four float64 ``[G]`` ground-truth columns; gt_area ``[G]``.
+        g: int64 ``[m]`` ground-truth row of each detection.
 
     Returns:
-        float64 ``[M]``; 0 where the boxes do not intersect (as the official ``iw > 0 && ih > 0``).
+        float64 ``[m]``; 0 where the boxes do not intersect (official ``iw > 0 && ih > 0``).
     """
-    iw = np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0])
-    ih = np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1])
-    hit = (iw > 0) & (ih > 0)
-    inter = np.where(hit, iw * ih, 0.0)
-    union = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
-    return np.where(hit, inter / np.where(hit, union, 1.0), 0.0)
+    iw = np.minimum(det[2][:m], gt_cols[2][g])
+    iw -= np.maximum(det[0][:m], gt_cols[0][g])
+    ih = np.minimum(det[3][:m], gt_cols[3][g])
+    ih -= np.maximum(det[1][:m], gt_cols[1][g])
+    np.maximum(iw, 0.0, out=iw)
+    np.maximum(ih, 0.0, out=ih)
+    inter = np.multiply(iw, ih, out=iw)
+    union = det_area[:m] + gt_area[g]
+    union -= inter
+    return np.divide(inter, union, out=np.zeros(m), where=inter > 0)
+
+
+def _columns(boxes: np.ndarray, rows: np.ndarray):
+    """Rows of ``[N, 4]`` boxes -> (four contiguous float64 columns ``[M]``, areas ``[M]``)."""
+    cols = [boxes[:, j][rows].astype(np.float64) for j in range(4)]
+    return cols, (cols[2] - cols[0]) * (cols[3] - cols[1])
 
 
 def match_argmax(gt: HICODetGroundTruth, image: np.ndarray, hoi: np.ndarray, box_h: np.ndarray,
-                 box_o: np.ndarray, chunk: int = 1 << 22):
+                 box_o: np.ndarray):
     """Argmax ground-truth pair of every detection (same class, same image).
+
+    Detections are processed in decreasing order of their number of candidate pairs, so that
+    step ``k`` (the k-th pair of each detection's (class, image) cell) works on a prefix of
+    contiguous arrays; the running maximum is replaced only on a strictly larger overlap, so
+    the first pair in file order wins ties, as ``if min_ov > ov_max`` in the official code.
 
     Args:
         gt: the ground truth.
         image: int64 ``[N]`` image indices; hoi: int64 ``[N]`` classes.
         box_h: ``[N, 4]`` human boxes; box_o: ``[N, 4]`` object boxes (continuous pixels).
-        chunk: maximum number of (detection, pair) candidates processed at once (memory bound).
 
     Returns:
         ``(best, overlap)``: int64 ``[N]`` row into ``gt.key`` (-1 when the image has no pair of
-        the class) and float64 ``[N]`` overlap ``min(IoU_h, IoU_o)`` (-inf when no pair), the
-        first pair in file order winning ties.
+        the class) and float64 ``[N]`` overlap ``min(IoU_h, IoU_o)`` (-inf when no pair).
     """
     n = len(image)
-    key = hoi.astype(np.int64) * gt.num_images + image.astype(np.int64)
-    start = np.searchsorted(gt.key, key, side="left")
-    count = np.searchsorted(gt.key, key, side="right") - start
+    start, count = gt.cells(hoi.astype(np.int64) * gt.num_images + image.astype(np.int64))
     best = np.full(n, -1, dtype=np.int64)
     overlap = np.full(n, -np.inf, dtype=np.float64)
     has = np.nonzero(count)[0]
     if len(has) == 0:
         return best, overlap
-    csum = np.cumsum(count[has])
-    cuts = np.searchsorted(csum, np.arange(chunk, int(csum[-1]), chunk), side="right")
-    for sel in np.split(has, cuts):
-        if len(sel) == 0:
-            continue
-        cnt = count[sel]
-        seg = np.cumsum(cnt) - cnt                          # segment starts in the expansion
-        det = np.repeat(sel, cnt)
-        offs = np.arange(int(cnt.sum()), dtype=np.int64) - np.repeat(seg, cnt)
-        g = np.repeat(start[sel], cnt) + offs
-        ov = np.minimum(pair_iou(box_h[det].astype(np.float64), gt.box_h[g]),
-                        pair_iou(box_o[det].astype(np.float64), gt.box_o[g]))
-        mx = np.maximum.reduceat(ov, seg)
-        first = np.minimum.reduceat(np.where(ov == np.repeat(mx, cnt), offs, np.iinfo(np.int64).max), seg)
-        best[sel] = start[sel] + first
-        overlap[sel] = mx
+    has = has[np.argsort(-count[has], kind="stable")]
+    neg_count, first = -count[has], start[has]
+    dh, dh_area = _columns(box_h, has)
+    do, do_area = _columns(box_o, has)
+    ov_best = np.full(len(has), -np.inf)
+    k_best = np.zeros(len(has), dtype=np.int64)
+    for k in range(int(-neg_count[0])):
+        m = int(np.searchsorted(neg_count, -k, side="left"))  # detections with more than k pairs
+        g = first[:m] + k
+        ov = np.minimum(_iou_against_gt(dh, dh_area, m, gt.h_cols, gt.h_area, g),
+                        _iou_against_gt(do, do_area, m, gt.o_cols, gt.o_area, g))
+        better = ov > ov_best[:m]
+        np.copyto(ov_best[:m], ov, where=better)
+        np.copyto(k_best[:m], k, where=better)
+    best[has] = first + k_best
+    overlap[has] = ov_best
     return best, overlap
+
+
+def _stable_argsort_int(values: np.ndarray) -> np.ndarray:
+    """Stable argsort of non-negative ints; uint16 keys let numpy use its O(N) radix sort."""
+    if len(values) and values.max() < 1 << 16:
+        values = values.astype(np.uint16)
+    return np.argsort(values, kind="stable")
+
+
+def ranked_order(image: np.ndarray, hoi: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """The official evaluation order of all detections, every class at once.
+
+    Sorted by class, then descending score; equal scores keep MATLAB's stable order on its
+    image-by-image input: image index, then input position. Equals
+    ``np.lexsort((image, -score, hoi))``, done as three stable passes from the least
+    significant key (radix sorts for the integer keys, ~4x faster than lexsort).
+
+    Args:
+        image, hoi: int64 ``[N]``; score: float ``[N]``.
+
+    Returns:
+        int64 ``[N]`` permutation.
+    """
+    order = _stable_argsort_int(image)
+    order = order[np.argsort(-score[order].astype(np.float64), kind="stable")]
+    return order[_stable_argsort_int(hoi[order])]
 
 
 def _class_aps(hoi_sorted: np.ndarray, tp: np.ndarray, npos: np.ndarray):
@@ -193,9 +233,9 @@ class HICODetEvaluator:
             image, hoi, score, box_h, box_o = image[keep], hoi[keep], score[keep], box_h[keep], box_o[keep]
         # Official order per class: stable sort of -score over image-by-image input
         # (lexsort is stable: ties by image, then input position).
-        order = np.lexsort((image, -score.astype(np.float64), hoi))
-        image, hoi = image[order], hoi[order]
-        best, overlap = match_argmax(gt, image, hoi, box_h[order], box_o[order])
+        order = ranked_order(image, hoi, score)
+        best, overlap = match_argmax(gt, image, hoi, box_h, box_o)
+        image, hoi, best, overlap = image[order], hoi[order], best[order], overlap[order]
         # No fallback: TP iff overlap >= min_overlap and first such detection of its argmax pair.
         valid = np.nonzero(overlap >= self.min_overlap)[0]
         _, first = np.unique(best[valid], return_index=True)

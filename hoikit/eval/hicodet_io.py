@@ -36,7 +36,8 @@ class HICODetGroundTruth:
         npos: int64 ``[C]`` number of ground-truth pairs per class.
         key: int64 ``[G]`` ``hoi * num_images + image`` of every pair, ascending; pairs of one
             (class, image) keep file order.
-        box_h, box_o: float64 ``[G, 4]`` continuous boxes ``(x1 - 1, y1 - 1, x2, y2)``.
+        box_h, box_o: float64 ``[G, 4]`` continuous boxes ``(x1 - 1, y1 - 1, x2, y2)``;
+            h_cols / o_cols: their four columns, contiguous; h_area / o_area ``[G]``.
         image_has_object: bool ``[num_images, num_objects]``: the image has a pair with that
             object (Known-Object setting).
     """
@@ -127,8 +128,37 @@ class HICODetGroundTruth:
         shift = np.array([1.0, 1.0, 0.0, 0.0])
         self.box_h = bh[order] - shift
         self.box_o = bo[order] - shift
+        self.h_cols = [np.ascontiguousarray(self.box_h[:, j]) for j in range(4)]
+        self.o_cols = [np.ascontiguousarray(self.box_o[:, j]) for j in range(4)]
+        self.h_area = (self.box_h[:, 2] - self.box_h[:, 0]) * (self.box_h[:, 3] - self.box_h[:, 1])
+        self.o_area = (self.box_o[:, 2] - self.box_o[:, 0]) * (self.box_o[:, 3] - self.box_o[:, 1])
+        self._cell_table = None
         self.image_has_object = np.zeros((self.num_images, self.num_objects), bool)
         self.image_has_object[img, self.hoi_object[hoi]] = True
+
+    # dense (class, image) tables up to this many cells (2 x int32: 8 bytes per cell)
+    DENSE_CELLS = 1 << 24
+
+    def cells(self, key: np.ndarray):
+        """First row in ``key``-sorted pairs and number of pairs of each (class, image) cell.
+
+        Args:
+            key: int64 ``[N]`` cell ids ``hoi * num_images + image``.
+
+        Returns:
+            ``(start, count)``, int64 ``[N]``: the cell's pairs are rows ``start .. start + count - 1``
+            of ``self.key`` / ``box_h`` / ``box_o``, in file order.
+        """
+        num_cells = self.num_classes * self.num_images
+        if num_cells > self.DENSE_CELLS:
+            start = np.searchsorted(self.key, key, side="left")
+            return start, np.searchsorted(self.key, key, side="right") - start
+        if self._cell_table is None:
+            count = np.bincount(self.key, minlength=num_cells).astype(np.int32)
+            start = (np.cumsum(count, dtype=np.int64) - count).astype(np.int32)
+            self._cell_table = (start, count)
+        start, count = self._cell_table
+        return start[key].astype(np.int64), count[key].astype(np.int64)
 
 
 def check_detections(arrays: Dict, gt: HICODetGroundTruth, source: str) -> Dict[str, np.ndarray]:

@@ -286,3 +286,14 @@ def test_real_file_agrees_with_loop_reference(real, skip_empty):
     aps = np.array([r["default"][c] for c in classes])
     assert 0.05 < aps.mean() < 0.95  # a non-trivial mix of TP and FP
     assert "HICO-DET mAP" in format_results(res)
+
+
+def test_ranked_order_is_lexsort_class_score_image_position():
+    from hoikit.eval.hicodet import ranked_order
+    rng = np.random.default_rng(5)
+    for num_images in (50, 70_000):  # uint16 radix path and the int64 fallback
+        image = rng.integers(0, num_images, 5000)
+        hoi = rng.integers(0, 7, 5000)
+        score = np.round(rng.random(5000), 1)  # many exact ties
+        expected = np.lexsort((np.arange(5000), image, -score, hoi))
+        assert (ranked_order(image, hoi, score) == expected).all()
