@@ -1,0 +1,37 @@
+"""`hoikit analyze tokens`: pair statistics by hand, and an end-to-end run on a tiny DETR."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hoikit.cli import main
+from hoikit.commands.analyze import pair_stats
+from hoikit.config import load_config, to_dict
+from hoikit.data.metadata import DatasetMeta
+from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.models.build import build_model, meta_to_dict
+
+
+def test_pair_stats_by_hand():
+    s = pair_stats([np.array([1.0, 0.0]), np.array([0.0, 2.0]), np.array([3.0, 0.0])])
+    # pairs (0,1), (0,2), (1,2): cosines 0, 1, 0; distances sqrt(5), 2, sqrt(13)
+    assert s["cosine"] == pytest.approx([0.0, 1.0, 0.0])
+    assert s["distance"] == pytest.approx([5 ** 0.5, 2.0, 13 ** 0.5])
+    assert s["cosine_mean"] == pytest.approx(1 / 3) and s["pairs"] == 3
+
+
+def test_tokens_end_to_end_on_tiny_detr(tmp_path, capsys):
+    meta = DatasetMeta(name="toy", objects=["person", "ball"], verbs=[], person_label=0)
+    cfg = load_config(None, ["model.arch=detr", "model.detr.backbone=tiny", "model.detr.hidden_dim=32",
+                             "model.detr.nheads=2", "model.detr.enc_layers=1", "model.detr.dec_layers=1",
+                             "model.detr.dim_feedforward=64", "model.detr.num_queries=6", "data.test_scale=64"])
+    torch.manual_seed(0)
+    ck = tmp_path / "detr.pt"
+    save_checkpoint(model_checkpoint(build_model(cfg, meta), to_dict(cfg), meta_to_dict("detr", meta)), ck)
+    assert main(["analyze", "tokens", "--checkpoint", str(ck), "--out", str(tmp_path / "a")]) == 0
+    res = json.loads((tmp_path / "a" / "tokens.json").read_text())
+    assert len(res) == 2 and all(r["pairs"] == 15 for r in res.values())  # 6 images per group
+    assert (tmp_path / "a" / "tokens.png").stat().st_size > 0
+    assert len(list((tmp_path / "a" / "images").glob("*.png"))) == 12
+    assert "cosine" in capsys.readouterr().out
