@@ -17,11 +17,11 @@ DESCRIPTION = __doc__
 
 def add_arguments(parser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    parser.add_argument("--train", type=int, default=600, help="SynthHOI training images (default 600)")
-    parser.add_argument("--test", type=int, default=150, help="SynthHOI test images (default 150)")
+    parser.add_argument("--train", type=int, default=400, help="SynthHOI training images (default 400)")
+    parser.add_argument("--test", type=int, default=100, help="SynthHOI test images (default 100)")
     parser.add_argument("--size", type=int, default=128, help="SynthHOI image long side in pixels (default 128)")
-    parser.add_argument("--detr-epochs", type=int, default=12, help="detector epochs (default 12)")
-    parser.add_argument("--rmlr-epochs", type=int, default=4, help="RmLR epochs (default 4)")
+    parser.add_argument("--detr-epochs", type=int, default=4, help="detector epochs (default 4)")
+    parser.add_argument("--rmlr-epochs", type=int, default=2, help="RmLR epochs (default 2)")
     parser.add_argument("--ablation", default="full", help="RmLR Table 2 row (default full; plain = UPT)")
     parser.add_argument("--pictures", type=int, default=8, help="test images to draw (default 8)")
     parser.add_argument("--retrain", action="store_true", help="ignore shipped checkpoints in hoikit/assets")
@@ -32,7 +32,9 @@ def _scaled(args, data_root: str):
     s = args.size
     return [f"data.root={data_root}", f"data.synth_train={args.train}", f"data.synth_test={args.test}",
             f"data.synth_size={s}", f"data.synth_seed={args.seed}", f"data.scales=[{s}]", f"data.test_scale={s}",
-            f"data.max_size={s * 5 // 4}", f"seed={args.seed}", "train.eval_every=1000"]
+            f"data.max_size={s * 5 // 4}", f"seed={args.seed}", "train.eval_every=1000",
+            # a smaller detector than the presets so the whole demo fits in minutes on 2 CPU cores
+            "model.detr.hidden_dim=64", "model.detr.dim_feedforward=128", "model.detr.num_queries=20"]
 
 
 def _asset(name: str):
