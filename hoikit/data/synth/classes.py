@@ -74,15 +74,15 @@ class Intent:
 
 INTENTS: List[Intent] = [
     Intent("hold", "ball", 55), Intent("hold", "cup", 30), Intent("hold", "book", 30), Intent("hold", "box", 22),
-    Intent("hold", "umbrella", 40), Intent("hold", "kite", 1),
-    Intent("throw", "ball", 45), Intent("throw", "book", 1),
-    Intent("kick", "ball", 40), Intent("kick", "box", 1.2),
-    Intent("sit_on", "chair", 45), Intent("sit_on", "box", 10), Intent("sit_on", "table", 1),
+    Intent("hold", "umbrella", 40), Intent("hold", "kite", 0.7),
+    Intent("throw", "ball", 45), Intent("throw", "book", 0.7),
+    Intent("kick", "ball", 40), Intent("kick", "box", 0.8),
+    Intent("sit_on", "chair", 45), Intent("sit_on", "box", 10), Intent("sit_on", "table", 0.6),
     Intent("ride", "bicycle", 40),
-    Intent("carry", "box", 25), Intent("carry", "chair", 1), Intent("carry", "ball", 1.2),
-    Intent("push", "box", 12), Intent("push", "bicycle", 15), Intent("push", "chair", 1),
+    Intent("carry", "box", 25), Intent("carry", "chair", 0.6), Intent("carry", "ball", 0.8),
+    Intent("push", "box", 12), Intent("push", "bicycle", 15), Intent("push", "chair", 0.6),
     Intent("drink_with", "cup", 28), Intent("read", "book", 22), Intent("fly", "kite", 25),
-    Intent("stand_on", "box", 8), Intent("stand_on", "table", 1), Intent("stand_on", "chair", 0.8),
+    Intent("stand_on", "box", 8), Intent("stand_on", "table", 0.6), Intent("stand_on", "chair", 0.5),
     Intent("look_at", "bicycle", 8), Intent("look_at", "table", 6), Intent("look_at", "chair", 5),
     Intent("next_to", "ball", 25),   # foot beside the ball, leg down: no kick
     Intent("next_to", "box", 10),
