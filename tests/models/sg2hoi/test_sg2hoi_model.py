@@ -4,7 +4,7 @@ import logging
 import pytest
 import torch
 
-from conftest import hoi_batch, sgg_batch, tiny_cfg
+from sg2hoi_tiny import hoi_batch, sgg_batch, tiny_cfg
 from hoikit.errors import CheckpointError, ConfigError
 from hoikit.models.sg2hoi.build import NO_CLIP_NOTICE, build_sg2hoi, phase_for_epoch
 from hoikit.models.sg2hoi.heads import TextClassifier
