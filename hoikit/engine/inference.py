@@ -90,7 +90,8 @@ class Predictor:
         if not ck.get("meta"):
             raise CheckpointError(f"{path}: key 'meta' is empty (class names unknown)")
         meta = meta_from_dict(cfg.model.arch, ck["meta"])
-        model = build_model(cfg, meta)
+        # SG2HOI+: class-embedding tables come from the state dict, not from CLIP / a text encoder
+        model = build_model(cfg, meta, state_dict=ck["model"]) if cfg.model.arch == "sg2hoi" else build_model(cfg, meta)
         load_model_state(model, ck["model"], str(path))
         return cls(model, cfg, meta, device)
 

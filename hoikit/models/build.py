@@ -44,7 +44,7 @@ def _resolve(arch: str):
         raise ConfigError(f"config key 'model.arch': cannot import builder {module}:{name} ({e})") from None
 
 
-def build_model(cfg, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None) -> nn.Module:
+def build_model(cfg, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None, state_dict=None) -> nn.Module:
     """Build the model of ``cfg.model.arch``.
 
     Args:
@@ -52,12 +52,14 @@ def build_model(cfg, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None) -> 
         meta: metadata of the (HOI or detection) dataset; for ``sg2hoi`` the HOI meta (or None)
             or a ``(meta_hoi, meta_sgg)`` tuple.
         meta_sgg: SG2HOI+ only: metadata of the scene-graph dataset.
+        state_dict: SG2HOI+ only: the weights about to be loaded (inference): the builder then opens
+            no CLIP / text encoder (their tables are in the state dict).
     """
     builder = _resolve(cfg.model.arch)
     if cfg.model.arch == "sg2hoi":
         if isinstance(meta, tuple):
             meta, meta_sgg = meta
-        return builder(cfg, meta_sgg, meta)
+        return builder(cfg, meta_sgg, meta, state_dict=state_dict)
     if meta is None:
         raise ConfigError(f"model.arch={cfg.model.arch}: needs dataset metadata (class names)")
     return builder(cfg, meta)

@@ -8,11 +8,13 @@ distillation source (``none`` = -VLpool, Table VII).
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Mapping, Optional
+
+import torch
 
 from ...config import Config
 from ...data.metadata import DatasetMeta
-from ...errors import ConfigError
+from ...errors import CheckpointError, ConfigError
 from ..backbone import build_backbone
 from ..clip import load_clip
 from .criterion import SG2HOICriterion
@@ -46,17 +48,69 @@ def distill_source(variant: str, vl_distill: str) -> Optional[str]:
 
 
 def phase_for_epoch(cfg: Config, epoch: int) -> str:
-    """Two-phase schedule (Section IV-D): SGG only for ``train.sgg_epochs`` epochs, then ``train.task``."""
-    return "sgg" if epoch < cfg.train.sgg_epochs and cfg.train.task == "joint" else cfg.train.task
+    """Training phase of ``epoch`` (0-based; Section IV-D and Table V).
+
+    ``train.task=sgg``: always ``sgg``. ``joint``: ``sgg`` for the first ``train.sgg_epochs`` epochs,
+    then ``joint``. ``hoi``: ``sgg`` for the first ``train.sgg_epochs`` epochs, then ``hoi_frozen``
+    (HOI modules trained on the frozen SGG part, Table V); with ``sgg_epochs = 0`` it is ``hoi``
+    throughout (HOI alone, every part trained).
+    """
+    task, n = cfg.train.task, cfg.train.sgg_epochs
+    if task == "sgg" or epoch < n:
+        return "sgg"
+    if task == "hoi":
+        return "hoi_frozen" if n > 0 else "hoi"
+    return task
 
 
-def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta]) -> SG2HOIPlus:
+class StoredTables:
+    """Stand-in for :class:`TextTables` when every weight comes from a checkpoint: zero tables of
+    the stored shapes, so rebuilding a model for inference opens neither CLIP nor a text encoder
+    (the class-embedding buffer and the text-initialised classifier weights are in the state dict).
+
+    Args:
+        state_dict: the checkpoint's model state dict.
+    """
+
+    def __init__(self, state_dict):
+        self.state = state_dict
+        proj = [k for k in state_dict if k.endswith("_cls.proj.weight")]          # TextClassifier.proj [D_t, d]
+        self.text_dim = int(state_dict[proj[0]].shape[0]) if proj else 0
+
+    def prompts(self, prompts) -> torch.Tensor:
+        return torch.zeros(len(prompts), self.text_dim)
+
+    def seg_table(self, names, hss: str):
+        if hss == "none":
+            return None
+        stored = self.state.get("hss.class_embed")
+        if stored is None:
+            raise CheckpointError("checkpoint: key 'model.hss.class_embed' missing (semantic-spatial map table)")
+        return torch.zeros_like(stored)
+
+
+_notice_said = False
+
+
+def no_clip_notice() -> None:
+    """Warn once per process that CLIP is absent (the model still trains)."""
+    global _notice_said
+    if not _notice_said:
+        log.warning(NO_CLIP_NOTICE)
+        _notice_said = True
+
+
+def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta],
+                 state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> SG2HOIPlus:
     """Build the model.
 
     Args:
         cfg: full config. meta_sgg: SGG dataset metadata (objects + predicates) or None.
         meta_hoi: HOI dataset metadata (objects + verbs) or None. At least one is needed; ``train.task``
             ``sgg`` needs ``meta_sgg``, ``hoi`` needs ``meta_hoi``, ``joint`` both.
+        state_dict: weights the caller will load next (inference from a checkpoint): then CLIP and
+            the text encoders are not opened; tables get the stored shapes (:class:`StoredTables`)
+            and the distillation head CLIP's stored width. The model has no CLIP teacher.
     """
     sg, task = cfg.model.sg2hoi, cfg.train.task
     if task not in TASKS:
@@ -74,10 +128,17 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
         raise ConfigError(f"model.sg2hoi.verb_loss: unknown value '{sg.verb_loss}' (choose focal | bce)")
     source = distill_source(sg.variant, sg.vl_distill)
 
-    clip = load_clip(sg.clip_path) if sg.clip_path else None
-    if clip is None:
-        log.warning(NO_CLIP_NOTICE)                                   # said once, at build time
-    text = TextTables(clip, sg.text)
+    clip, clip_dim = None, 0
+    if state_dict is not None:
+        text = StoredTables(state_dict)
+        if "distill.proj.weight" in state_dict:
+            clip_dim = int(state_dict["distill.proj.weight"].shape[0])
+    else:
+        clip = load_clip(sg.clip_path) if sg.clip_path else None
+        if clip is None:
+            no_clip_notice()
+        clip_dim = clip.embed_dim if clip is not None else 0
+        text = TextTables(clip, sg.text)
 
     backbone = build_backbone(cfg.model.detr.backbone, cfg.model.detr.dilation,
                               train_backbone=cfg.train.lr_backbone > 0)
@@ -88,7 +149,7 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
     hss = SemanticSpatialAggregation(backbone.num_channels, sg.seg_dim, seg_embed, use_hss=sg.hss != "none",
                                      assign=sg.hss_assign, num_convs=sg.seg_convs)
     encoder = SG2HOIEncoder(sg.seg_dim, d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.enc_layers)
-    distill = VLDistillHead(d, clip.embed_dim, source, sg.vl_loss) if (source and clip is not None) else None
+    distill = VLDistillHead(d, clip_dim, source, sg.vl_loss) if (source and clip_dim) else None
 
     text_init = sg.variant != "rand"
     sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
@@ -120,7 +181,7 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
     model = SG2HOIPlus(backbone, hss, encoder, rel_decoder, distill, r2i, feat_tr, query_tr, hoi_decoder, criterion,
                        meta_sgg, meta_hoi, {"sgg": map_sgg, "hoi": map_hoi}, clip=clip,
                        lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=task)
-    if cfg.model.detr.checkpoint:                                     # Section IV-D: DETR initialisation
+    if cfg.model.detr.checkpoint and state_dict is None:             # Section IV-D: DETR initialisation
         counts = init_from_detr(model, cfg.model.detr.checkpoint)
         log.info("SG2HOI+: initialised %d tensors from DETR %s (%d DETR tensors unused)",
                  counts["loaded"], cfg.model.detr.checkpoint, counts["unused"])

@@ -29,6 +29,9 @@ from .segmentation import SemanticSpatialAggregation, bbseg_loss, box_seg_target
 from .transfer import CrossAttentionStack, QueryTransform, R2ITransformer
 
 TASKS = ("joint", "sgg", "hoi")
+# training phases (Section IV-D, Table V): a task, or "hoi_frozen" = HOI training with the SGG part
+# (backbone, HSS, encoder, distillation head, relation decoder) frozen after SGG training
+PHASES = TASKS + ("hoi_frozen",)
 
 
 def batch_source(target: Dict[str, Tensor]) -> Optional[str]:
@@ -78,13 +81,36 @@ class SG2HOIPlus(nn.Module):
         self.lambda_seg, self.lambda_algn, self.task = lambda_seg, lambda_algn, task
         # an SGG batch leaves the HOI part without gradients (and vice versa): DDP must allow it
         self.find_unused_parameters = True
+        self.sgg_frozen = False
+        self._trainable = {id(p): p.requires_grad for p in self.parameters()}   # restored when unfreezing
 
     def set_phase(self, phase: str) -> None:
         """Two-phase schedule (Section IV-D): ``sgg`` computes only SGG losses; ``joint`` / ``hoi``
-        restore the task. Build a new optimizer with :meth:`param_groups` (same phase) after it."""
-        if phase not in TASKS:
-            raise ConfigError(f"SG2HOI+ phase '{phase}': choose {' | '.join(TASKS)}")
-        self.task = phase
+        restore the task; ``hoi_frozen`` (Table V single-task HOI) computes HOI losses only and
+        freezes the SGG part (no gradients, BatchNorm/dropout in eval mode, no Eq. (2)/(5) losses).
+        Build a new optimizer with :meth:`param_groups` (same phase) after it."""
+        if phase not in PHASES:
+            raise ConfigError(f"SG2HOI+ phase '{phase}': choose {' | '.join(PHASES)}")
+        self.task = "hoi" if phase == "hoi_frozen" else phase
+        self.sgg_frozen = phase == "hoi_frozen"
+        for p in self.sgg_parameters():
+            p.requires_grad_(self._trainable[id(p)] and not self.sgg_frozen)
+        self.train(self.training)
+
+    def sgg_modules(self) -> List[nn.Module]:
+        """The SGG part: backbone, HSS (+ BBSeg), encoder, distillation head, relation decoder."""
+        return [m for m in (self.backbone, self.hss, self.encoder, self.distill, self.rel_decoder) if m is not None]
+
+    def sgg_parameters(self) -> List[nn.Parameter]:
+        return [p for m in self.sgg_modules() for p in m.parameters()]
+
+    def train(self, mode: bool = True):
+        """Like ``nn.Module.train``; a frozen SGG part stays in eval mode."""
+        super().train(mode)
+        if mode and getattr(self, "sgg_frozen", False):
+            for m in self.sgg_modules():
+                m.eval()
+        return self
 
     # ------------------------------------------------------------------ forward pieces
     def _hoi_branch(self, f_en: Tensor, en_mask: Tensor, pos: Tensor, rel: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -136,10 +162,11 @@ class SG2HOIPlus(nn.Module):
             ``{"sgg": {...}, "hoi": {...}}`` with boxes in transformed-image pixels (see :meth:`_predict`).
         """
         tensor, mask = nested_tensor_from_images(list(images))
-        feats, fmask = self.backbone(tensor, mask)
-        v, f_agg, seg = self.hss(feats)
-        f_en, en_mask, pos = self.encoder(v, f_agg, fmask)                                     # Eq. (4)
-        rel = self.rel_decoder(f_en, en_mask, pos)                                              # Eq. (6)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.sgg_frozen):
+            feats, fmask = self.backbone(tensor, mask)
+            v, f_agg, seg = self.hss(feats)
+            f_en, en_mask, pos = self.encoder(v, f_agg, fmask)                                 # Eq. (4)
+            rel = self.rel_decoder(f_en, en_mask, pos)                                          # Eq. (6)
         if not self.training:
             hoi = self._hoi_branch(f_en, en_mask, pos, rel) if self.hoi_decoder is not None else None
             return self._predict(rel, hoi, images)
@@ -147,13 +174,13 @@ class SG2HOIPlus(nn.Module):
             raise ConfigError("SG2HOI+ forward in training mode needs targets")
         sources = {batch_source(t) for t in targets}
         losses: Dict[str, Tensor] = {}
-        if seg is not None and self.lambda_seg > 0:                                            # Eq. (2)
+        if seg is not None and self.lambda_seg > 0 and not self.sgg_frozen:                    # Eq. (2)
             y, valid = self._seg_targets(targets, seg, tensor.shape[-2:], fmask)
             losses["loss_seg"] = self.lambda_seg * bbseg_loss(seg, y, valid)
-        if self.distill is not None and self.clip is not None and self.lambda_algn > 0:        # Eq. (5)
+        if self.distill is not None and self.clip is not None and self.lambda_algn > 0 and not self.sgg_frozen:
             if self.clip.in_mean.device != tensor.device:
                 self.clip.to(tensor.device)
-            f_clip = self.clip.encode_image(list(images))
+            f_clip = self.clip.encode_image(list(images))                                       # Eq. (5)
             losses["loss_algn"] = self.lambda_algn * self.distill(f_en, en_mask, f_clip)
         if "sgg" in sources and self.task in ("joint", "sgg") and self.meta_sgg is not None:
             sel = [i for i, t in enumerate(targets) if batch_source(t) == "sgg"]
@@ -245,7 +272,9 @@ class SG2HOIPlus(nn.Module):
 
         Phases: ``sgg`` (phase 1: backbone ``train.lr_backbone``, SGG part ``train.lr``, HOI part not
         trained), ``joint`` (phase 2: HOI part ``train.lr``, SGG part ``train.sgg_lr``, backbone
-        ``train.lr_backbone``), ``hoi`` (single-task HOI: everything but the backbone at ``train.lr``).
+        ``train.lr_backbone``), ``hoi`` (HOI alone from scratch: backbone ``train.lr_backbone``, the rest
+        ``train.lr``), ``hoi_frozen`` (Table V single-task HOI after SGG training: only the HOI part,
+        ``train.lr``).
         Text-initialised classifier weights always use ``model.sg2hoi.clip_cls_lr``. The default phase
         follows ``train.task`` (``joint`` -> ``joint``).
 
@@ -254,8 +283,8 @@ class SG2HOIPlus(nn.Module):
         """
         from .heads import TextClassifier
         phase = phase or cfg.train.task
-        if phase not in TASKS:
-            raise ConfigError(f"param_groups phase '{phase}': choose {' | '.join(TASKS)}")
+        if phase not in PHASES:
+            raise ConfigError(f"param_groups phase '{phase}': choose {' | '.join(PHASES)}")
         text_w = {id(m.weight) for m in self.modules() if isinstance(m, TextClassifier)}
         hoi_modules = [m for m in (self.r2i, self.feature_transform, self.query_transform, self.hoi_decoder) if m is not None]
         hoi_ids = {id(p) for m in hoi_modules for p in m.parameters()}
@@ -263,7 +292,8 @@ class SG2HOIPlus(nn.Module):
         lr, sg = cfg.train.lr, cfg.model.sg2hoi
         rates = {"sgg": {"backbone": cfg.train.lr_backbone, "sgg": lr, "hoi": None},
                  "joint": {"backbone": cfg.train.lr_backbone, "sgg": cfg.train.sgg_lr, "hoi": lr},
-                 "hoi": {"backbone": cfg.train.lr_backbone, "sgg": lr, "hoi": lr}}[phase]
+                 "hoi": {"backbone": cfg.train.lr_backbone, "sgg": lr, "hoi": lr},
+                 "hoi_frozen": {"backbone": None, "sgg": None, "hoi": lr}}[phase]
         groups: Dict[str, List] = {"backbone": [], "sgg": [], "hoi": [], "sgg_text_cls": [], "hoi_text_cls": []}
         for p in self.parameters():
             if not p.requires_grad:
