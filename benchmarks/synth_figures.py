@@ -1,7 +1,7 @@
 """Pictures for docs/synthhoi.md: HOI class frequency histogram and a contact sheet of samples with
 their ground-truth triplets drawn on them.
 
-    python benchmarks/synth_figures.py --data DIR --out docs/img
+    python benchmarks/synth_figures.py --data DIR --out docs/img [--scale 1]
 
 DIR is a SynthHOI dataset (``hoikit synth --out DIR``); the histogram uses its training split.
 """
@@ -81,9 +81,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--out", default=Path("docs/img"), type=Path)
+    ap.add_argument("--scale", default=2, type=int, help="contact sheet zoom (1 for 256 px images)")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    for p in (histogram(args.data, args.out), contact_sheet(args.data, args.out)):
+    for p in (histogram(args.data, args.out), contact_sheet(args.data, args.out, scale=args.scale)):
         print(p, f"{p.stat().st_size / 1024:.0f} KB")
     return 0
 

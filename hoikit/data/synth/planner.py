@@ -13,7 +13,7 @@ import numpy as np
 
 from . import objects as O
 from .canvas import Prim, clutter, jitter_color, random_color
-from .classes import GAZE_AT_OBJECT, INTENTS, Intent
+from .classes import GAZE_AT_OBJECT, INTENTS, Intent, intent_weights
 from .figures import FOREARM, SKIN, UPPER_ARM, Person, Pose, stand_on_ground
 
 N_PEOPLE_P = np.array([0.35, 0.3, 0.2, 0.15])  # P(1..4 people)
@@ -21,7 +21,7 @@ MAX_OBJECTS = 6
 FREE_OBJECT_P = 0.6          # chance of each extra (non-intent) object while below MAX_OBJECTS
 ON_SUPPORT_P = 0.35          # chance a free small object is put on a table or box top
 FRONT_CLUTTER_P = 0.25       # chance of foreground bushes that occlude legs
-_WEIGHTS = np.array([i.weight for i in INTENTS]) / sum(i.weight for i in INTENTS)
+_WEIGHTS = {split: np.array(intent_weights(split)) for split in ("train", "test")}
 
 
 @dataclass
@@ -249,15 +249,18 @@ def free_object(rng, name: str, x: float, ground: float, h: float, H: int) -> O.
     return O.umbrella(rng, (x, ground - 0.05 * h), 0.6 * h, 1)
 
 
-def plan_scene(rng: np.random.Generator, W: int, H: int) -> Scene:
-    """Sample a full scene: people with intents, their objects, free objects, clutter."""
+def plan_scene(rng: np.random.Generator, W: int, H: int, split: str = "train") -> Scene:
+    """Sample a full scene: people with intents, their objects, free objects, clutter.
+
+    ``split`` picks the intent frequencies (the test split oversamples the tail; classes.py).
+    """
     scene = Scene(W, H, horizon=float(rng.uniform(0.3, 0.5) * H))
     n_people = int(rng.choice(4, p=N_PEOPLE_P)) + 1
     slots = (np.arange(n_people) + rng.uniform(0.2, 0.8, n_people)) / n_people * W
     rng.shuffle(slots)
     n_obj, person_depth, thing_depth = 0, [], []
     for i in range(n_people):
-        intent = INTENTS[int(rng.choice(len(INTENTS), p=_WEIGHTS))]
+        intent = INTENTS[int(rng.choice(len(INTENTS), p=_WEIGHTS[split]))]
         if intent.obj and n_obj >= MAX_OBJECTS:
             intent = Intent("idle")
         ground = float(rng.uniform(scene.horizon + 0.3 * (H - scene.horizon), 0.97 * H))

@@ -75,7 +75,7 @@ def make_image(seed: int, split: str, index: int, size: int) -> Tuple[Image.Imag
     """
     rng = image_rng(seed, split, index)
     W, H = image_size(rng, size)
-    scene = plan_scene(rng, W, H)
+    scene = plan_scene(rng, W, H, split)
     scene, boxes = _measure(scene)
     labels = label_scene(scene.persons, scene.things, boxes, scene.depth, H)
     return render(scene, rng), labels, scene
