@@ -40,78 +40,101 @@ from .report import format_table, write_json
 MIN_OVERLAP = 0.5  # eval_one.m: `min_overlap = 0.5`, compared with >=
 
 
-def _iou_against_gt(det: Sequence[np.ndarray], det_area: np.ndarray, m: int, gt_cols: Sequence[np.ndarray],
-                    gt_area: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """IoU of the first ``m`` detections with ground-truth rows ``g`` (continuous boxes).
+def _iou_against_gt(det: Sequence[np.ndarray], det_area: np.ndarray, rows, gt_cols: Sequence[np.ndarray],
+                    gt_area: np.ndarray, g: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """IoU of some detections with ground-truth rows ``g`` (continuous boxes).
 
     Args:
         det: four float64 ``[M]`` columns x1, y1, x2, y2 of the detection boxes; det_area ``[M]``.
-        m: number of leading detections to use.
+        rows: the detections to use: a ``slice`` or int64 ``[m]`` indices into the columns.
         gt_cols: four float64 ``[G]`` ground-truth columns; gt_area ``[G]``.
-        g: int64 ``[m]`` ground-truth row of each detection.
+        g: int ``[m]`` ground-truth row of each used detection.
+        work: float64 ``[3, >= m]`` scratch space (avoids fresh allocations in the hot loop).
 
     Returns:
-        float64 ``[m]``; 0 where the boxes do not intersect (official ``iw > 0 && ih > 0``).
+        float64 ``[m]`` (a view into ``work``, valid until its next use); 0 where the boxes do
+        not intersect (official ``iw > 0 && ih > 0``).
     """
-    iw = np.minimum(det[2][:m], gt_cols[2][g])
-    iw -= np.maximum(det[0][:m], gt_cols[0][g])
-    ih = np.minimum(det[3][:m], gt_cols[3][g])
-    ih -= np.maximum(det[1][:m], gt_cols[1][g])
-    np.maximum(iw, 0.0, out=iw)
-    np.maximum(ih, 0.0, out=ih)
-    inter = np.multiply(iw, ih, out=iw)
-    union = det_area[:m] + gt_area[g]
-    union -= inter
-    return np.divide(inter, union, out=np.zeros(m), where=inter > 0)
+    m = len(g)
+    a, b, c = work[0, :m], work[1, :m], work[2, :m]
+    np.minimum(det[2][rows], np.take(gt_cols[2], g, out=a), out=a)
+    a -= np.maximum(det[0][rows], np.take(gt_cols[0], g, out=b), out=b)       # iw
+    np.minimum(det[3][rows], np.take(gt_cols[3], g, out=b), out=b)
+    b -= np.maximum(det[1][rows], np.take(gt_cols[1], g, out=c), out=c)       # ih
+    np.maximum(a, 0.0, out=a)
+    np.maximum(b, 0.0, out=b)
+    a *= b                                                                     # intersection
+    np.add(det_area[rows], np.take(gt_area, g, out=b), out=b)
+    b -= a                                                                     # union
+    c[:] = 0.0
+    return np.divide(a, b, out=c, where=a > 0)
 
 
 def _columns(boxes: np.ndarray, rows: np.ndarray):
-    """Rows of ``[N, 4]`` boxes -> (four contiguous float64 columns ``[M]``, areas ``[M]``)."""
-    cols = [boxes[:, j][rows].astype(np.float64) for j in range(4)]
-    return cols, (cols[2] - cols[0]) * (cols[3] - cols[1])
+    """Rows of ``[N, 4]`` boxes -> (four contiguous columns ``[M]`` (input dtype), float64 areas)."""
+    cols = [boxes[rows, j] for j in range(4)]
+    return cols, (cols[2] - cols[0].astype(np.float64)) * (cols[3] - cols[1].astype(np.float64))
+
+
+MATCH_CHUNK = 1 << 16  # detections matched at once: scratch arrays stay in cache
 
 
 def match_argmax(gt: HICODetGroundTruth, image: np.ndarray, hoi: np.ndarray, box_h: np.ndarray,
-                 box_o: np.ndarray):
-    """Argmax ground-truth pair of every detection (same class, same image).
+                 box_o: np.ndarray, min_overlap: float = MIN_OVERLAP):
+    """Argmax ground-truth pair of every detection (same class, same image), where it matters.
 
-    Detections are processed in decreasing order of their number of candidate pairs, so that
-    step ``k`` (the k-th pair of each detection's (class, image) cell) works on a prefix of
-    contiguous arrays; the running maximum is replaced only on a strictly larger overlap, so
-    the first pair in file order wins ties, as ``if min_ov > ov_max`` in the official code.
+    Detections are processed in chunks, in decreasing order of their number of candidate
+    pairs, so that step ``k`` (the k-th pair of each detection's (class, image) cell) works on
+    a prefix of the chunk; the running maximum is replaced only on a strictly larger overlap,
+    so the first pair in file order wins ties, as ``if min_ov > ov_max`` in the official code.
+    A pair with ``IoU_h < min_overlap`` has overlap ``< min_overlap`` and can be the argmax only
+    of a detection that is a false positive anyway, so ``IoU_o`` is computed only for pairs
+    that pass on the human box.
 
     Args:
         gt: the ground truth.
         image: int64 ``[N]`` image indices; hoi: int64 ``[N]`` classes.
         box_h: ``[N, 4]`` human boxes; box_o: ``[N, 4]`` object boxes (continuous pixels).
+        min_overlap: the TP threshold on ``min(IoU_h, IoU_o)``.
 
     Returns:
-        ``(best, overlap)``: int64 ``[N]`` row into ``gt.key`` (-1 when the image has no pair of
-        the class) and float64 ``[N]`` overlap ``min(IoU_h, IoU_o)`` (-inf when no pair).
+        ``(best, overlap)``: for a detection whose largest overlap is ``>= min_overlap``, the
+        argmax row into ``gt.key`` (int64 ``[N]``) and that overlap (float64 ``[N]``, exact);
+        otherwise ``best`` is the row of the best pair that passed on the human box (or -1) and
+        ``overlap`` is some value ``< min_overlap`` (-inf when no pair passed).
     """
     n = len(image)
-    start, count = gt.cells(hoi.astype(np.int64) * gt.num_images + image.astype(np.int64))
+    start, count = gt.cells(hoi.astype(np.int64) * gt.num_images + image)
     best = np.full(n, -1, dtype=np.int64)
     overlap = np.full(n, -np.inf, dtype=np.float64)
     has = np.nonzero(count)[0]
     if len(has) == 0:
         return best, overlap
-    has = has[np.argsort(-count[has], kind="stable")]
-    neg_count, first = -count[has], start[has]
-    dh, dh_area = _columns(box_h, has)
-    do, do_area = _columns(box_o, has)
-    ov_best = np.full(len(has), -np.inf)
-    k_best = np.zeros(len(has), dtype=np.int64)
-    for k in range(int(-neg_count[0])):
-        m = int(np.searchsorted(neg_count, -k, side="left"))  # detections with more than k pairs
-        g = first[:m] + k
-        ov = np.minimum(_iou_against_gt(dh, dh_area, m, gt.h_cols, gt.h_area, g),
-                        _iou_against_gt(do, do_area, m, gt.o_cols, gt.o_area, g))
-        better = ov > ov_best[:m]
-        np.copyto(ov_best[:m], ov, where=better)
-        np.copyto(k_best[:m], k, where=better)
-    best[has] = first + k_best
-    overlap[has] = ov_best
+    has = has[_stable_argsort_int(count.max() - count[has])]
+    size = min(MATCH_CHUNK, len(has))
+    work_h, work_o, g_all = np.empty((3, size)), np.empty((3, size)), np.empty(size, dtype=start.dtype)
+    for c0 in range(0, len(has), size):
+        rows = has[c0:c0 + size]
+        neg_count, first = -count[rows], start[rows]
+        dh, dh_area = _columns(box_h, rows)
+        do, do_area = _columns(box_o, rows)
+        ov_best = np.full(len(rows), -np.inf)
+        k_best = np.full(len(rows), -1, dtype=np.int64)
+        for k in range(int(-neg_count[0])):
+            m = int(np.searchsorted(neg_count, -k, side="left"))  # detections with more than k pairs
+            g = np.add(first[:m], k, out=g_all[:m])
+            iou_h = _iou_against_gt(dh, dh_area, slice(0, m), gt.h_cols, gt.h_area, g, work_h)
+            sel = np.flatnonzero(iou_h >= min_overlap)
+            if len(sel) == 0:
+                continue
+            ov = np.minimum(iou_h[sel], _iou_against_gt(do, do_area, sel, gt.o_cols, gt.o_area, g[sel], work_o))
+            better = ov > ov_best[sel]
+            sel = sel[better]
+            ov_best[sel] = ov[better]
+            k_best[sel] = k
+        found = k_best >= 0
+        best[rows[found]] = first[found] + k_best[found]
+        overlap[rows] = ov_best
     return best, overlap
 
 
@@ -234,7 +257,7 @@ class HICODetEvaluator:
         # Official order per class: stable sort of -score over image-by-image input
         # (lexsort is stable: ties by image, then input position).
         order = ranked_order(image, hoi, score)
-        best, overlap = match_argmax(gt, image, hoi, box_h, box_o)
+        best, overlap = match_argmax(gt, image, hoi, box_h, box_o, self.min_overlap)
         image, hoi, best, overlap = image[order], hoi[order], best[order], overlap[order]
         # No fallback: TP iff overlap >= min_overlap and first such detection of its argmax pair.
         valid = np.nonzero(overlap >= self.min_overlap)[0]

@@ -146,7 +146,7 @@ class HICODetGroundTruth:
             key: int64 ``[N]`` cell ids ``hoi * num_images + image``.
 
         Returns:
-            ``(start, count)``, int64 ``[N]``: the cell's pairs are rows ``start .. start + count - 1``
+            ``(start, count)``, int ``[N]``: the cell's pairs are rows ``start .. start + count - 1``
             of ``self.key`` / ``box_h`` / ``box_o``, in file order.
         """
         num_cells = self.num_classes * self.num_images
@@ -158,7 +158,7 @@ class HICODetGroundTruth:
             start = (np.cumsum(count, dtype=np.int64) - count).astype(np.int32)
             self._cell_table = (start, count)
         start, count = self._cell_table
-        return start[key].astype(np.int64), count[key].astype(np.int64)
+        return start[key], count[key]
 
 
 def check_detections(arrays: Dict, gt: HICODetGroundTruth, source: str) -> Dict[str, np.ndarray]:
@@ -197,13 +197,13 @@ def check_detections(arrays: Dict, gt: HICODetGroundTruth, source: str) -> Dict[
             if bad.any():
                 j = int(np.argmax(bad))
                 raise DataError(f"{source}: array '{k}' index {j}: {a[j]} is not an integer")
-        a = a.astype(np.int64)
+        a = a.astype(np.int64, copy=False)
         bad = (a < 0) | (a >= hi)
         if bad.any():
             j = int(np.argmax(bad))
             raise DataError(f"{source}: array '{k}' index {j}: {a[j]} outside 0..{hi - 1}")
         out[k] = a
-    out["score"] = out["score"].astype(np.float64)
+    out["score"] = out["score"].astype(np.float64, copy=False)
     for k in ("score", "box_h", "box_o"):
         fin = np.isfinite(out[k])
         if not fin.all():
