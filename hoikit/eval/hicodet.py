@@ -11,11 +11,12 @@ stated precisely in ``../shared/specs/evaluation.md``), per HOI class:
 4. AP = VOC2007 11-point AP with MATLAB's ``0:0.1:1`` thresholds (:mod:`hoikit.eval.ap`),
    ``npos`` = number of ground-truth pairs of the class.
 
-Vectorisation: one stable lexsort by (class, -score, image) gives the official order of every
-class at once; the argmax pair of each detection is computed for all detections together
-(every detection is expanded against the pairs of its (class, image), a segmented max picks
-the first maximum); and since a detection never falls back, it is a true positive iff it is
-the *first* detection in ranked order whose argmax is that pair and whose overlap passes.
+Vectorisation: one stable ordering by (class, -score, image) gives the official order of every
+class at once (:func:`ranked_order`); the argmax pair of every detection is computed for all
+detections together, a loop over "the k-th pair of the detection's (class, image) cell" on
+contiguous arrays (:func:`match_argmax`); and since a detection never falls back, it is a true
+positive iff it is the *first* detection in ranked order whose argmax is that pair and whose
+overlap passes (no sequential "taken" loop needed).
 
 Boxes: detections are continuous original-image pixels (hoikit's convention); ground truth
 is 1-based inclusive in the file and becomes continuous as ``(x1 - 1, y1 - 1, x2, y2)``; plain
