@@ -36,7 +36,7 @@ def train(cfg, resume: bool = False):
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(to_yaml(cfg))  # after build: builders may fill derived fields
     state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict(cfg.model.arch, data.meta),
-                eval_set=data.eval_set, make_evaluator=data.make_evaluator, primary_metric=data.primary,
+                eval_set=data.eval_set, make_evaluator=data.make_evaluator, primary_metric=data.primary, evals=data.evals,
                 resume=resume, info=info)
     if info.is_main:
         from ..viz.plots import plot_training_curves

@@ -2,9 +2,18 @@
 
 * ``detr``: the HOI dataset's entities as a detection set, evaluated by AP50;
 * ``rmlr``: the HOI dataset, evaluated with the official HICO-DET protocol (HICO-DET, SynthHOI);
-* ``sg2hoi``: a scene-graph dataset (VG150 format) and/or an HOI dataset, concatenated (each image
-  carries its source: relations or HOIs); evaluated with the HOI protocol, or SGDet recall when
-  ``train.task = sgg``. For ``data.format = synth`` the VG150 files come from SynthHOI's ``vg/`` folder.
+* ``sg2hoi``: a :class:`~hoikit.engine.phases.PhasedTrainingSet` of a scene-graph dataset (VG150
+  format, part ``sgg``) and an HOI dataset (part ``hoi``): phase ``sgg`` trains on the scene graphs,
+  ``joint`` alternates batches of both, ``hoi`` / ``hoi_frozen`` use the HOIs
+  (:func:`hoikit.models.sg2hoi.build.phase_for_epoch`). Evaluated with SGDet recall (R@K, mR@K, ng,
+  zero-shot, head/body/tail) on the scene-graph test split whenever the model has an SGG part trained,
+  and with the HICO-DET protocol whenever it has an HOI dataset.
+
+  SynthHOI (``data.format = synth``): the VG150 files come from its ``vg/`` folder, with its own
+  ``zeroshot_triplets.json`` and ``longtail_split.json``. SynthHOI has train and test images only
+  (the same in every format), so the scene-graph training split uses every train image
+  (``num_val_im = 0``; VG150's 5,000-image val carve-out would empty a small SynthHOI) and both
+  evaluations use the test images.
 """
 from __future__ import annotations
 
@@ -18,7 +27,10 @@ from torch.utils.data import ConcatDataset, Dataset
 from ..config import Config
 from ..errors import ConfigError
 from . import distributed as D
-from .evaluation import DetectionEvaluation, HOIEvaluation, SGGEvaluation
+from .evaluation import DetectionEvaluation, EvalTask, HOIEvaluation, SGGEvaluation
+from .phases import PhasedTrainingSet
+
+SYNTH_NUM_VAL_IM = 0  # SynthHOI has no val split: the scene-graph train split keeps every train image
 
 
 @dataclass
@@ -28,15 +40,16 @@ class TrainingData:
     meta: object                      # DatasetMeta, or (meta_hoi, meta_sgg) for sg2hoi
     make_evaluator: Optional[Callable]
     primary: str
+    evals: list = dataclasses.field(default_factory=list)  # EvalTask list (sg2hoi), used by fit(evals=)
 
 
-def _readers(data_cfg, split: str):
+def _readers(data_cfg, split: str, **kw):
     from ..data.dataset import build_reader
 
     # rank 0 first: it may generate SynthHOI; the others read the finished files
-    reader = build_reader(data_cfg, split) if D.is_main_process() else None
+    reader = build_reader(data_cfg, split, **kw) if D.is_main_process() else None
     D.barrier()
-    return reader if reader is not None else build_reader(data_cfg, split)
+    return reader if reader is not None else build_reader(data_cfg, split, **kw)
 
 
 def synth_vg_config(data_cfg, split: str):
@@ -88,37 +101,49 @@ def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
 
 def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingData:
     from ..data.dataset import HOIDataset
+    from ..eval.sgg import load_longtail, load_zeroshot
+    from ..models.sg2hoi.build import phase_for_epoch
 
     d, task = cfg.data, cfg.train.task
-    vg_cfg = (lambda s: synth_vg_config(d, s)) if d.format == "synth" else (lambda s: d)
+    synth = d.format == "synth"
+    vg_cfg = (lambda s: synth_vg_config(d, s)) if synth else (lambda s: d)
+    vg_kw = {"num_val_im": SYNTH_NUM_VAL_IM} if synth else {}
     hoi_cfg = d if d.format != "vg" else None
-    parts, meta_hoi, meta_sgg = [], None, None
-    if task in ("joint", "sgg"):
-        if d.format != "synth" and not d.vg_h5:
-            raise ConfigError("data.vg_h5: SG2HOI+ with train.task=" + task + " needs a VG150 scene-graph dataset")
-        if d.format == "synth":
+    need_sgg = task in ("joint", "sgg") or (task == "hoi" and cfg.train.sgg_epochs > 0)
+    parts, meta_hoi, meta_sgg = {}, None, None
+    if need_sgg:
+        if not synth and not d.vg_h5:
+            raise ConfigError(f"data.vg_h5: SG2HOI+ with train.task={task} (train.sgg_epochs="
+                              f"{cfg.train.sgg_epochs}) needs a VG150 scene-graph dataset")
+        if synth:
             _readers(d, "train")  # generates SynthHOI when missing
-        r = _readers(vg_cfg("train"), "train")
+        r = _readers(vg_cfg("train"), "train", **vg_kw)
         meta_sgg = r.meta
-        parts.append(HOIDataset(r, tr_train))
+        parts["sgg"] = HOIDataset(r, tr_train)
     if task in ("joint", "hoi"):
         if hoi_cfg is None:
             raise ConfigError("data.format: SG2HOI+ with train.task=" + task + " needs an HOI dataset (hicodet | synth)")
         r = _readers(hoi_cfg, "train")
         meta_hoi = r.meta
-        parts.append(HOIDataset(r, tr_train))
-    eval_set = make = None
-    primary = ""
-    if with_eval and task == "sgg":
-        test = _readers(vg_cfg("test"), "test")
-        eval_set = HOIDataset(test, tr_test)
+        parts["hoi"] = HOIDataset(r, tr_train)
+    train_set = PhasedTrainingSet(parts, lambda e: phase_for_epoch(cfg, e),
+                                  {"sgg": ("sgg",), "joint": ("sgg", "hoi"), "hoi": ("hoi",), "hoi_frozen": ("hoi",)})
+    evals, primary = [], ""
+    if with_eval and meta_sgg is not None:
+        test = _readers(vg_cfg("test"), "test", **vg_kw)
         samples = [test[i] for i in range(len(test))]
-        make = lambda: SGGEvaluation(samples, len(meta_sgg.predicates))  # noqa: E731
+        zs = lt = None
+        if synth:
+            vg_dir = Path(d.root) / "vg"
+            zs, lt = load_zeroshot(vg_dir / "zeroshot_triplets.json"), load_longtail(vg_dir / "longtail_split.json")
+        elif d.vg_h5 and len(meta_sgg.predicates) == 50:   # real VG150: the packaged lists
+            zs, lt = load_zeroshot(), load_longtail()
+        npred = len(meta_sgg.predicates)
+        evals.append(EvalTask(HOIDataset(test, tr_test), lambda: SGGEvaluation(samples, npred, zs, lt), "sgg"))
         primary = SGGEvaluation.primary
-    elif with_eval and hoi_cfg is not None and hoi_cfg.format in ("hicodet", "synth"):
-        eval_set = HOIDataset(_readers(hoi_cfg, "test"), tr_test)
+    if with_eval and meta_hoi is not None and hoi_cfg.format in ("hicodet", "synth"):
         anno = hoi_annotation(hoi_cfg)
-        make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold)  # noqa: E731
+        evals.append(EvalTask(HOIDataset(_readers(hoi_cfg, "test"), tr_test),
+                              lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold), "hoi"))
         primary = HOIEvaluation.primary
-    train_set = parts[0] if len(parts) == 1 else ConcatDataset(parts)
-    return TrainingData(train_set, eval_set, (meta_hoi, meta_sgg), make, primary)
+    return TrainingData(train_set, None, (meta_hoi, meta_sgg), None, primary, evals)

@@ -4,16 +4,36 @@ and ``compute() -> dict of scalar metrics`` (percent), and keeps the full result
 * :class:`HOIEvaluation` - official HICO-DET protocol (HICO-DET and SynthHOI), primary ``mAP_full``;
 * :class:`DetectionEvaluation` - detector AP at IoU 0.5 (VOC all-point, per class then mean), primary ``AP50``;
 * :class:`SGGEvaluation` - SGDet recall (R@K, mR@K, ...), primary ``mR@50``.
+
+:class:`EvalTask` bundles a dataset, an evaluator factory and the ``postprocess`` task, so one run can
+be scored by several protocols (SG2HOI+: SGDet on the scene-graph test set and HICO-DET on the HOI
+test set); their metric keys do not collide and are merged.
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..structures import box_iou
 
 DETECTION_IOU = 0.5  # PASCAL VOC / COCO AP50 overlap threshold
+
+
+@dataclass
+class EvalTask:
+    """One evaluation of :func:`hoikit.engine.trainer.fit`.
+
+    Args:
+        dataset: evaluation images (``target["index"]`` indexes the evaluator's ground truth).
+        make_evaluator: returns a fresh adapter (``add``, ``compute``).
+        task: ``model.postprocess(..., task=task)`` (None = the model's default output).
+    """
+
+    dataset: object
+    make_evaluator: Callable
+    task: Optional[str] = None
 
 
 class HOIEvaluation:

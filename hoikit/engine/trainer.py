@@ -17,7 +17,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..config import Config, to_dict
 from ..errors import ConfigError, DataError, TrainingError
 from . import distributed as D
+from .evaluation import EvalTask
+from .phases import PhasedTrainingSet
 from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
                          training_checkpoint)
 from .logging import TrainLogger
@@ -56,16 +58,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(model: torch.nn.Module, cfg: Config) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, cfg: Config, phase: Optional[str] = None) -> torch.optim.Optimizer:
     """AdamW/Adam over trainable parameters.
 
-    Parameter groups come from ``model.param_groups(cfg)`` when the model defines it (e.g.
-    SG2HOI+'s two learning rates); otherwise parameters whose name contains ``backbone`` use
-    ``cfg.train.lr_backbone`` and the rest ``cfg.train.lr`` (DETR convention).
+    Parameter groups come from ``model.param_groups(cfg[, phase])`` when the model defines it (e.g.
+    SG2HOI+'s phase-dependent learning rates); otherwise parameters whose name contains ``backbone``
+    use ``cfg.train.lr_backbone`` and the rest ``cfg.train.lr`` (DETR convention).
     """
     t = cfg.train
     if hasattr(model, "param_groups"):
-        groups = model.param_groups(cfg)
+        groups = model.param_groups(cfg, phase) if phase is not None else model.param_groups(cfg)
     else:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         groups = [{"params": [p for n, p in named if "backbone" not in n], "lr": t.lr},
@@ -147,16 +149,30 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainSta
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: torch.device) -> Dict[str, float]:
+def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: torch.device,
+             task: Optional[str] = None) -> Dict[str, float]:
     """Run the model over ``loader``, gather predictions on rank 0, score them there.
 
     Args:
         make_evaluator: returns an object with ``add(index, prediction)`` and ``compute() -> dict``
             (prediction = one element of ``model.postprocess``; index = ``target["index"]``).
+        task: passed as ``model.postprocess(..., task=task)`` (multi-task models, e.g. SG2HOI+'s
+            ``sgg`` / ``hoi``); None = the model's default.
 
     Returns:
         metrics (identical on every rank).
+
+    The global random generators are restored afterwards, so evaluating (or not) never changes the
+    training that follows (a run stopped and evaluated by ``max_steps`` resumes exactly).
     """
+    saved = rng_state()
+    try:
+        return _evaluate(model, loader, make_evaluator, device, task)
+    finally:
+        set_rng_state(saved)
+
+
+def _evaluate(model, loader, make_evaluator, device, task) -> Dict[str, float]:
     net = D.unwrap(model)
     was_training = net.training
     net.eval()
@@ -164,7 +180,8 @@ def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: t
     for images, targets in loader:
         images, targets = _to_device(images, targets, device)
         outputs = net(images)
-        for tgt, pred in zip(targets, net.postprocess(outputs, targets)):
+        preds_b = net.postprocess(outputs, targets) if task is None else net.postprocess(outputs, targets, task=task)
+        for tgt, pred in zip(targets, preds_b):
             preds[int(tgt["index"])] = pred
     gathered = D.all_gather_objects(preds)
     metrics = None
@@ -189,14 +206,19 @@ def _loader(dataset: Dataset, sampler, batch_size: int, collate_fn, num_workers:
 
 def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: Callable, meta: Optional[dict] = None,
         eval_set: Optional[Dataset] = None, make_evaluator: Optional[Callable] = None, primary_metric: str = "",
-        resume: bool = False, callback: Optional[Callback] = None, info: Optional[D.DistInfo] = None) -> TrainState:
+        resume: bool = False, callback: Optional[Callback] = None, info: Optional[D.DistInfo] = None,
+        evals: Optional[Sequence[EvalTask]] = None) -> TrainState:
     """Train ``model`` on ``train_set`` following ``cfg.train``; write checkpoints and logs to
     ``cfg.output_dir`` (``last.pt`` every epoch, ``best.pt`` on a better ``primary_metric``).
 
     Args:
         cfg: full config (saved in every checkpoint).
         model: freshly built model (on CPU); moved to the device and wrapped in DDP here.
-        train_set: map-style dataset of ``(image, target)`` pairs.
+        train_set: map-style dataset of ``(image, target)`` pairs, or a
+            :class:`~hoikit.engine.phases.PhasedTrainingSet`: then every epoch has a phase; at a phase
+            change the model gets ``model.set_phase(phase)`` and a new optimizer from
+            ``model.param_groups(cfg, phase)`` (the schedule continues at the global step), and the
+            epoch's batches alternate between the phase's datasets.
         collate_fn: batches them (``hoikit.data.dataset.collate``).
         meta: ``DatasetMeta.to_dict()`` stored in checkpoints (names for predict).
         eval_set, make_evaluator: evaluation every ``cfg.train.eval_every`` epochs and at the end.
@@ -204,22 +226,42 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
         resume: continue from ``cfg.output_dir/last.pt``.
         callback: called with ("step" | "checkpoint", state) (tests, custom hooks).
         info: distributed info from :func:`hoikit.engine.distributed.init_distributed`.
+        evals: several evaluations (:class:`~hoikit.engine.evaluation.EvalTask`), metrics merged;
+            ``eval_set`` / ``make_evaluator`` add one more.
     """
     info = info or D.init_distributed(cfg.train.device)
     t, device, out = cfg.train, info.device, Path(cfg.output_dir)
-    per_rank = len(train_set) // info.world_size
-    steps_per_epoch = per_rank // t.batch_size
-    if steps_per_epoch == 0:
-        raise DataError(f"training set: {len(train_set)} images for {info.world_size} process(es) is fewer than "
-                        f"train.batch_size={t.batch_size}")
+    phased = isinstance(train_set, PhasedTrainingSet)
+    if phased:
+        epoch_steps = [train_set.sampler(train_set.phase_of(e), t.batch_size, info.world_size).steps()
+                       for e in range(t.epochs)]
+        bad = [e for e, n in enumerate(epoch_steps) if n == 0]
+        if bad:
+            ph = train_set.phase_of(bad[0])
+            sizes = ", ".join(f"{n}={len(train_set.parts[n])}" for n in train_set.part_names(ph))
+            raise DataError(f"training set of phase '{ph}' (epoch {bad[0] + 1}): {sizes} images for "
+                            f"{info.world_size} process(es), fewer than train.batch_size={t.batch_size} per part")
+    else:
+        per_rank = len(train_set) // info.world_size
+        if per_rank // t.batch_size == 0:
+            raise DataError(f"training set: {len(train_set)} images for {info.world_size} process(es) is fewer than "
+                            f"train.batch_size={t.batch_size}")
+        epoch_steps = [per_rank // t.batch_size] * max(1, t.epochs)
     model.to(device)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, t, steps_per_epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
+    net = model
     state = TrainState()
     ckpt_path = out / "last.pt"
-    if resume:
-        ck = load_checkpoint(ckpt_path)
+    ck = load_checkpoint(ckpt_path) if resume else None
+    # the optimizer's phase: the checkpoint's (its optimizer state belongs to it), else epoch 0's
+    phase = None
+    if phased:
+        phase = ck.get("phase") if ck is not None else None
+        phase = phase or train_set.phase_of(ck["epoch"] if ck is not None else 0)
+        net.set_phase(phase)
+    optimizer = build_optimizer(net, cfg, phase)
+    scheduler = build_scheduler(optimizer, t, epoch_steps[0], epoch_steps if phased else None)
+    scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
+    if ck is not None:
         load_model_state(model, ck["model"], str(ckpt_path))
         optimizer.load_state_dict(ck["optimizer"])
         # the schedule's shape comes from the (possibly edited) config, only its position from the file
@@ -234,31 +276,44 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
             seed_everything(cfg.seed + 7919 * state.step + info.rank)
     else:
         seed_everything(cfg.seed + info.rank)
-    if info.distributed:
-        model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=getattr(model, "find_unused_parameters", False))
+
+    def wrap(module):
+        if not info.distributed:
+            return module
+        return torch.nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=getattr(module, "find_unused_parameters", False))
+
+    model = wrap(net)
     logger = TrainLogger(out, info.is_main, t.tensorboard, keep_until_step=state.step if resume else None)
     if resume:
         logger.info(f"resumed from {ckpt_path} at epoch {state.epoch + 1}, iteration {state.iteration}, "
-                    f"step {state.step}")
+                    f"step {state.step}" + (f", phase {phase}" if phased else ""))
 
-    seeded = SeededDataset(train_set, cfg.seed)
-    sampler = ResumableSampler(len(train_set), info.world_size, info.rank, cfg.seed, shuffle=True, drop_last=True)
     nw = cfg.data.num_workers
-    eval_loader = None
+    if not phased:
+        seeded = SeededDataset(train_set, cfg.seed)
+        sampler = ResumableSampler(len(train_set), info.world_size, info.rank, cfg.seed, shuffle=True, drop_last=True)
+    seeded_phase: Dict[str, SeededDataset] = {}
+    tasks = list(evals or [])
     if eval_set is not None and make_evaluator is not None:
-        eval_sampler = ResumableSampler(len(eval_set), info.world_size, info.rank, shuffle=False)
-        eval_loader = _loader(eval_set, eval_sampler, t.batch_size, collate_fn, nw, False, torch.Generator())
+        tasks.append(EvalTask(eval_set, make_evaluator))
+    eval_loaders = []
+    for task in tasks:
+        eval_sampler = ResumableSampler(len(task.dataset), info.world_size, info.rank, shuffle=False)
+        eval_loaders.append((_loader(task.dataset, eval_sampler, t.batch_size, collate_fn, nw, False, torch.Generator()),
+                             task))
     config_dict = to_dict(cfg)
 
     def save(epoch_done_metrics: Optional[Dict[str, float]] = None) -> None:
         rngs = D.all_gather_objects(rng_state())
         if info.is_main:
-            ck = training_checkpoint(D.unwrap(model), optimizer, scheduler, scaler, config=config_dict,
+            ck = training_checkpoint(net, optimizer, scheduler, scaler, config=config_dict,
                                      meta=meta or {}, epoch=state.epoch, iteration=state.iteration,
                                      step=state.step, best=state.best, best_epoch=state.best_epoch)
             ck["rng"] = rngs
+            if phased:
+                ck["phase"] = phase
             save_checkpoint(ck, ckpt_path)
             if epoch_done_metrics is not None and state.best_epoch == state.epoch - 1:
                 save_checkpoint({**ck, "metrics": epoch_done_metrics}, out / "best.pt")
@@ -269,10 +324,31 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
 
     stopped = False
     while state.epoch < t.epochs and not stopped:
-        seeded.set_epoch(state.epoch)
-        sampler.set_epoch(state.epoch, start=state.iteration * t.batch_size)
-        loader = _loader(seeded, sampler, t.batch_size, collate_fn, nw, True,
-                         epoch_generator(cfg.seed, state.epoch, info.rank))
+        steps_per_epoch = epoch_steps[state.epoch]
+        if phased:
+            new_phase = train_set.phase_of(state.epoch)
+            if new_phase != phase:  # phase switch: new parameter groups, fresh optimizer state
+                phase = new_phase
+                net.set_phase(phase)
+                optimizer = build_optimizer(net, cfg, phase)
+                scheduler = build_scheduler(optimizer, t, epoch_steps[0], epoch_steps, start_step=state.step)
+                model = wrap(net)  # DDP's reducer must see the phase's trainable parameters
+                rates = ", ".join(f"{g.get('name', i)} lr={g['lr']:.2e}" for i, g in enumerate(optimizer.param_groups))
+                logger.info(f"epoch {state.epoch + 1}: phase '{phase}' ({rates})")
+            if phase not in seeded_phase:
+                seeded_phase[phase] = SeededDataset(train_set.dataset(phase), cfg.seed)
+            seeded = seeded_phase[phase]
+            seeded.set_epoch(state.epoch)
+            batches = train_set.sampler(phase, t.batch_size, info.world_size, info.rank, cfg.seed)
+            batches.set_epoch(state.epoch, start=state.iteration)
+            loader = DataLoader(seeded, batch_sampler=batches, collate_fn=collate_fn, num_workers=nw,
+                                worker_init_fn=worker_init if nw > 0 else None,
+                                generator=epoch_generator(cfg.seed, state.epoch, info.rank))
+        else:
+            seeded.set_epoch(state.epoch)
+            sampler.set_epoch(state.epoch, start=state.iteration * t.batch_size)
+            loader = _loader(seeded, sampler, t.batch_size, collate_fn, nw, True,
+                             epoch_generator(cfg.seed, state.epoch, info.rank))
         stopped = not train_one_epoch(model, loader, optimizer, scheduler, scaler, state, cfg=cfg, device=device,
                                       logger=logger, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
                                       callback=callback)
@@ -281,8 +357,10 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
             break
         state.epoch, state.iteration = state.epoch + 1, 0
         metrics = None
-        if eval_loader is not None and (state.epoch % max(1, t.eval_every) == 0 or state.epoch == t.epochs or stopped):
-            metrics = evaluate(model, eval_loader, make_evaluator, device)
+        if eval_loaders and (state.epoch % max(1, t.eval_every) == 0 or state.epoch == t.epochs or stopped):
+            metrics = {}
+            for eval_loader, task in eval_loaders:
+                metrics.update(evaluate(model, eval_loader, task.make_evaluator, device, task.task))
             state.metrics = metrics
             logger.log_eval(state.epoch - 1, state.step, metrics)
             value = metrics.get(primary_metric)
