@@ -213,9 +213,9 @@ class HICODetEvaluator:
             hoi: ``[T]`` HOI classes; score: ``[T]``; box_h, box_o: ``[T, 4]`` xyxy continuous
                 pixels of the original image.
         """
-        hoi = np.asarray(hoi).reshape(-1)
-        arrays = dict(image=np.full(len(hoi), image_index, dtype=np.int64), hoi=hoi, score=score,
-                      box_h=box_h, box_o=box_o)
+        hoi = np.array(hoi).reshape(-1)  # copies: the caller may reuse its buffers
+        arrays = dict(image=np.full(len(hoi), image_index, dtype=np.int64), hoi=hoi, score=np.array(score),
+                      box_h=np.array(box_h), box_o=np.array(box_o))
         self._parts.append(check_detections(arrays, self.gt, f"add(image_index={image_index})"))
 
     def add_prediction(self, image_index: int, prediction, threshold: float = 0.0) -> None:

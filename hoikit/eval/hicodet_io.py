@@ -181,7 +181,7 @@ def check_detections(arrays: Dict, gt: HICODetGroundTruth, source: str) -> Dict[
         if k not in arrays or arrays[k] is None:
             raise DataError(f"{source}: missing array '{k}' (needs {', '.join(DETECTION_KEYS)})")
         a = np.asarray(arrays[k])
-        if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        if not np.issubdtype(a.dtype, np.number):
             raise DataError(f"{source}: array '{k}' must be numeric, got dtype {a.dtype}")
         out[k] = a
     n = out["image"].shape[0] if out["image"].ndim == 1 else -1
