@@ -25,6 +25,7 @@ from torch import nn
 from ...errors import ConfigError
 from ..text import load_text_encoder, text_encoder_dim
 from .cross_modal import CrossModalBranch
+from .detector_classes import detector_to_dataset
 from .interaction_head import InteractionHead
 from .model import RmLR
 from .relation_encoder import InteractiveRelationEncoder
@@ -43,7 +44,8 @@ ABLATIONS = {
 
 
 def object_to_verbs(meta, num_classes: int) -> List[List[int]]:
-    """Valid verbs per detector class (detector classes = dataset object ids).
+    """Valid verbs per dataset object id ``0 .. num_classes - 1`` (the model maps detector classes
+    to dataset object ids first: :mod:`~hoikit.models.rmlr.detector_classes`).
 
     Uses ``meta.correspondence`` (HICO-DET, SynthHOI) or V-COCO's ``extra["action_to_object"]``.
     """
@@ -91,7 +93,8 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None) -> RmLR:
         detector.freeze()
     num_channels = detector.backbone.num_channels
     num_classes = detector.class_embed.out_features - 1
-    head = InteractionHead(len(meta.verbs), object_to_verbs(meta, num_classes), meta.person_label, d.hidden_dim,
+    det_to_obj = detector_to_dataset(r.detector_classes, num_classes, meta.objects, meta.person_label)
+    head = InteractionHead(len(meta.verbs), object_to_verbs(meta, len(meta.objects)), meta.person_label, d.hidden_dim,
                            r.representation_size, num_channels, r.num_coop_layers, r.num_comp_layers)
     ire = fusion = None
     if use_ire:
@@ -116,5 +119,5 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None) -> RmLR:
     weights = dict(hoi=r.lambda_hoi, s_m=r.lambda_s_m, w_m=r.lambda_w_m, s_a=r.lambda_s_a, w_a=r.lambda_w_a)
     model = RmLR(detector, head, meta, meta.person_label, ire, fusion, cml_ire, cml_irm, transfer, loader, weights,
                  r.word_context, r.language_reasoning, r.alpha, r.gamma, (r.prior_power_train, r.prior_power_test),
-                 r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh)
+                 r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh, det_to_obj)
     return model

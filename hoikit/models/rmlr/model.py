@@ -37,7 +37,7 @@ class RmLR(nn.Module):
         detector: frozen DETR following docs/architecture.md (``forward(images) -> dict``).
         interaction_head: :class:`InteractionHead`.
         meta: :class:`~hoikit.data.metadata.DatasetMeta` (object and verb names for the text).
-        human_idx: detector class of "person".
+        human_idx: dataset object id of "person" (``meta.person_label``).
         ire: IRE module, or None (plain model / "w/o Rm").
         fusion: Eq. (9) FC ``(2*ire_dim + R) -> R``; present iff ``ire`` is.
         cml_ire / cml_irm: cross-modal branches for IRE / IRM knowledge transfer, or None.
@@ -48,6 +48,10 @@ class RmLR(nn.Module):
         language_reasoning: also classify the language-enhanced IRM tokens in training.
         alpha, gamma: focal loss (Eq. 21). prior_power: ``(train, test)`` exponents p.
         score_thresh, nms_thresh, min_instances, max_instances, fg_iou_thresh: UPT pairing.
+        detector_to_object: int64 ``[C_det]`` dataset object id of each detector class (-1 = none;
+            :mod:`~hoikit.models.rmlr.detector_classes`); None = identity. Every label after DETR's
+            post-processing is a dataset object id: person detection, pairing, the object-valid verb
+            prior and the output labels all use it.
     """
 
     def __init__(self, detector: nn.Module, interaction_head: InteractionHead, meta, human_idx: int,
@@ -57,7 +61,8 @@ class RmLR(nn.Module):
                  weights: Optional[Dict[str, float]] = None, word_context: str = "joint",
                  language_reasoning: bool = False, alpha: float = 0.5, gamma: float = 0.2,
                  prior_power=(1.0, 2.8), score_thresh: float = 0.2, nms_thresh: float = 0.5,
-                 min_instances: int = 3, max_instances: int = 15, fg_iou_thresh: float = 0.5):
+                 min_instances: int = 3, max_instances: int = 15, fg_iou_thresh: float = 0.5,
+                 detector_to_object: Optional[Tensor] = None):
         super().__init__()
         self.detector = detector
         self.interaction_head = interaction_head
@@ -81,6 +86,11 @@ class RmLR(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.min_instances, self.max_instances = min_instances, max_instances
         self.fg_iou_thresh = fg_iou_thresh
+        if detector_to_object is None:
+            detector_to_object = torch.arange(detector.class_embed.out_features - 1)
+        # not persistent: the table follows the config, checkpoints keep UPT's exact keys
+        self.register_buffer("detector_to_object", torch.as_tensor(detector_to_object, dtype=torch.int64),
+                             persistent=False)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -116,7 +126,9 @@ class RmLR(nn.Module):
         results = []
         for b, size in enumerate(sizes):
             scores, labels, boxes = detr_boxes_and_scores(out["pred_logits"][b], out["pred_boxes"][b], size)
-            props = select_detections(boxes, scores, labels, out["hs"][-1][b], self.human_idx, self.score_thresh,
+            scores, labels, boxes, hs = map_detector_labels(self.detector_to_object, scores, labels, boxes,
+                                                            out["hs"][-1][b])
+            props = select_detections(boxes, scores, labels, hs, self.human_idx, self.score_thresh,
                                       self.nms_thresh, self.min_instances, self.max_instances)
             tokens, x, y, _ = self.interaction_head.pair_tokens(props.hidden_states, props.boxes, props.labels,
                                                                 global_upt[b], size)
@@ -230,6 +242,24 @@ class RmLR(nn.Module):
                 pairs=o["pairs"].detach().cpu().numpy().astype(np.int64).reshape(-1, 2),
                 verb_scores=o["verb_scores"].detach().cpu().numpy().astype(np.float32)))
         return preds
+
+
+def map_detector_labels(table: Tensor, scores: Tensor, labels: Tensor, boxes: Tensor, hidden: Tensor):
+    """Detector classes -> dataset object ids; queries whose class has no dataset object are dropped.
+
+    Args:
+        table: int64 ``[C_det]`` (-1 = no dataset object); scores ``[Q]``; labels ``[Q]`` detector
+            classes; boxes ``[Q, 4]``; hidden ``[Q, D]``.
+
+    Returns:
+        ``(scores [Q'], labels [Q'] dataset ids, boxes [Q', 4], hidden [Q', D])``. The mapping is
+        injective on kept classes, so class-wise NMS groups the same boxes as on detector classes.
+    """
+    mapped = table[labels]
+    keep = mapped >= 0
+    if bool(keep.all()):
+        return scores, mapped, boxes, hidden
+    return scores[keep], mapped[keep], boxes[keep], hidden[keep]
 
 
 def images_padded_height(images: List[Tensor]) -> float:

@@ -75,7 +75,17 @@ def guess_meta(num_verbs: int, num_classes: int, path: str, classes: str = "auto
                           f"neither HICO-DET (117) nor V-COCO (24) (num_classes {num_classes})")
 
 
-def upt_config(info: Dict):
+def upt_detector_classes(num_classes: int, detector_classes: str = "auto") -> str:
+    """``model.rmlr.detector_classes`` of a UPT file: ``auto`` = UPT's detectors, i.e. 80 classes in
+    contiguous COCO order (the fredzzhang/hicodet ``class`` branch that UPT's HICO-DET detectors are
+    trained on, person = 0; specs/data-formats.md) or 91 COCO category ids (COCO DETR, V-COCO);
+    anything else is passed through (:mod:`~hoikit.models.rmlr.detector_classes`)."""
+    if detector_classes != "auto":
+        return detector_classes
+    return {80: "coco80", 91: "coco91"}.get(int(num_classes), "auto")
+
+
+def upt_config(info: Dict, detector_classes: str = "auto"):
     """hoikit :class:`~hoikit.config.Config` of the plain model described by ``info``."""
     from ...config import Config, DETRConfig
 
@@ -88,16 +98,17 @@ def upt_config(info: Dict):
     r.representation_size = info["representation_size"]
     r.num_coop_layers = info["num_coop_layers"]
     r.lambda_hoi = 1.0
+    r.detector_classes = upt_detector_classes(info["detr"]["num_classes"], detector_classes)
     return cfg
 
 
-def load_upt(path, meta=None, device: str = "cpu"):
+def load_upt(path, meta=None, device: str = "cpu", detector_classes: str = "auto"):
     """Build hoikit's UPT for a UPT file and load it strictly. Returns ``(model, info)``."""
     from ..checkpoints import check_state_dict
     from .build import build_rmlr
 
     sd, info = read_upt_file(path)
-    cfg = upt_config(info)
+    cfg = upt_config(info, detector_classes)
     meta = meta or guess_meta(info["num_verbs"], info["detr"]["num_classes"], str(path))
     model = build_rmlr(cfg, meta).to(device)
     check_state_dict(model, sd, str(path))
@@ -105,7 +116,7 @@ def load_upt(path, meta=None, device: str = "cpu"):
     return model, info
 
 
-def convert_upt_checkpoint(src, out, classes: str = "auto") -> Dict:
+def convert_upt_checkpoint(src, out, classes: str = "auto", detector_classes: str = "auto") -> Dict:
     """Check a UPT file key by key against hoikit's UPT (built on the meta device) and write a
     hoikit checkpoint (``model.arch = rmlr``, ``model.rmlr.ablation = plain``)."""
     from ...config import to_dict
@@ -114,7 +125,7 @@ def convert_upt_checkpoint(src, out, classes: str = "auto") -> Dict:
     from .build import build_rmlr
 
     sd, info = read_upt_file(src)
-    cfg = upt_config(info)
+    cfg = upt_config(info, detector_classes)
     meta = guess_meta(info["num_verbs"], info["detr"]["num_classes"], str(src), classes)
     with torch.device("meta"):
         model = build_rmlr(cfg, meta)
@@ -122,7 +133,7 @@ def convert_upt_checkpoint(src, out, classes: str = "auto") -> Dict:
     save_checkpoint({"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "meta": meta.to_dict(),
                      "model": {k: v.contiguous() for k, v in sd.items()},
                      "source": {"path": str(src), "format": "upt"}}, out)
-    return {**info, "dataset": meta.name, "out": str(out)}
+    return {**info, "dataset": meta.name, "out": str(out), "detector_classes": cfg.model.rmlr.detector_classes}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,14 +141,18 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="hoikit checkpoint to write")
     parser.add_argument("--classes", default="auto", choices=["auto", "hicodet", "vcoco"],
                         help="dataset tables stored in the checkpoint (auto: from the number of verbs)")
+    parser.add_argument("--detector-classes", default="auto",
+                        help="the detector's class list (auto: UPT's, 80 = coco80 (COCO order, person 0), "
+                        "91 = coco91 (COCO category ids)); or dataset | coco80 | coco91 | name,name,...")
 
 
 def run_cli(args) -> int:
-    info = convert_upt_checkpoint(args.src, args.out, args.classes)
+    info = convert_upt_checkpoint(args.src, args.out, args.classes, args.detector_classes)
     d = info["detr"]
     print(f"source format: upt ({info['num_tensors']} tensors, all matched)")
     print(f"detector:      DETR {d['backbone']} num_classes={d['num_classes']} (+1) queries={d['num_queries']}")
     print(f"interaction:   {info['num_verbs']} verbs ({info['dataset']}), pair token {info['representation_size']}, "
           f"{info['num_coop_layers']} cooperative layers")
+    print(f"classes:       detector classes {info['detector_classes']} -> {info['dataset']} objects (by name)")
     print(f"wrote {info['out']}")
     return 0

@@ -58,6 +58,8 @@ def test_convert_and_strict_load(tmp_path, capsys):
     assert info["num_verbs"] == 117 and info["dataset"] == "hicodet" and info["detr"]["backbone"] == "tiny"
     ck = torch.load(tmp_path / "out.pth", weights_only=True)
     assert ck["format"] == "hoikit" and ck["config"]["model"]["rmlr"]["ablation"] == "plain"
+    # UPT's 80-class HICO-DET detectors predict COCO-80 order (person 0), mapped by name to HICO's objects
+    assert ck["config"]["model"]["rmlr"]["detector_classes"] == "coco80"
     model, _ = load_upt(path)
     for k, v in ref.state_dict().items():
         assert torch.equal(model.state_dict()[k], v), k
