@@ -180,18 +180,60 @@ def voc_ap_official(tp: np.ndarray, fp: np.ndarray, npos: float) -> float:
     return float(np.float32(voc_ap_all_point(rec, prec)))  # role_ap / agent_ap arrays are float32
 
 
+def argsort_desc_per_segment(values: np.ndarray, seg_start: np.ndarray, seg_len: np.ndarray) -> np.ndarray:
+    """``np.argsort(values[s:s + n])[::-1] + s`` for every segment, written into its own range.
+
+    Segments of equal length are sorted together as the rows of one 2-D array: ``np.argsort``
+    along the last axis runs the same 1-D kernel on every row, so the order of equal values is
+    exactly that of one call per segment (numpy's default sort is not stable; vsrl_eval.py's tie
+    order depends on it). Cost: one vectorised call per distinct segment length.
+
+    Args:
+        values: ``[N]`` sort keys (float32 scores).
+        seg_start: int64 ``[S]`` first index of each segment; segments are disjoint ranges.
+        seg_len: int64 ``[S]`` segment lengths.
+
+    Returns:
+        int64 ``[N]``: at the positions of each segment, the indices of that segment in
+        descending order (reversed default argsort); positions outside every segment are -1.
+    """
+    out = np.full(len(values), -1, np.int64)
+    by_len = np.argsort(seg_len, kind="stable")
+    lens = seg_len[by_len]
+    for grp in np.split(by_len, np.flatnonzero(lens[1:] != lens[:-1]) + 1):
+        n = int(seg_len[grp[0]]) if len(grp) else 0
+        if n == 0:
+            continue
+        first = seg_start[grp][:, None]
+        rows = first + np.arange(n)
+        out[rows] = first + np.argsort(values[rows], axis=1)[:, ::-1]
+    return out
+
+
 class _Matcher:
-    """Per-detection person assignment, shared by every action(-role) column."""
+    """Per-detection person assignment, shared by every action(-role) column.
+
+    Detections are grouped by image (split order) and kept in file order inside an image, the
+    order in which vsrl_eval.py collects an image's records; "grouped index" below means a row
+    of that order (``det`` maps it back to the record row).
+    """
 
     def __init__(self, gt: VCOCOGroundTruth, dets: VCOCODetections):
-        pos = {int(i): k for k, i in enumerate(gt.image_ids.tolist())}
-        img = np.array([pos.get(int(i), -1) for i in dets.image_id], np.int64) if len(dets) else np.zeros(0, np.int64)
+        # image id -> split position (the last one for a repeated id, as a dict would keep)
+        sorter = np.argsort(gt.image_ids, kind="stable")
+        sorted_ids = gt.image_ids[sorter]
+        img = np.full(len(dets), -1, np.int64)
+        if len(sorted_ids) and len(dets):
+            at = np.searchsorted(sorted_ids, dets.image_id, side="right") - 1
+            found = (at >= 0) & (sorted_ids[np.maximum(at, 0)] == dets.image_id)
+            img[found] = sorter[at[found]]
         npers = np.diff(gt.person_start)
         ok = img >= 0
         ok[ok] = npers[img[ok]] > 0
         # detections grouped by image (official image order), file order inside an image
         self.det = np.flatnonzero(ok)[np.argsort(img[ok], kind="stable")]
         self.img = img[self.det]
+        self.n_images = len(gt.image_ids)
         counts = npers[self.img]
         seg = np.concatenate(([0], np.cumsum(counts)))
         det_rep = np.repeat(np.arange(len(self.det)), counts)
@@ -213,33 +255,33 @@ class _Matcher:
         """Official order of one column: ``scores [n]`` float32 per grouped detection.
 
         Returns ``(seq, rank)``: ``seq`` = detections in vsrl_eval.py's append order (images in
-        split order, per image ``np.argsort(scores)[::-1]``, unannotated-person hits dropped) and
-        ``rank`` = ``np.argsort(scores[seq])[::-1]`` (the final ranking, same tie order).
+        split order, per image ``np.argsort(scores)[::-1]`` over its non-NaN scores,
+        unannotated-person hits dropped) and ``rank`` = ``np.argsort(scores[seq])[::-1]`` (the
+        final ranking, same tie order).
         """
         valid = np.flatnonzero(~np.isnan(scores))
-        s, img = scores[valid], self.img[valid]
-        order = np.lexsort((-s, img))  # per image, descending; ties fixed below
-        ss, si = s[order], img[order]
-        tie = np.unique(si[np.flatnonzero((ss[1:] == ss[:-1]) & (si[1:] == si[:-1]))])
-        # ties within an image: use exactly np.argsort(scores)[::-1] of that image
-        for a, b in zip(np.searchsorted(img, tie, side="left"), np.searchsorted(img, tie, side="right")):
-            order[a:b] = a + np.argsort(s[a:b])[::-1]
-        seq = valid[order]
+        s = scores[valid]
+        count = np.bincount(self.img[valid], minlength=self.n_images)  # img is non-decreasing
+        start = np.concatenate(([0], np.cumsum(count)[:-1]))
+        seq = valid[argsort_desc_per_segment(s, start, count)]
         seq = seq[~self.ignored[seq]]  # detections on unannotated persons: neither TP nor FP
         return seq, np.argsort(scores[seq])[::-1]  # vsrl_eval.py: a_sc.argsort()[::-1]
 
-    def ap(self, seq: np.ndarray, rank: np.ndarray, true_match: np.ndarray, npos: float) -> float:
-        """AP of one column from :meth:`ranking` and ``true_match [n]`` (action, IoUs >= 0.5)."""
+    def ap(self, seq: np.ndarray, rank: np.ndarray, matches: np.ndarray, npos: float) -> float:
+        """AP of one column from :meth:`ranking` and ``matches`` (grouped indices whose action
+        label is 1 and whose IoUs are >= 0.5, i.e. TP unless the person is already covered)."""
         if npos == 0:
             return float("nan")
         if len(seq) == 0:
             return 0.0  # the official script crashes here
-        cand = seq[true_match[seq]]
+        is_match = np.zeros(len(self.ignored), bool)
+        is_match[matches] = True
+        pos = np.flatnonzero(is_match[seq])  # candidates, positions in append order
         # the first candidate (in append order) of each person is TP (covered), later ones FP
-        _, first = np.unique(self.person[cand], return_index=True)
-        tp = np.zeros(len(self.ignored), bool)
-        tp[cand[first]] = True
-        tp_ranked = tp[seq][rank]
+        _, first = np.unique(self.person[seq[pos]], return_index=True)
+        tp = np.zeros(len(seq), bool)
+        tp[pos[first]] = True
+        tp_ranked = tp[rank]
         return voc_ap_official(tp_ranked, ~tp_ranked, npos)
 
 
@@ -258,25 +300,27 @@ def evaluate(gt: VCOCOGroundTruth, dets: VCOCODetections) -> Dict:
     m = _Matcher(gt, dets)
     npos = gt.npos
     acts = gt.person_actions[m.person] if len(m.det) else np.zeros((0, len(ACTIONS)), np.int8)
+    # grouped detections with the action's label 1 on a person with IoU >= 0.5, per action
+    positive = [np.flatnonzero((acts[:, a] == 1) & m.person_ok) for a in range(len(ACTIONS))]
     out: Dict = {"npos": {a: int(npos[i]) for i, a in enumerate(ACTIONS)}, "agent_ap": {}}
     for a, name in enumerate(ACTIONS):
         seq, rank = m.ranking(dets.agent_scores[m.det, a])
-        out["agent_ap"][name] = m.ap(seq, rank, (acts[:, a] == 1) & m.person_ok, float(npos[a]))
+        out["agent_ap"][name] = m.ap(seq, rank, positive[a], float(npos[a]))
     ap = np.array(list(out["agent_ap"].values()), np.float32)
     out["mean_agent_ap"] = float(np.nansum(ap) / len(ACTIONS))
     cols = action_role_columns(gt.roles)
     role_ap = {1: {}, 2: {}}
-    pred_all, gt_all = dets.role_boxes[m.det], gt.role_boxes[m.person]  # [n, C, 4], gathered once
     for c, (a, _, name) in enumerate(cols):
-        pred, gtb = pred_all[:, c], gt_all[:, c]
+        # role boxes only for the positives: every other detection is FP whatever its role box
+        cand = positive[a]
+        pred, gtb = dets.role_boxes[m.det[cand], c], gt.role_boxes[m.person[cand], c]
         missing = np.all(gtb == -1, axis=1)
-        ov = overlap_f32(gtb, pred)
-        base = (acts[:, a] == 1) & m.person_ok
+        role_ok = overlap_f32(gtb, pred) >= IOU_THRESHOLD
         seq, rank = m.ranking(dets.role_scores[m.det, c])
         # missing role: Scenario 1 correct only when no role box is predicted; Scenario 2 always
         empty = np.all(pred == 0, axis=1) | np.all(np.isnan(pred), axis=1)
-        role_ap[1][name] = m.ap(seq, rank, base & np.where(missing, empty, ov >= IOU_THRESHOLD), float(npos[a]))
-        role_ap[2][name] = m.ap(seq, rank, base & (missing | (ov >= IOU_THRESHOLD)), float(npos[a]))
+        role_ap[1][name] = m.ap(seq, rank, cand[np.where(missing, empty, role_ok)], float(npos[a]))
+        role_ap[2][name] = m.ap(seq, rank, cand[missing | role_ok], float(npos[a]))
     for scenario in (1, 2):
         # official layout: float32 [26, 2] with NaN where an action has no such role
         table = np.full((len(ACTIONS), 2), np.nan, np.float32)

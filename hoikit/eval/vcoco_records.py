@@ -14,10 +14,13 @@ the fast ``.npz`` format stores (docs/formats.md).
 """
 from __future__ import annotations
 
-import io
+import gc
 import json
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -80,37 +83,83 @@ class VCOCODetections:
                                  ("image_id", "person_box", "agent_scores", "role_boxes", "role_scores")))
 
 
-def records_to_detections(records: Sequence[Dict], source: str = "records") -> VCOCODetections:
-    """Official records -> :class:`VCOCODetections`. A missing key counts as NaN (no prediction)."""
+def _record_keys() -> Tuple[List[str], List[str]]:
+    """The 26 ``<action>_agent`` and 25 ``<action>_<role>`` record keys, in column order."""
     roles = official_roles()
-    cols = action_role_columns(roles)
+    return ([f"{a}_agent" for a in ACTIONS],
+            [f"{ACTIONS[a]}_{roles[a][k + 1]}" for a, k, _ in action_role_columns(roles)])
+
+
+def _records_fast(records: Sequence[Dict], agent_keys: List[str], role_keys: List[str]) -> VCOCODetections:
+    """Columns of well-formed records (every key present, plain numbers / 4- or 5-sequences).
+
+    One C-level ``itemgetter`` pass per key group and ``np.fromiter`` over the flattened values
+    (same float -> float32 rounding as ``np.array``); anything unexpected raises and the caller
+    falls back to :func:`_records_checked`.
+    """
+    n = len(records)
+    image_id = np.array(list(map(itemgetter("image_id"), records)), dtype=np.int64).reshape(n)
+    boxes = list(map(itemgetter("person_box"), records))
+    roles = list(map(itemgetter(*role_keys), records))
+    if set(map(len, boxes)) - {4} or set(map(len, chain.from_iterable(roles))) - {5}:
+        raise ValueError("box length")
+    person_box = np.fromiter(chain.from_iterable(boxes), np.float32, count=4 * n).reshape(n, 4)
+    agent = np.fromiter(chain.from_iterable(map(itemgetter(*agent_keys), records)), np.float32,
+                        count=len(agent_keys) * n).reshape(n, len(agent_keys))
+    role = np.fromiter(chain.from_iterable(chain.from_iterable(roles)), np.float32,
+                       count=5 * len(role_keys) * n).reshape(n, len(role_keys), 5)
+    return VCOCODetections(image_id, person_box, agent, role[..., :4], role[..., 4])
+
+
+def _records_checked(records: Sequence[Dict], agent_keys: List[str], role_keys: List[str],
+                     source: str) -> VCOCODetections:
+    """Column by column with ``np.array``; a missing score key counts as NaN; names a bad record."""
     n = len(records)
     nan5 = [np.nan] * 5
-    try:
-        image_id = np.array([r["image_id"] for r in records], dtype=np.int64).reshape(n)
-        person_box = np.array([r["person_box"] for r in records], dtype=np.float32).reshape(n, 4)
-        agent = np.stack([np.array([r.get(f"{a}_agent", np.nan) for r in records], dtype=np.float32)
-                          .reshape(n) for a in ACTIONS], 1) if n else np.zeros((0, 26), np.float32)
-        role = np.stack([np.array([r.get(f"{ACTIONS[a]}_{roles[a][k + 1]}", nan5) for r in records],
-                                  dtype=np.float32).reshape(n, 5) for a, k, _ in cols], 1) \
-            if n else np.zeros((0, len(cols), 5), np.float32)
-    except (KeyError, TypeError, ValueError) as e:
-        raise DataError(f"{source}: malformed V-COCO detection record ({type(e).__name__}: {e}); "
-                        "expected image_id, person_box[4], <action>_agent, <action>_<role>[5]") from None
+    columns = [("image_id", None, np.int64, ()), ("person_box", None, np.float32, (4,))]
+    columns += [(k, np.nan, np.float32, ()) for k in agent_keys] + [(k, nan5, np.float32, (5,)) for k in role_keys]
+    out = []
+    for key, default, dtype, shape in columns:
+        try:
+            vals = [r[key] if default is None else r.get(key, default) for r in records]
+            out.append(np.array(vals, dtype=dtype).reshape((n,) + shape))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            bad = 0  # first record that fails alone (or 0 when only the mix fails)
+            for i, r in enumerate(records):
+                try:
+                    np.array(r[key] if default is None else r.get(key, default), dtype=dtype).reshape(shape)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    bad = i
+                    break
+            raise DataError(f"{source}: record {bad}: malformed V-COCO detection ({key!r}: {type(e).__name__}: "
+                            f"{e}); expected image_id, person_box[4], <action>_agent, <action>_<role>[5]") from None
+    image_id, person_box = out[0], out[1]
+    agent = np.stack(out[2:2 + len(agent_keys)], 1) if n else np.zeros((0, len(agent_keys)), np.float32)
+    role = np.stack(out[2 + len(agent_keys):], 1) if n else np.zeros((0, len(role_keys), 5), np.float32)
     return VCOCODetections(image_id, person_box, agent, role[..., :4], role[..., 4])
+
+
+def records_to_detections(records: Sequence[Dict], source: str = "records") -> VCOCODetections:
+    """Official records -> :class:`VCOCODetections`. A missing key counts as NaN (no prediction)."""
+    agent_keys, role_keys = _record_keys()
+    if len(records) and all(isinstance(r, dict) for r in records):
+        try:
+            return _records_fast(records, agent_keys, role_keys)
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # missing keys (= NaN) or a malformed record: the checked path decides
+    return _records_checked(records, agent_keys, role_keys, source)
 
 
 def detections_to_records(dets: VCOCODetections) -> List[Dict]:
     """Inverse of :func:`records_to_detections` (plain Python floats, JSON-ready)."""
-    roles = official_roles()
-    cols = action_role_columns(roles)
+    agent_keys, role_keys = _record_keys()
+    ids, boxes, agent = dets.image_id.tolist(), dets.person_box.tolist(), dets.agent_scores.tolist()
+    role = np.concatenate([dets.role_boxes, dets.role_scores[..., None]], 2).tolist()  # [N, C, 5]
     out = []
     for i in range(len(dets)):
-        rec = {"image_id": int(dets.image_id[i]), "person_box": dets.person_box[i].tolist()}
-        for a, name in enumerate(ACTIONS):
-            rec[f"{name}_agent"] = float(dets.agent_scores[i, a])
-        for c, (a, k, _) in enumerate(cols):
-            rec[f"{ACTIONS[a]}_{roles[a][k + 1]}"] = dets.role_boxes[i, c].tolist() + [float(dets.role_scores[i, c])]
+        rec = {"image_id": ids[i], "person_box": boxes[i]}
+        rec.update(zip(agent_keys, agent[i]))
+        rec.update(zip(role_keys, role[i]))
         out.append(rec)
     return out
 
@@ -182,6 +231,19 @@ class _SafeUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+@contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector: parsing millions of records creates millions of
+    containers and the collector would rescan all of them again and again (no cycles here)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def load_detections(path) -> VCOCODetections:
     """Read detections from ``.pkl`` (official records), ``.json`` (records) or ``.npz`` (columns)."""
     path = Path(path)
@@ -196,23 +258,25 @@ def load_detections(path) -> VCOCODetections:
                 raise DataError(f"{path}: missing array {missing[0]!r}")
             return VCOCODetections(z["image_id"], z["person_box"], z["agent_scores"], z["role_boxes"],
                                    z["role_scores"])
-    if suffix == ".json":
-        try:
-            records = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: invalid JSON ({e})") from None
-    else:
-        unpickler = _SafeUnpickler(io.BytesIO(path.read_bytes()), encoding="latin1")
-        unpickler.source = str(path)
-        try:
-            records = unpickler.load()
-        except (pickle.UnpicklingError, EOFError) as e:
-            raise DataError(f"{path}: not a readable pickle ({e})") from None
-    if isinstance(records, dict) and "detections" in records:
-        records = records["detections"]
-    if not isinstance(records, list):
-        raise DataError(f"{path}: expected a list of detection records, got {type(records).__name__}")
-    return records_to_detections(records, str(path))
+    with _gc_paused():
+        if suffix == ".json":
+            try:
+                records = json.loads(path.read_bytes())
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise DataError(f"{path}: invalid JSON ({e})") from None
+        else:
+            with open(path, "rb") as f:
+                unpickler = _SafeUnpickler(f, encoding="latin1")
+                unpickler.source = str(path)
+                try:
+                    records = unpickler.load()
+                except (pickle.UnpicklingError, EOFError) as e:
+                    raise DataError(f"{path}: not a readable pickle ({e})") from None
+        if isinstance(records, dict) and "detections" in records:
+            records = records["detections"]
+        if not isinstance(records, list):
+            raise DataError(f"{path}: expected a list of detection records, got {type(records).__name__}")
+        return records_to_detections(records, str(path))
 
 
 def save_detections(dets: VCOCODetections, path) -> None:
