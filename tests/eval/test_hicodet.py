@@ -309,3 +309,14 @@ def test_object_order_comes_from_the_file(real, shared_data):
     for ca, cb in zip(a["per_class"], b["per_class"]):
         assert (ca["name"], ca["ap"], ca["ap_known_object"]) == (cb["name"], cb["ap"], cb["ap_known_object"])
     assert a["known_object"]["full"] > a["default"]["full"]  # Known-Object drops FPs: non-trivial here
+
+
+def test_report_table_and_json(tmp_path):
+    from hoikit.eval.report import format_table, write_json
+    table = format_table("mAP (%)", {"Default": {"full": 36.926, "rare": float("nan")}}, ["full", "rare"],
+                         headers={"full": "Full", "rare": "Rare"})
+    assert [line.split() for line in table.splitlines()] == [["mAP", "(%)", "Full", "Rare"],
+                                                              ["Default", "36.93", "n/a"]]
+    out = write_json(tmp_path / "sub" / "m.json", {"a": np.float32(0.5), "b": float("nan"), "c": np.arange(2)})
+    assert json.loads(out.read_text()) == {"a": 0.5, "b": None, "c": [0, 1]}
+    assert [p.name for p in out.parent.iterdir()] == ["m.json"]  # no temp file left behind
