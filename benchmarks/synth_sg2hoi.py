@@ -1,0 +1,185 @@
+"""SG2HOI+ on SynthHOI: joint training vs single-task (Table V) and the -HSS / -R2ITR ablations.
+
+Rows (paper Tables V, VI, VIII; every row trained through :func:`hoikit.engine.trainer.fit`):
+
+* ``joint``    - phase 1 SGG only for ``--sgg-epochs``, phase 2 joint with alternating SGG/HOI batches;
+* ``hoi``      - Table V "HOI": the same phase 1, then HOI only on the frozen SGG part (``train.task=hoi``);
+* ``sgg``      - Table V "SGG": the SGG part trained alone for all epochs (``train.task=sgg``);
+* ``no_r2itr`` - -R2ITR (Table VIII): the HOI decoder reads f_en, no R2ITrans / feature transformation;
+* ``no_hss``   - -HSS (Table VI): no BBSeg and no semantic-spatial map (phase 1 differs: trained in full).
+
+Phase 1 depends only on the SGG part, so ``hoi``, ``sgg`` and ``no_r2itr`` resume from the joint run's
+end-of-phase-1 checkpoint instead of repeating it. For ``hoi`` and ``sgg`` this is exact (same
+architecture, seed and batches: an uninterrupted run would replay the same arithmetic, see
+tests/engine/test_engine_sg2hoi_phases.py); for ``no_r2itr`` the SGG part is the same and its HOI
+part starts from a different (equally random) initialisation. Metrics come from the final evaluation
+(SGDet on SynthHOI's VG150-format test split with its own zero-shot / long-tail lists; HICO-DET
+protocol on its HICO-DET-format test split).
+
+Every (row, seed) writes ``OUT/<row>_s<seed>/result.json``; finished ones are skipped, so the grid can
+be run in pieces. ``--report`` writes the Markdown table (mean +- std and min..max over seeds)::
+
+    python benchmarks/synth_sg2hoi.py --rows joint hoi sgg no_r2itr no_hss --seeds 0 1 2   # the full grid
+    python benchmarks/synth_sg2hoi.py --report benchmarks/results/synth_sg2hoi.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROWS = ("joint", "hoi", "sgg", "no_r2itr", "no_hss")
+SGG_KEYS = ("R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "ng-R@50", "zR@50")
+HOI_KEYS = ("mAP_full", "mAP_rare", "mAP_non_rare")
+HOI_PART = ("r2i.", "feature_transform.", "query_transform.", "hoi_decoder.")
+
+
+def bench_config(args, row: str, seed: int, out: Path):
+    """The CPU-sized configuration of one row (the synth_sg2hoi preset, smaller)."""
+    from hoikit.config import load_config
+
+    ov = [f"output_dir={out}", f"seed={seed}", f"data.root={args.root}", f"data.synth_train={args.train}",
+          f"data.synth_test={args.test}", f"data.synth_size={args.size}",
+          f"data.scales=[{args.size - 16},{args.size}]", f"data.max_size={args.size}", f"data.test_scale={args.size}",
+          "model.detr.backbone=tiny", "model.sg2hoi.variant=clip", "model.sg2hoi.hidden_dim=64",
+          "model.sg2hoi.seg_dim=32", "model.sg2hoi.dim_feedforward=128", "model.sg2hoi.seg_convs=2",
+          "model.sg2hoi.num_rel_queries=20", "model.sg2hoi.num_hoi_queries=20",
+          f"train.epochs={args.epochs}", f"train.sgg_epochs={args.sgg_epochs}", f"train.batch_size={args.batch}",
+          f"train.lr={args.lr}", f"train.lr_backbone={args.lr / 3}", f"train.sgg_lr={args.lr / 3}",
+          f"model.sg2hoi.clip_cls_lr={args.lr / 3}", "train.schedule=cosine", "train.eval_every=100000",
+          "train.log_every=50", "train.task=joint"]
+    if row == "hoi":
+        ov.append("train.task=hoi")
+    elif row == "sgg":
+        ov.append("train.task=sgg")
+    elif row == "no_r2itr":
+        ov.append("model.sg2hoi.r2i=false")
+    elif row == "no_hss":
+        ov.append("model.sg2hoi.hss=none")
+    return load_config("synth_sg2hoi", ov)
+
+
+def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, callback=None):
+    """Train one (row, seed); returns (final metrics, seconds)."""
+    from hoikit.data.dataset import collate
+    from hoikit.engine.checkpoint import load_checkpoint, save_checkpoint
+    from hoikit.engine.datasets import build_training_data
+    from hoikit.engine.trainer import fit, seed_everything
+    from hoikit.models.build import build_model, meta_to_dict
+
+    out = Path(args.out) / f"{row}_s{seed}"
+    cfg = bench_config(args, row, seed, out)
+    t0 = time.time()
+    data = build_training_data(cfg)
+    meta_hoi, meta_sgg = data.meta
+    if row == "sgg":
+        meta_hoi = joint_metas[0]          # same architecture as the joint model (HOI part unused)
+    seed_everything(cfg.seed)
+    model = build_model(cfg, (meta_hoi, meta_sgg))
+    resume = phase1 is not None
+    if resume:
+        out.mkdir(parents=True, exist_ok=True)
+        ck = load_checkpoint(phase1)
+        if row == "no_r2itr":              # drop the modules -R2ITR does not have (HOI part: untrained in phase 1)
+            own = model.state_dict()
+            ck["model"] = {k: v for k, v in ck["model"].items() if k in own}
+            ck["model"].update({k: v for k, v in own.items() if k.startswith(HOI_PART)})
+        save_checkpoint(ck, out / "last.pt")
+    state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict("sg2hoi", (meta_hoi, meta_sgg)),
+                evals=data.evals, primary_metric=data.primary, resume=resume, callback=callback)
+    return dict(state.metrics or {}), time.time() - t0, (meta_hoi, meta_sgg)
+
+
+def run_seed(args, seed: int) -> None:
+    out = Path(args.out)
+    phase1 = out / f"phase1_s{seed}.pt"
+    metas = None
+    for row in [r for r in ROWS if r in args.rows]:
+        res_path = out / f"{row}_s{seed}" / "result.json"
+        if res_path.exists():
+            continue
+        needs_p1 = row in ("hoi", "sgg", "no_r2itr")
+        if needs_p1 and (not phase1.exists() or metas is None):
+            if not (out / f"joint_s{seed}" / "result.json").exists() or not phase1.exists():
+                print(f"[{row} s{seed}] needs the joint run of seed {seed} first (add 'joint' to --rows)")
+                continue
+        callback = None
+        if row == "joint":
+            def callback(event, state, _p1=phase1, _dir=out / f"joint_s{seed}"):
+                if event == "checkpoint" and state.epoch == args.sgg_epochs and state.iteration == 0:
+                    shutil.copyfile(_dir / "last.pt", _p1)
+        if needs_p1 and metas is None:
+            from hoikit.engine.checkpoint import load_checkpoint
+            from hoikit.models.build import meta_from_dict
+            metas = meta_from_dict("sg2hoi", load_checkpoint(phase1)["meta"])
+        metrics, secs, m = train_row(args, row, seed, metas, phase1 if needs_p1 else None, callback)
+        if row == "joint":
+            metas = m
+        res = {"row": row, "seed": seed, "seconds": round(secs, 1), "metrics": metrics,
+               "setup": {k: getattr(args, k) for k in ("train", "test", "size", "epochs", "sgg_epochs", "batch", "lr")}}
+        res_path.parent.mkdir(parents=True, exist_ok=True)
+        res_path.write_text(json.dumps(res, indent=1))
+        print(f"[{row} s{seed}] {secs:.0f}s " + " ".join(f"{k}={metrics.get(k, float('nan')):.2f}"
+                                                         for k in ("R@50", "mR@50", "mAP_full")), flush=True)
+
+
+def _stat(values):
+    v = [x for x in values if x == x]
+    if not v:
+        return "-"
+    sd = statistics.stdev(v) if len(v) > 1 else 0.0
+    return f"{statistics.mean(v):.2f} ± {sd:.2f} ({min(v):.2f}..{max(v):.2f})"
+
+
+def report(args) -> str:
+    results = [json.loads(p.read_text()) for p in sorted(Path(args.out).glob("*_s*/result.json"))]
+    by_row = {r: [x for x in results if x["row"] == r] for r in ROWS}
+    setup = results[0]["setup"] if results else {}
+    lines = ["| row | seeds | " + " | ".join(SGG_KEYS + HOI_KEYS) + " | train s/seed |",
+             "|---|---|" + "---|" * (len(SGG_KEYS) + len(HOI_KEYS) + 1)]
+    for row in ROWS:
+        rs = by_row[row]
+        if not rs:
+            lines.append(f"| {row} | 0 | " + " | ".join(["not run"] * (len(SGG_KEYS) + len(HOI_KEYS))) + " | - |")
+            continue
+        cells = [_stat([x["metrics"].get(k, float("nan")) for x in rs]) for k in SGG_KEYS + HOI_KEYS]
+        secs = statistics.mean(x["seconds"] for x in rs)
+        lines.append(f"| {row} | {','.join(str(x['seed']) for x in sorted(rs, key=lambda x: x['seed']))} | "
+                     + " | ".join(cells) + f" | {secs:.0f} |")
+    return "setup: " + json.dumps(setup) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default="data/synthhoi_bench", help="SynthHOI directory (generated when missing)")
+    p.add_argument("--out", default="runs/bench_sg2hoi")
+    p.add_argument("--rows", nargs="+", default=["joint", "hoi"], choices=ROWS)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--train", type=int, default=320)
+    p.add_argument("--test", type=int, default=100)
+    p.add_argument("--size", type=int, default=160)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--sgg-epochs", type=int, default=3)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--report", default=None, help="write the Markdown table of OUT's results here and exit")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.report:
+        text = report(args)
+        print(text)
+        Path(args.report).with_suffix(".table.md").write_text(text)
+        return 0
+    for seed in args.seeds:
+        run_seed(args, seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
