@@ -46,7 +46,8 @@ def _iou_against_gt(det: Sequence[np.ndarray], det_area: np.ndarray, rows, gt_co
     """IoU of some detections with ground-truth rows ``g`` (continuous boxes).
 
     Args:
-        det: four float64 ``[M]`` columns x1, y1, x2, y2 of the detection boxes; det_area ``[M]``.
+        det: four ``[M]`` columns x1, y1, x2, y2 of the detection boxes (float32 or float64: the
+            arithmetic is float64 either way); det_area: float64 ``[M]``.
         rows: the detections to use: a ``slice`` or int64 ``[m]`` indices into the columns.
         gt_cols: four float64 ``[G]`` ground-truth columns; gt_area ``[G]``.
         g: int ``[m]`` ground-truth row of each used detection.
