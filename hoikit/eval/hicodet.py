@@ -256,19 +256,20 @@ class HICODetEvaluator:
         if self.skip_empty:
             keep = ~gt.empty[image]
             image, hoi, score, box_h, box_o = image[keep], hoi[keep], score[keep], box_h[keep], box_o[keep]
-        # Official order per class: stable sort of -score over image-by-image input
-        # (lexsort is stable: ties by image, then input position).
+        # Official order per class: MATLAB's stable sort of -score over image-by-image input.
         order = ranked_order(image, hoi, score)
         best, overlap = match_argmax(gt, image, hoi, box_h, box_o, self.min_overlap)
-        image, hoi, best, overlap = image[order], hoi[order], best[order], overlap[order]
-        # No fallback: TP iff overlap >= min_overlap and first such detection of its argmax pair.
-        valid = np.nonzero(overlap >= self.min_overlap)[0]
-        _, first = np.unique(best[valid], return_index=True)
-        tp = np.zeros(len(hoi), dtype=bool)
-        tp[valid[first]] = True
-        ap_def, rec_def, n_def = _class_aps(hoi, tp, gt.npos)
         # Known-Object: every TP lies in an image with its object, so TP flags are unchanged.
-        ko = gt.image_has_object[image, gt.hoi_object[hoi]]
+        ko = gt.image_has_object[image, gt.hoi_object[hoi]][order]
+        hoi = hoi[order]
+        # No fallback: TP iff overlap >= min_overlap and the first such detection (in ranked
+        # order) of its argmax pair; later ones find the pair taken.
+        valid = np.flatnonzero((overlap >= self.min_overlap)[order])  # ranked positions
+        first = np.full(len(gt.key), len(order), dtype=np.int64)
+        np.minimum.at(first, best[order[valid]], valid)
+        tp = np.zeros(len(order), dtype=bool)
+        tp[first[first < len(order)]] = True
+        ap_def, rec_def, n_def = _class_aps(hoi, tp, gt.npos)
         ap_ko, rec_ko, n_ko = _class_aps(hoi[ko], tp[ko], gt.npos)
         return self._summary(ap_def, rec_def, n_def, ap_ko, rec_ko, n_ko, len(order))
 
