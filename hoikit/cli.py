@@ -23,6 +23,7 @@ COMMANDS = {
     "train": "train a model from a YAML config with dotted overrides",
     "eval": "evaluate detections with the official HICO-DET / V-COCO / scene-graph protocols",
     "predict": "run a trained model on images (JSON + pictures)",
+    "test": "evaluate a checkpoint on its dataset's test split (evaluator files + official metrics)",
     "convert": "convert DETR / UPT checkpoints into hoikit checkpoints",
     "analyze": "analyses (DETR token similarity, Fig. 1 / Appendix E)",
 }

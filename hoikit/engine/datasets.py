@@ -27,7 +27,7 @@ from torch.utils.data import ConcatDataset, Dataset
 from ..config import Config
 from ..errors import ConfigError
 from . import distributed as D
-from .evaluation import DetectionEvaluation, EvalTask, HOIEvaluation, SGGEvaluation
+from .evaluation import DetectionEvaluation, EvalTask, HOIEvaluation, SGGEvaluation, VCOCOEvaluation
 from .phases import PhasedTrainingSet
 
 SYNTH_NUM_VAL_IM = 0  # SynthHOI has no val split: the scene-graph train split keeps every train image
@@ -61,15 +61,52 @@ def synth_vg_config(data_cfg, split: str):
                                vg_images=str(root / "images" / split))
 
 
-def hoi_annotation(data_cfg) -> str:
-    """HICO-DET-format annotation file of the evaluated split."""
-    if data_cfg.test_anno:
-        return data_cfg.test_anno
+def hoi_annotation(data_cfg, split: str = "test") -> str:
+    """HICO-DET-format annotation file of the evaluated split (``test`` or ``train``)."""
+    anno = data_cfg.test_anno if split == "test" else data_cfg.train_anno
+    if anno:
+        return anno
     if data_cfg.format == "synth":
         from ..data.dataset import synth_paths
 
-        return str(synth_paths(data_cfg.root, "test")[0])
-    raise ConfigError("data.test_anno: needed for evaluation")
+        return str(synth_paths(data_cfg.root, split)[0])
+    raise ConfigError(f"data.{split}_anno: needed for evaluation")
+
+
+def has_vcoco_ground_truth(data_cfg) -> bool:
+    """True when the config names the official V-COCO evaluation files."""
+    return bool(data_cfg.vcoco_json and data_cfg.coco_json and data_cfg.vcoco_ids)
+
+
+def eval_tasks(cfg: Config, meta, split: str = "test"):
+    """The evaluations of ``split`` for ``cfg`` (what ``fit`` runs every few epochs and ``hoikit test``
+    runs once). Returns ``(tasks: list[EvalTask], primary metric)``; no task when the data has no
+    evaluator (V-COCO without the official ground-truth files, custom data).
+
+    Args:
+        meta: DatasetMeta of the HOI / detection dataset; ``(meta_hoi, meta_sgg)`` for ``sg2hoi``.
+    """
+    from ..data.dataset import HOIDataset, build_transforms
+
+    arch, d = cfg.model.arch, cfg.data
+    tr_test = build_transforms(d, train=False)
+    if arch == "sg2hoi":
+        return _sg2hoi_evals(cfg, *meta, tr_test, split)
+    reader = _readers(d, split)
+    dataset = HOIDataset(reader, tr_test)
+    if arch == "detr":
+        samples = [reader[i] for i in range(len(reader))]
+        n = len(meta.objects)
+        return [EvalTask(dataset, lambda: DetectionEvaluation(samples, n))], DetectionEvaluation.primary
+    if d.format in ("hicodet", "synth"):
+        anno = hoi_annotation(d, split)
+        make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold)  # noqa: E731
+        return [EvalTask(dataset, make)], HOIEvaluation.primary
+    if d.format == "vcoco" and has_vcoco_ground_truth(d):
+        ids, verbs = list(reader.image_ids), list(meta.verbs)
+        make = lambda: VCOCOEvaluation(d.vcoco_json, d.coco_json, d.vcoco_ids, ids, verbs)  # noqa: E731
+        return [EvalTask(dataset, make)], VCOCOEvaluation.primary
+    return [], ""
 
 
 def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
@@ -85,23 +122,15 @@ def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
     eval_set = make = None
     primary = ""
     if with_eval:
-        test_reader = _readers(d, "test")
-        eval_set = HOIDataset(test_reader, tr_test)
-        if arch == "detr":
-            samples = [test_reader[i] for i in range(len(test_reader))]
-            make, primary = (lambda: DetectionEvaluation(samples, len(meta.objects))), DetectionEvaluation.primary
-        elif d.format in ("hicodet", "synth"):
-            anno = hoi_annotation(d)
-            make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold)  # noqa: E731
-            primary = HOIEvaluation.primary
-        else:
-            eval_set = None  # V-COCO needs the official ground truth: `hoikit eval vcoco` after `predict`
+        # V-COCO is evaluated when data.vcoco_json / coco_json / vcoco_ids name the official files
+        tasks, primary = eval_tasks(cfg, meta)
+        if tasks:
+            eval_set, make = tasks[0].dataset, tasks[0].make_evaluator
     return TrainingData(HOIDataset(train_reader, tr_train), eval_set, meta, make, primary)
 
 
 def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingData:
     from ..data.dataset import HOIDataset
-    from ..eval.sgg import load_longtail, load_zeroshot
     from ..models.sg2hoi.build import phase_for_epoch
 
     d, task = cfg.data, cfg.train.task
@@ -128,9 +157,26 @@ def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingDat
         parts["hoi"] = HOIDataset(r, tr_train)
     train_set = PhasedTrainingSet(parts, lambda e: phase_for_epoch(cfg, e),
                                   {"sgg": ("sgg",), "joint": ("sgg", "hoi"), "hoi": ("hoi",), "hoi_frozen": ("hoi",)})
+    evals, primary = _sg2hoi_evals(cfg, meta_hoi, meta_sgg, tr_test) if with_eval else ([], "")
+    return TrainingData(train_set, None, (meta_hoi, meta_sgg), None, primary, evals)
+
+
+def _sg2hoi_evals(cfg: Config, meta_hoi, meta_sgg, tr_test, split: str = "test"):
+    """SG2HOI+ evaluations: SGDet recall when the model has a scene-graph part (``meta_sgg``), the
+    HICO-DET protocol when it has an HOI dataset (``meta_hoi``)."""
+    from ..data.dataset import HOIDataset
+    from ..eval.sgg import load_longtail, load_zeroshot
+
+    d = cfg.data
+    synth = d.format == "synth"
+    vg_cfg = (lambda s: synth_vg_config(d, s)) if synth else (lambda s: d)
+    vg_kw = {"num_val_im": SYNTH_NUM_VAL_IM} if synth else {}
+    hoi_cfg = d if d.format != "vg" else None
     evals, primary = [], ""
-    if with_eval and meta_sgg is not None:
-        test = _readers(vg_cfg("test"), "test", **vg_kw)
+    if meta_sgg is not None:
+        if synth:
+            _readers(d, split)  # generates SynthHOI when missing
+        test = _readers(vg_cfg(split), split, **vg_kw)
         samples = [test[i] for i in range(len(test))]
         zs = lt = None
         if synth:
@@ -141,9 +187,9 @@ def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingDat
         npred = len(meta_sgg.predicates)
         evals.append(EvalTask(HOIDataset(test, tr_test), lambda: SGGEvaluation(samples, npred, zs, lt), "sgg"))
         primary = SGGEvaluation.primary
-    if with_eval and meta_hoi is not None and hoi_cfg.format in ("hicodet", "synth"):
-        anno = hoi_annotation(hoi_cfg)
-        evals.append(EvalTask(HOIDataset(_readers(hoi_cfg, "test"), tr_test),
+    if meta_hoi is not None and hoi_cfg is not None and hoi_cfg.format in ("hicodet", "synth"):
+        anno = hoi_annotation(hoi_cfg, split)
+        evals.append(EvalTask(HOIDataset(_readers(hoi_cfg, split), tr_test),
                               lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold), "hoi"))
         primary = HOIEvaluation.primary
-    return TrainingData(train_set, None, (meta_hoi, meta_sgg), None, primary, evals)
+    return evals, primary

@@ -54,6 +54,37 @@ def to_pil(image: ImageLike) -> Image.Image:
         raise DataError(f"{path}: cannot read image ({type(e).__name__})") from None
 
 
+def model_from_checkpoint(path: Union[str, os.PathLike], cfg=None, state: Optional[Dict] = None):
+    """Rebuild the model of a hoikit checkpoint and load its weights strictly.
+
+    Args:
+        path: the checkpoint (named in errors).
+        cfg: the config to build with (default: the checkpoint's; ``hoikit test`` passes the
+            checkpoint's with data / eval overrides).
+        state: the already loaded checkpoint dict (default: read ``path``).
+
+    Returns:
+        ``(model, cfg, meta)``; meta is a DatasetMeta, or ``(meta_hoi, meta_sgg)`` for SG2HOI+.
+    """
+    from ..models.build import build_model, meta_from_dict
+
+    ck = state if state is not None else load_checkpoint(path)
+    if cfg is None:
+        try:
+            cfg = from_dict(ck["config"])
+        except Exception as e:
+            raise CheckpointError(f"{path}: key 'config' is not a valid hoikit config "
+                                  f"({str(e).splitlines()[0]})") from None
+    cfg.model.detr.checkpoint = ""  # every weight comes from this file
+    if not ck.get("meta"):
+        raise CheckpointError(f"{path}: key 'meta' is empty (class names unknown)")
+    meta = meta_from_dict(cfg.model.arch, ck["meta"])
+    # SG2HOI+: class-embedding tables come from the state dict, not from CLIP / a text encoder
+    model = build_model(cfg, meta, state_dict=ck["model"]) if cfg.model.arch == "sg2hoi" else build_model(cfg, meta)
+    load_model_state(model, ck["model"], str(path))
+    return model, cfg, meta
+
+
 def _box(b) -> List[float]:
     return [round(float(x), 2) for x in b]
 
@@ -78,21 +109,7 @@ class Predictor:
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: str = "cpu") -> "Predictor":
         """Load a hoikit checkpoint (training or inference) strictly."""
-        from ..models.build import build_model, meta_from_dict
-
-        ck = load_checkpoint(path)
-        try:
-            cfg = from_dict(ck["config"])
-        except Exception as e:
-            raise CheckpointError(f"{path}: key 'config' is not a valid hoikit config "
-                                  f"({str(e).splitlines()[0]})") from None
-        cfg.model.detr.checkpoint = ""  # every weight comes from this file
-        if not ck.get("meta"):
-            raise CheckpointError(f"{path}: key 'meta' is empty (class names unknown)")
-        meta = meta_from_dict(cfg.model.arch, ck["meta"])
-        # SG2HOI+: class-embedding tables come from the state dict, not from CLIP / a text encoder
-        model = build_model(cfg, meta, state_dict=ck["model"]) if cfg.model.arch == "sg2hoi" else build_model(cfg, meta)
-        load_model_state(model, ck["model"], str(path))
+        model, cfg, meta = model_from_checkpoint(path)
         return cls(model, cfg, meta, device)
 
     def preprocess(self, image: Image.Image):

@@ -32,6 +32,7 @@ from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_chec
                          training_checkpoint)
 from .logging import TrainLogger
 from .sampler import ResumableSampler, SeededDataset, epoch_generator, worker_init
+from .testing import collect_predictions, to_device as _to_device
 from .schedule import build_scheduler
 
 
@@ -80,13 +81,6 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, phase: Optional[str] = 
     if t.optimizer == "adam":
         return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
     raise ConfigError(f"config key 'train.optimizer': unknown optimizer '{t.optimizer}' (adamw | adam)")
-
-
-def _to_device(images, targets, device):
-    images = [im.to(device, non_blocking=True) for im in images]
-    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-               for t in targets]
-    return images, targets
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainState, *, cfg: Config,
@@ -173,29 +167,14 @@ def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: t
 
 
 def _evaluate(model, loader, make_evaluator, device, task) -> Dict[str, float]:
-    net = D.unwrap(model)
-    was_training = net.training
-    net.eval()
-    preds = {}
-    for images, targets in loader:
-        images, targets = _to_device(images, targets, device)
-        outputs = net(images)
-        preds_b = net.postprocess(outputs, targets) if task is None else net.postprocess(outputs, targets, task=task)
-        for tgt, pred in zip(targets, preds_b):
-            preds[int(tgt["index"])] = pred
-    gathered = D.all_gather_objects(preds)
+    merged = collect_predictions(model, loader, device, task)   # shared with `hoikit test`
     metrics = None
-    if D.is_main_process():
+    if merged is not None:
         ev = make_evaluator()
-        merged = {}
-        for part in gathered:  # padded duplicates of the sampler collapse on the index
-            merged.update(part)
         for index in sorted(merged):
             ev.add(index, merged[index])
         metrics = {k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in ev.compute().items()}
-    metrics = D.broadcast_object(metrics)
-    net.train(was_training)
-    return metrics
+    return D.broadcast_object(metrics)
 
 
 def _loader(dataset: Dataset, sampler, batch_size: int, collate_fn, num_workers: int, drop_last: bool, generator):

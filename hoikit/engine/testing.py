@@ -1,0 +1,207 @@
+"""Run a model over an evaluation split: :func:`collect_predictions` (shared with the trainer's
+``evaluate``) and :func:`run_test` (``hoikit test``: evaluator files + official metrics).
+
+Under torchrun every rank takes a strided share of the images
+(:class:`~hoikit.engine.sampler.ResumableSampler`, no shuffling; the last share is padded with
+repeated images, which collapse on their index), turns each prediction into a compact record on
+its own rank (the adapter's ``prepare``: e.g. only the (pair, verb) entries a HICO-DET file keeps),
+and rank 0 gathers the records, writes the files and evaluates.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import Config
+from ..errors import ConfigError
+from . import distributed as D
+
+
+def to_device(images, targets, device):
+    """Images and every tensor of the targets onto ``device``."""
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
+    return images, targets
+
+
+@torch.no_grad()
+def collect_predictions(model: torch.nn.Module, loader, device: torch.device, task: Optional[str] = None,
+                        prepare: Optional[Callable[[int, Any], Any]] = None,
+                        progress: Optional[str] = None) -> Optional[Dict[int, Any]]:
+    """Predictions of ``model`` over ``loader``, gathered on rank 0.
+
+    Args:
+        model: the model (DDP-wrapped or not); run in eval mode, its mode restored afterwards.
+        loader: yields ``(images, targets)``; ``target["index"]`` keys the result.
+        task: ``model.postprocess(..., task=task)`` (multi-task models); None = default output.
+        prepare: ``prepare(index, prediction) -> record`` applied on the producing rank before the
+            gather (keeps the gathered objects small); None keeps the predictions.
+        progress: description of a progress bar shown on rank 0 (None = no bar).
+
+    Returns:
+        ``{index: record}`` on rank 0 (every index once), None on the other ranks.
+    """
+    net = D.unwrap(model)
+    was_training = net.training
+    net.eval()
+    records: Dict[int, Any] = {}
+    bar = None
+    if progress is not None and D.is_main_process():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(loader), desc=progress, unit="batch", dynamic_ncols=True)
+    try:
+        for images, targets in loader:
+            images, targets = to_device(images, targets, device)
+            outputs = net(images)
+            preds = net.postprocess(outputs, targets) if task is None else net.postprocess(outputs, targets, task=task)
+            for tgt, pred in zip(targets, preds):
+                index = int(tgt["index"])
+                records[index] = prepare(index, pred) if prepare is not None else pred
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        net.train(was_training)
+    gathered = D.all_gather_objects(records)
+    if not D.is_main_process():
+        return None
+    merged: Dict[int, Any] = {}
+    for part in gathered:  # padded duplicates of the sampler collapse on the index
+        merged.update(part)
+    return merged
+
+
+def eval_loader(dataset, batch_size: int, collate_fn, num_workers: int = 0) -> DataLoader:
+    """Sharded, ordered loader over ``dataset`` for this rank."""
+    from .sampler import ResumableSampler
+
+    sampler = ResumableSampler(len(dataset), D.get_world_size(), D.get_rank(), shuffle=False)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
+                      drop_last=False)
+
+
+def test_config(ck_config: dict, config_file: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
+    """The checkpoint's config; the ``data`` and ``eval`` sections of ``config_file`` (a YAML or a
+    packaged preset) replace the checkpoint's; dotted ``overrides`` apply last (any key)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..config import resolve_preset
+
+    try:
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), ck_config)
+        if config_file:
+            y = OmegaConf.load(resolve_preset(config_file))
+            cfg = OmegaConf.merge(cfg, {k: y[k] for k in ("data", "eval") if k in y})
+        for o in overrides:
+            if "=" not in o:
+                raise ConfigError(f"override '{o}' is not of the form key=value")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or getattr(e, "key", None)
+        raise ConfigError(f"config key '{key}': {str(e).splitlines()[0]}") from None
+
+
+def _drop_empty(dataset, task):
+    """HICO-DET with ``--skip-empty``: do not run the annotation file's ``empty`` images (their
+    detections would be dropped by the evaluator anyway, as UPT's evaluation does)."""
+    from torch.utils.data import Subset
+
+    empty = set(getattr(getattr(dataset, "reader", None), "empty", []) or [])
+    if not empty or task.task == "sgg":
+        return dataset
+    return Subset(dataset, [i for i in range(len(dataset)) if i not in empty])
+
+
+def _check_object_order(tasks, meta) -> None:
+    """The evaluated file must number objects as the checkpoint does (HOI classes are looked up by
+    (object id, verb id)); e.g. HICO-DET ``main`` (alphabetical) vs ``class`` (COCO-80) branch files."""
+    from ..errors import DataError
+
+    metas = meta if isinstance(meta, tuple) else (meta,)
+    for task in tasks:
+        reader = getattr(task.dataset, "reader", None)
+        objs = list(getattr(getattr(reader, "meta", None), "objects", []) or [])
+        if not objs or any(m is not None and list(m.objects) == objs for m in metas):
+            continue
+        ours = next(m for m in metas if m is not None)
+        if len(ours.objects) == len(objs):
+            bad = next(i for i, (a, b) in enumerate(zip(ours.objects, objs)) if a != b)
+            raise DataError(f"{getattr(reader, 'path', 'annotation file')}: object {bad} is '{objs[bad]}' but "
+                            f"'{ours.objects[bad]}' in the checkpoint; use an annotation file with the checkpoint's "
+                            f"object order (HICO-DET: the main-branch instances_test2015.json)")
+
+
+def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[str] = (), split: str = "test",
+             out_dir="test_results", batch_size: int = 1, device: str = "auto",
+             skip_empty: bool = False) -> Optional[Dict]:
+    """``hoikit test``: evaluate a hoikit checkpoint on ``split`` with the dataset's official protocol.
+
+    Writes ``out_dir/<evaluator file>`` (HICO-DET ``detections.npz``, V-COCO ``detections.pkl``
+    official records, SGG ``scene_graphs.npz``; prefixed ``<task>_`` when a model has several) and
+    ``out_dir/metrics.json``; prints each table. Returns the metrics dict on rank 0, None elsewhere.
+    """
+    from ..data.dataset import collate
+    from .checkpoint import load_checkpoint
+    from .datasets import eval_tasks
+    from .inference import model_from_checkpoint
+
+    info = D.init_distributed(device)
+    ck = load_checkpoint(checkpoint)
+    cfg = test_config(ck["config"], config_file, overrides)
+    if skip_empty:
+        cfg.eval.hicodet_skip_empty = True
+    model, cfg, meta = model_from_checkpoint(checkpoint, cfg=cfg, state=ck)
+    model.to(info.device)
+    tasks, primary = eval_tasks(cfg, meta, split)
+    if not tasks:
+        raise ConfigError(f"data.format={cfg.data.format}: no evaluator for this data"
+                          + (" (set data.vcoco_json, data.coco_json and data.vcoco_ids)" if cfg.data.format == "vcoco"
+                             else ""))
+    _check_object_order(tasks, meta)
+    out = Path(out_dir)
+    summary: Dict = {"checkpoint": str(checkpoint), "split": split, "primary": primary, "metrics": {}, "files": {}}
+    for task in tasks:
+        ev = task.make_evaluator()
+        dataset = _drop_empty(task.dataset, task) if cfg.eval.hicodet_skip_empty else task.dataset
+        loader = eval_loader(dataset, batch_size, collate, cfg.data.num_workers)
+        t0 = time.perf_counter()
+        records = collect_predictions(model, loader, info.device, task.task, getattr(ev, "prepare", None),
+                                      progress=f"{split} ({task.task or cfg.data.format})")
+        if records is None:
+            continue
+        seconds = time.perf_counter() - t0
+        for index in sorted(records):
+            ev.add(index, records[index])
+        metrics = ev.compute()
+        name = getattr(ev, "protocol", task.task or "eval")
+        out.mkdir(parents=True, exist_ok=True)
+        if hasattr(ev, "save"):
+            path = ev.save(out)
+            if len(tasks) > 1:
+                path = path.rename(path.with_name(f"{name}_{path.name}"))
+            summary["files"][name] = str(path)
+            print(f"wrote {path}")
+        print(ev.table() if hasattr(ev, "table") else "\n".join(f"{k}: {v:.2f}" for k, v in metrics.items()))
+        print(f"{len(records)} images in {seconds:.1f} s ({info.world_size} process(es))")
+        summary["metrics"].update(metrics)
+        summary[name] = ev.results
+        summary.setdefault("images", {})[name] = len(records)
+    D.barrier()
+    if not info.is_main:
+        return None
+    from ..eval.report import write_json
+
+    print(f"wrote {write_json(out / 'metrics.json', summary)}")
+    return summary
+
+
+__all__: List[str] = ["collect_predictions", "eval_loader", "test_config", "run_test"]
