@@ -48,6 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """The user-facing line of an error.
+
+    torch's DataLoader re-raises a worker's exception with the same type but a message of
+    "Caught X in DataLoader worker process N. Original Traceback ..."; the original message is the
+    last line of that text, after the exception class name.
+    """
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        last = text.splitlines()[-1]
+        name = type(err).__name__
+        for prefix in (f"hoikit.errors.{name}: ", f"{name}: "):
+            if last.startswith(prefix):
+                return last[len(prefix):]
+        return last
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -57,7 +75,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args._run(args) or 0)
     except HoikitError as e:
-        print(f"hoikit: error: {e}", file=sys.stderr)
+        print(f"hoikit: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hoikit: interrupted", file=sys.stderr)
