@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import DataError
 from ..structures import Sample
 from .metadata import DatasetMeta, hicodet_meta
-from .readers import ProblemLog, as_array, check_boxes, check_range, load_json, require_keys
+from .readers import ProblemLog, check_boxes, check_range, empty_pairs, load_json, pair_arrays, require_keys
 
 PAIR_KEYS = ("boxes_h", "boxes_o", "hoi", "object", "verb")
 
@@ -132,24 +132,13 @@ class HICODetReader:
 
     def _parse(self, i: int, a) -> dict:
         """Validated raw pair arrays of image ``i`` (boxes converted to continuous xyxy)."""
-        none = dict(boxes_h=np.zeros((0, 4), np.float32), boxes_o=np.zeros((0, 4), np.float32),
-                    hoi=np.zeros(0, np.int64), object=np.zeros(0, np.int64), verb=np.zeros(0, np.int64))
         if not isinstance(a, dict):
             self.log.error(i, "annotation", f"expected an object, got {type(a).__name__}")
-            return none
-        for k in PAIR_KEYS:
-            if k not in a:
-                self.log.error(i, k, "missing key")
-                return none
-        arrs = {k: as_array(a[k], (4,) if k.startswith("boxes") else (), np.float32 if k.startswith("boxes") else np.int64,
-                            self.log, i, k) for k in PAIR_KEYS}
-        if any(v is None for v in arrs.values()):
-            return none
+            return empty_pairs(PAIR_KEYS)
+        arrs = pair_arrays(a, PAIR_KEYS, "hoi", self.log, i)
+        if arrs is None:
+            return empty_pairs(PAIR_KEYS)
         n = len(arrs["hoi"])
-        for k in PAIR_KEYS:
-            if len(arrs[k]) != n:
-                self.log.error(i, k, f"has {len(arrs[k])} entries but 'hoi' has {n}")
-                return none
         m = self.meta
         size = self.sizes[i] if self.sizes[i][0] > 0 else None
         ok = np.ones(n, bool)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -120,6 +120,38 @@ def as_array(value, shape_tail, dtype, log: ProblemLog, index: int, field: str) 
         log.error(index, field, "contains NaN or infinity")
         return None
     return arr
+
+
+def empty_pairs(keys) -> Dict[str, np.ndarray]:
+    """Zero-length pair arrays: ``boxes*`` keys float32 ``[0, 4]``, the others int64 ``[0]``."""
+    return {k: np.zeros((0, 4), np.float32) if k.startswith("boxes") else np.zeros(0, np.int64) for k in keys}
+
+
+def pair_arrays(ann: Dict, keys, count_key: str, log: ProblemLog, index: int) -> Optional[Dict[str, np.ndarray]]:
+    """The per-pair arrays of one image's annotation (HICO-DET / V-COCO JSON), checked.
+
+    Args:
+        ann: the image's annotation dict.
+        keys: the pair keys; ``boxes*`` keys become float32 ``[K, 4]``, the others int64 ``[K]``.
+        count_key: the key whose length ``K`` every other key must have.
+
+    Returns:
+        ``{key: array}``, or None after logging a missing key, a bad shape or a length mismatch.
+    """
+    for k in keys:
+        if k not in ann:
+            log.error(index, k, "missing key")
+            return None
+    arrs = {k: as_array(ann[k], (4,) if k.startswith("boxes") else (),
+                        np.float32 if k.startswith("boxes") else np.int64, log, index, k) for k in keys}
+    if any(v is None for v in arrs.values()):
+        return None
+    n = len(arrs[count_key])
+    for k in keys:
+        if len(arrs[k]) != n:
+            log.error(index, k, f"has {len(arrs[k])} entries but '{count_key}' has {n}")
+            return None
+    return arrs
 
 
 def check_boxes(boxes: np.ndarray, log: ProblemLog, index: int, field: str,

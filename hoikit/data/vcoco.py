@@ -25,7 +25,7 @@ from ..errors import DataError
 from ..structures import Sample
 from .hicodet import merge_entities
 from .metadata import DatasetMeta, vcoco_meta
-from .readers import ProblemLog, as_array, check_boxes, check_range, header_size, load_json, require_keys
+from .readers import ProblemLog, check_boxes, check_range, empty_pairs, header_size, load_json, pair_arrays, require_keys
 
 PAIR_KEYS = ("boxes_h", "boxes_o", "actions", "objects")
 
@@ -79,26 +79,14 @@ class VCOCOReader:
         return [i for i, p in enumerate(self._samples) if not len(p["actions"])]
 
     def _parse(self, i: int, a) -> dict:
-        none = dict(boxes_h=np.zeros((0, 4), np.float32), boxes_o=np.zeros((0, 4), np.float32),
-                    actions=np.zeros(0, np.int64), objects=np.zeros(0, np.int64))
         if not isinstance(a, dict) or "file_name" not in a:
             self.log.error(i, "file_name", "missing key")
             self.filenames.append(f"<image {i}>")
-            return none
+            return empty_pairs(PAIR_KEYS)
         self.filenames.append(str(a["file_name"]))
-        for k in PAIR_KEYS:
-            if k not in a:
-                self.log.error(i, k, "missing key")
-                return none
-        arrs = {k: as_array(a[k], (4,) if k.startswith("boxes") else (), np.float32 if k.startswith("boxes") else np.int64,
-                            self.log, i, k) for k in PAIR_KEYS}
-        if any(v is None for v in arrs.values()):
-            return none
-        n = len(arrs["actions"])
-        for k in PAIR_KEYS:
-            if len(arrs[k]) != n:
-                self.log.error(i, k, f"has {len(arrs[k])} entries but 'actions' has {n}")
-                return none
+        arrs = pair_arrays(a, PAIR_KEYS, "actions", self.log, i)
+        if arrs is None:
+            return empty_pairs(PAIR_KEYS)
         ok = check_boxes(arrs["boxes_h"], self.log, i, "boxes_h") & check_boxes(arrs["boxes_o"], self.log, i, "boxes_o")
         ok &= check_range(arrs["actions"], len(self.meta.verbs), self.log, i, "actions")
         ok &= check_range(arrs["objects"], len(self.meta.objects), self.log, i, "objects", low=1)  # 0 = background
