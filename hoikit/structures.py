@@ -137,6 +137,27 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
+def box_iou_plus1_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise IoU of ``a [..., 4]`` (ground truth) and ``b [..., 4]`` with the +1-pixel convention.
+
+    Widths are ``x2 - x1 + 1`` as in the official V-COCO (``get_overlap`` of vsrl_eval.py) and
+    Scene-Graph-Benchmark (``bbox_overlaps``) tools; same operations in the same order, in the
+    inputs' dtype (float32 there), so results are bitwise equal to theirs.
+
+    Returns:
+        ``[...]`` IoU per row (NaN where the union is 0).
+    """
+    dtype = np.result_type(a, b, np.float32)
+    one, zero = np.ones((), dtype), np.zeros((), dtype)
+    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, zero)
+    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, zero)
+    inters = iw * ih
+    uni = ((b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
+           + (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one) - inters)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return inters / uni
+
+
 def xyxy_to_cxcywh(b):
     b = np.asarray(b, dtype=np.float32)
     return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,

@@ -24,29 +24,13 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DataError
-from ..structures import SceneGraphPrediction
+from ..structures import SceneGraphPrediction, box_iou_plus1_rows
 from .report import format_table, write_json
 from .sgg_io import load_predictions
 
 KS = (20, 50, 100)
 IOU_THRESHOLD = 0.5  # iou_thres of sgg_eval.py
 NG_TOP = 100  # ng candidates kept per image (sgg_eval.py SGNoGraphConstraintRecall)
-
-
-def iou_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise +1-pixel IoU of ground-truth boxes ``a [T, 4]`` and predicted boxes ``b [T, 4]``, float32.
-
-    Same operations as ``bbox_overlaps`` of Scene-Graph-Benchmark (``wh = (rb - lt + 1).clip(0)``,
-    ``area = (x2 - x1 + 1)(y2 - y1 + 1)``, ``iou = inter / (area_gt + area_pred - inter)``).
-    """
-    one = np.float32(1)
-    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]) + one, 0, None)
-    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]) + one, 0, None)
-    inter = w * h
-    area_a = (a[:, 2] - a[:, 0] + one) * (a[:, 3] - a[:, 1] + one)
-    area_b = (b[:, 2] - b[:, 0] + one) * (b[:, 3] - b[:, 1] + one)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inter / (area_a + area_b - inter)
 
 
 def load_zeroshot(path=None) -> np.ndarray:
@@ -97,8 +81,8 @@ def _first_match(gt_key, gt_boxes, pr_key, pr_sub, pr_obj) -> np.ndarray:
     first = np.full(len(gt_key), np.iinfo(np.int64).max, np.int64)
     r, t = np.nonzero(gt_key[:, None] == pr_key[None, :])  # r-major, t ascending
     if len(r):
-        ok = ((iou_rows(gt_boxes[r, :4], pr_sub[t]) >= IOU_THRESHOLD)
-              & (iou_rows(gt_boxes[r, 4:], pr_obj[t]) >= IOU_THRESHOLD))
+        ok = ((box_iou_plus1_rows(gt_boxes[r, :4], pr_sub[t]) >= IOU_THRESHOLD)
+              & (box_iou_plus1_rows(gt_boxes[r, 4:], pr_obj[t]) >= IOU_THRESHOLD))
         rr, idx = np.unique(r[ok], return_index=True)
         first[rr] = t[ok][idx]
     return first

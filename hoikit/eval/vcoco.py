@@ -24,12 +24,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..structures import box_iou_plus1_rows
 from .ap import voc_ap_all_point
 from .report import write_json
 from .vcoco_records import (ACTIONS, VCOCODetections, action_role_columns, load_detections,
                             official_roles, pairs_to_detections, records_to_detections)
 
-__all__ = ["VCOCOGroundTruth", "VCOCODetections", "load_ground_truth", "evaluate", "overlap_f32",
+__all__ = ["VCOCOGroundTruth", "VCOCODetections", "load_ground_truth", "evaluate",
            "voc_ap_official", "records_to_detections", "pairs_to_detections", "load_detections",
            "add_cli_arguments", "run_cli"]
 
@@ -156,21 +157,6 @@ def load_ground_truth(vcoco_json, coco_json, ids_file, image_ids: Optional[Seque
                             np.asarray(role_boxes, np.float32).reshape(np_, len(cols), 4), roles)
 
 
-def overlap_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise +1-pixel IoU of ``a [..., 4]`` (ground truth) and ``b [..., 4]`` (detection), float32.
-
-    Same operations in the same order as ``get_overlap`` of vsrl_eval.py, so results are bitwise equal.
-    """
-    one = np.float32(1)
-    iw = np.maximum(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + one, np.float32(0))
-    ih = np.maximum(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + one, np.float32(0))
-    inters = iw * ih
-    uni = ((b[..., 2] - b[..., 0] + one) * (b[..., 3] - b[..., 1] + one)
-           + (a[..., 2] - a[..., 0] + one) * (a[..., 3] - a[..., 1] + one) - inters)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return inters / uni
-
-
 def voc_ap_official(tp: np.ndarray, fp: np.ndarray, npos: float) -> float:
     """VOC all-point AP from tp/fp in ranked order, with vsrl_eval.py's float32 recall/precision."""
     a_tp = np.cumsum(tp.astype(np.float32))
@@ -238,7 +224,7 @@ class _Matcher:
         seg = np.concatenate(([0], np.cumsum(counts)))
         det_rep = np.repeat(np.arange(len(self.det)), counts)
         person = gt.person_start[self.img][det_rep] + (np.arange(seg[-1]) - seg[:-1][det_rep])
-        iou = overlap_f32(gt.person_boxes[person], dets.person_box[self.det][det_rep])
+        iou = box_iou_plus1_rows(gt.person_boxes[person], dets.person_box[self.det][det_rep])
         if len(self.det):
             ovmax = np.maximum.reduceat(iou, seg[:-1])  # NaN propagates, like ndarray.max
             hit = (iou == ovmax[det_rep]) | (np.isnan(iou) & np.isnan(ovmax[det_rep]))
@@ -315,7 +301,7 @@ def evaluate(gt: VCOCOGroundTruth, dets: VCOCODetections) -> Dict:
         cand = positive[a]
         pred, gtb = dets.role_boxes[m.det[cand], c], gt.role_boxes[m.person[cand], c]
         missing = np.all(gtb == -1, axis=1)
-        role_ok = overlap_f32(gtb, pred) >= IOU_THRESHOLD
+        role_ok = box_iou_plus1_rows(gtb, pred) >= IOU_THRESHOLD
         seq, rank = m.ranking(dets.role_scores[m.det, c])
         # missing role: Scenario 1 correct only when no role box is predicted; Scenario 2 always
         empty = np.all(pred == 0, axis=1) | np.all(np.isnan(pred), axis=1)

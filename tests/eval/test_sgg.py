@@ -9,7 +9,7 @@ import pytest
 from hoikit.errors import DataError
 from hoikit.eval import sgg
 from hoikit.eval.sgg_io import load_predictions, save_predictions
-from hoikit.structures import Sample, SceneGraphPrediction
+from hoikit.structures import Sample, SceneGraphPrediction, box_iou_plus1_rows
 
 _spec = importlib.util.spec_from_file_location("sgg_reference", Path(__file__).with_name("sgg_reference.py"))
 ref = importlib.util.module_from_spec(_spec)
@@ -62,7 +62,7 @@ def test_ties_in_pair_ranking_are_stable_and_k_cuts():
 
 def test_iou_is_plus_one_pixel_and_boundary_inclusive():
     g = gt([[0, 0, 9, 9], B], [0, 1], [[0, 1, 0]])
-    assert sgg.iou_rows(np.float32([[0, 0, 9, 9]]), np.float32([[0, 0, 9, 4]]))[0] == 0.5
+    assert box_iou_plus1_rows(np.float32([[0, 0, 9, 9]]), np.float32([[0, 0, 9, 4]]))[0] == 0.5
     hit = sgg.evaluate([pred([[0, 0, 9, 4], B], [0, 1], [[0, 1]], [onehot(0)])], [g], num_predicates=3)
     miss = sgg.evaluate([pred([[0, 0, 9, 3.9], B], [0, 1], [[0, 1]], [onehot(0)])], [g], num_predicates=3)
     assert hit["R@20"] == 1.0 and miss["R@20"] == 0.0

@@ -11,7 +11,7 @@ from hoikit.errors import DataError
 from hoikit.eval import vcoco
 from hoikit.eval.vcoco_records import (ACTIONS, detections_to_records, load_detections, official_roles,
                                        pairs_to_detections, records_to_detections, save_detections)
-from hoikit.structures import HOIPrediction
+from hoikit.structures import HOIPrediction, box_iou_plus1_rows
 
 _spec = importlib.util.spec_from_file_location("vcoco_reference", Path(__file__).with_name("vcoco_reference.py"))
 ref = importlib.util.module_from_spec(_spec)
@@ -74,7 +74,7 @@ def test_unannotated_person_skipped_and_argmax_over_all_persons(tmp_path):
     near = [40, 10, 100, 200]
     images = {1: [dict(id=11, bbox=P1, vcoco={"hold": [0]}), dict(id=12, bbox=near, vcoco=None)]}
     det = inclusive([35, 10, 100, 200])
-    assert vcoco.overlap_f32(np.float32(inclusive(P1)), np.float32(det)) == pytest.approx(0.6)
+    assert box_iou_plus1_rows(np.float32(inclusive(P1)), np.float32(det)) == pytest.approx(0.6)
     assert run(tmp_path, images, [rec(1, det, hold_agent=0.3)])["agent_ap"]["hold"] == 0.0
     images[1][1]["vcoco"] = {}  # the same person annotated (negative): now an FP -> still 0
     assert run(tmp_path, images, [rec(1, det, hold_agent=0.3), rec(1, inclusive(P1), hold_agent=0.2)]
@@ -86,7 +86,7 @@ def test_no_fallback_to_second_best_person(tmp_path):
     p3 = [40, 10, 100, 200]
     images = {1: [dict(id=11, bbox=P1, vcoco={"stand": []}), dict(id=12, bbox=p3, vcoco={})]}
     det = inclusive([35, 10, 100, 200])  # IoU with P1 ~0.6, with P3 ~0.9
-    assert vcoco.overlap_f32(np.float32(inclusive(P1)), np.float32(det)) >= 0.5
+    assert box_iou_plus1_rows(np.float32(inclusive(P1)), np.float32(det)) >= 0.5
     res = run(tmp_path, images, [rec(1, det, stand_agent=0.9)])
     assert res["agent_ap"]["stand"] == 0.0
     assert res["npos"]["stand"] == 1
