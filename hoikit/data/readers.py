@@ -12,6 +12,7 @@ Every message is one line naming the file, the image index and the field at faul
 from __future__ import annotations
 
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -87,6 +88,23 @@ def load_json(path) -> Any:
         raise DataError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{p}: cannot read ({e})") from None
+
+
+def load_npz(path, keys) -> Dict[str, np.ndarray]:
+    """The arrays ``keys`` of a ``.npz`` file (no pickle); a missing, unreadable or incomplete file
+    is a one-line DataError naming the file (and the first missing array)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise DataError(f"{p}: missing array '{missing[0]}' (needs {', '.join(keys)})")
+            return {k: z[k] for k in keys}
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"{p}: not a readable .npz of plain arrays ({first})") from None
 
 
 def require_keys(obj: Any, keys, path, what: str = "file", index: Optional[int] = None) -> None:

@@ -14,6 +14,7 @@ from typing import Dict, Union
 
 import numpy as np
 
+from ..data.readers import load_npz
 from ..errors import DataError
 
 DETECTION_KEYS = ("image", "hoi", "score", "box_h", "box_o")
@@ -229,14 +230,7 @@ def load_detections(path: Union[str, Path]) -> Dict[str, np.ndarray]:
         raise DataError(f"{path}: detections file not found")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                missing = [k for k in DETECTION_KEYS if k not in z.files]
-                if missing:
-                    raise DataError(f"{path}: missing array '{missing[0]}' (needs {', '.join(DETECTION_KEYS)})")
-                return {k: z[k] for k in DETECTION_KEYS}
-        except (ValueError, OSError) as e:
-            raise DataError(f"{path}: not a readable .npz of plain arrays ({e})") from None
+        return load_npz(path, DETECTION_KEYS)
     if suffix == ".json":
         try:
             with open(path) as f:

@@ -19,6 +19,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
+from ..data.readers import load_npz
 from ..errors import DataError
 from ..structures import SceneGraphPrediction
 
@@ -65,12 +66,7 @@ def load_predictions(path, num_images: int = None) -> List[Tuple[int, SceneGraph
     if not path.is_file():
         raise DataError(f"{path}: predictions file not found")
     if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in NPZ_KEYS if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: missing array {missing[0]!r}")
-            arrays = {k: z[k] for k in NPZ_KEYS}
-        out = list(iter_npz_arrays(arrays, str(path)))
+        out = list(iter_npz_arrays(load_npz(path, NPZ_KEYS), str(path)))
     else:
         try:
             data = json.loads(path.read_text())

@@ -26,6 +26,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
+from ..data.readers import load_npz
 from ..errors import DataError
 
 # s-gupta/v-coco vcoco_<split>.json action/role table (also hoikit/classes/vcoco.json).
@@ -46,6 +47,10 @@ def action_role_columns(roles: Sequence[Sequence[str]]) -> List[Tuple[int, int, 
     """The 25 action-role columns ``(action id, role slot 0/1, "action-role")`` in official order."""
     return [(a, r, f"{ACTIONS[a]}-{roles[a][r + 1]}") for a in range(len(roles))
             for r in range(len(roles[a]) - 1)]
+
+
+# the columns of VCOCODetections, also the arrays of the .npz format (docs/formats.md)
+NPZ_KEYS = ("image_id", "person_box", "agent_scores", "role_boxes", "role_scores")
 
 
 @dataclass
@@ -79,8 +84,7 @@ class VCOCODetections:
 
     @staticmethod
     def concatenate(parts: Sequence["VCOCODetections"]) -> "VCOCODetections":
-        return VCOCODetections(*(np.concatenate([getattr(p, k) for p in parts]) for k in
-                                 ("image_id", "person_box", "agent_scores", "role_boxes", "role_scores")))
+        return VCOCODetections(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in NPZ_KEYS})
 
 
 def _record_keys() -> Tuple[List[str], List[str]]:
@@ -251,13 +255,7 @@ def load_detections(path) -> VCOCODetections:
         raise DataError(f"{path}: detections file not found")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            missing = [k for k in ("image_id", "person_box", "agent_scores", "role_boxes", "role_scores")
-                       if k not in z.files]
-            if missing:
-                raise DataError(f"{path}: missing array {missing[0]!r}")
-            return VCOCODetections(z["image_id"], z["person_box"], z["agent_scores"], z["role_boxes"],
-                                   z["role_scores"])
+        return VCOCODetections(**load_npz(path, NPZ_KEYS))
     with _gc_paused():
         if suffix == ".json":
             try:
@@ -283,8 +281,7 @@ def save_detections(dets: VCOCODetections, path) -> None:
     """Write ``.npz`` (columns), ``.json`` or ``.pkl`` (official records) by suffix."""
     path = Path(path)
     if path.suffix.lower() == ".npz":
-        np.savez(path, image_id=dets.image_id, person_box=dets.person_box, agent_scores=dets.agent_scores,
-                 role_boxes=dets.role_boxes, role_scores=dets.role_scores)
+        np.savez(path, **{k: getattr(dets, k) for k in NPZ_KEYS})
     elif path.suffix.lower() == ".json":
         path.write_text(json.dumps(detections_to_records(dets)))  # NaN written as JSON NaN
     else:
