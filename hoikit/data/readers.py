@@ -76,11 +76,12 @@ class ProblemLog:
         return sum(p.severity == "error" for p in self.problems)
 
 
-def load_json(path) -> Any:
-    """Read a JSON file; a missing or unparsable file is a one-line DataError."""
+def load_json(path, what: str = "annotation file") -> Any:
+    """Read a JSON file; a missing or unparsable file is a one-line DataError (``what`` names the
+    kind of file in the "not found" message)."""
     p = Path(path)
     if not p.is_file():
-        raise DataError(f"{p}: annotation file not found")
+        raise DataError(f"{p}: {what} not found")
     try:
         with open(p, "r") as f:
             return json.load(f)

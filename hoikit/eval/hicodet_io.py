@@ -8,13 +8,12 @@ the same): ``annotation`` (per image ``boxes_h``, ``boxes_o`` 1-based inclusive,
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Union
 
 import numpy as np
 
-from ..data.readers import load_npz
+from ..data.readers import load_json, load_npz
 from ..errors import DataError
 
 DETECTION_KEYS = ("image", "hoi", "score", "box_h", "box_o")
@@ -47,15 +46,10 @@ class HICODetGroundTruth:
         if isinstance(anno, dict):
             self.source, d = "<dict>", anno
         else:
-            self.source = str(anno)
-            try:
-                with open(anno) as f:
-                    d = json.load(f)
-            except OSError as e:
-                raise DataError(f"{anno}: cannot read annotation file ({e.strerror})") from None
-            except json.JSONDecodeError as e:
-                raise DataError(f"{anno}: not valid JSON ({e.msg}, line {e.lineno})") from None
+            self.source, d = str(anno), load_json(anno)
         src = self.source
+        if not isinstance(d, dict):
+            raise DataError(f"{src}: expected a JSON object (HICO-DET annotation format, see docs/formats.md)")
         for k in ("annotation", "filenames", "correspondence"):
             if k not in d:
                 raise DataError(f"{src}: missing key '{k}' (HICO-DET annotation format, see docs/formats.md)")
@@ -226,17 +220,11 @@ def load_detections(path: Union[str, Path]) -> Dict[str, np.ndarray]:
         (not yet validated against an annotation file: see :func:`check_detections`).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: detections file not found")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return load_npz(path, DETECTION_KEYS)
     if suffix == ".json":
-        try:
-            with open(path) as f:
-                d = json.load(f)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+        d = load_json(path, "detections file")
         dets = d.get("detections") if isinstance(d, dict) else None
         if not isinstance(dets, list):
             raise DataError(f"{path}: expected {{\"detections\": [...]}} at the top level")

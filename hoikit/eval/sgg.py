@@ -17,12 +17,11 @@ files are 1-based VG indices (VG-SGG-dicts-with-attri.json) and converted on loa
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..data.readers import load_json
 from ..errors import DataError
 from ..structures import SceneGraphPrediction, box_iou_plus1_rows
 from .report import format_table, write_json
@@ -40,7 +39,7 @@ def load_zeroshot(path=None) -> np.ndarray:
     Accepts ``{"triplets": [[s, o, p], ...]}`` or a bare list.
     """
     from ..data.metadata import load_class_file
-    data = load_class_file("vg150_zeroshot_triplets") if path is None else _read_json(path)
+    data = load_class_file("vg150_zeroshot_triplets") if path is None else load_json(path, "zero-shot triplets file")
     rows = data.get("triplets") if isinstance(data, dict) else data
     arr = np.asarray(rows, dtype=np.int64)
     if arr.ndim != 2 or arr.shape[1] != 3 or (len(arr) and arr.min() < 1):
@@ -55,20 +54,11 @@ def load_longtail(path=None) -> Dict[str, np.ndarray]:
     Default: ``longtail_split`` of hoikit/classes/vg150.json (SGTR's VG150 split, 7 / 21 / 22).
     """
     from ..data.metadata import load_class_file
-    data = load_class_file("vg150")["longtail_split"] if path is None else _read_json(path)
+    data = load_class_file("vg150")["longtail_split"] if path is None else load_json(path, "long-tail split file")
     try:
         return {g: np.asarray(data[g], dtype=np.int64) - 1 for g in ("head", "body", "tail")}
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{path}: expected lists 'head', 'body', 'tail' of 1-based predicate ids") from None
-
-
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON ({e})") from None
 
 
 def _first_match(gt_key, gt_boxes, pr_key, pr_sub, pr_obj) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from ..data.readers import load_npz
+from ..data.readers import load_json, load_npz
 from ..errors import DataError
 from ..structures import SceneGraphPrediction
 
@@ -63,18 +63,13 @@ def iter_npz_arrays(arrays, where: str = "predictions") -> Iterator[Tuple[int, S
 def load_predictions(path, num_images: int = None) -> List[Tuple[int, SceneGraphPrediction]]:
     """Read a JSON or NPZ prediction file into ``(image index, SceneGraphPrediction)`` pairs."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: predictions file not found")
     if path.suffix.lower() == ".npz":
         out = list(iter_npz_arrays(load_npz(path, NPZ_KEYS), str(path)))
     else:
-        try:
-            data = json.loads(path.read_text())
-            entries = data["images"]
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: invalid JSON ({e})") from None
-        except (KeyError, TypeError):
-            raise DataError(f"{path}: expected an object with key 'images'") from None
+        data = load_json(path, "predictions file")
+        entries = data.get("images") if isinstance(data, dict) else None
+        if not isinstance(entries, list):
+            raise DataError(f"{path}: expected an object with a list under key 'images'")
         out = []
         for k, e in enumerate(entries):
             try:

@@ -15,7 +15,6 @@ the official formulas); detections on images outside the split or without person
 """
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..data.readers import load_json
 from ..errors import DataError
 from ..structures import box_iou_plus1_rows
 from .ap import voc_ap_all_point
@@ -71,6 +71,50 @@ def _coco_box(bbox, width, height) -> List[float]:
     return [clip(x1, width), clip(y1, height), clip(x2, width), clip(y2, height)]
 
 
+def _read_vsrl(path: Path):
+    """Annotated persons and their positive actions from s-gupta/v-coco ``vcoco_<split>.json``.
+
+    Returns:
+        ``(annotated, positives)``: the ann ids of V-COCO persons (those of action 0) and
+        ``{ann_id: {action: [role object ann ids]}}`` for every label-1 row.
+    """
+    vsrl = load_json(path, "V-COCO file")
+    if not isinstance(vsrl, list) or not all(isinstance(d, dict) for d in vsrl):
+        raise DataError(f"{path}: expected a list of the 26 per-action dicts of s-gupta/v-coco")
+    if [d.get("action_name") for d in vsrl] != list(ACTIONS):
+        raise DataError(f"{path}: expected the 26 official actions in order, got "
+                        f"{[d.get('action_name') for d in vsrl]}")
+    positives: Dict[int, Dict[int, List[int]]] = {}
+    for a, d in enumerate(vsrl):
+        try:
+            n = len(d["ann_id"])
+            rid = np.asarray(d["role_object_id"], dtype=np.int64).reshape(len(d["role_name"]), n).T
+            labels = np.asarray(d["label"]).reshape(-1)
+        except (KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: action {ACTIONS[a]!r}: needs 'ann_id', 'label', 'role_name' and "
+                            f"'role_object_id' of matching sizes ({type(e).__name__}: {e})") from None
+        for row in np.flatnonzero(labels == 1):
+            ann = int(d["ann_id"][row])
+            if a in positives.setdefault(ann, {}):
+                raise DataError(f"{path}: ann_id {ann} has label 1 twice for action {ACTIONS[a]!r}")
+            positives[ann][a] = rid[row, 1:].tolist()
+    return set(int(a) for a in vsrl[0]["ann_id"]), positives
+
+
+def _read_coco(path: Path):
+    """``({image id: (W, H)}, person category id, {image id: [annotation]})`` of COCO instances."""
+    coco = load_json(path, "COCO instances file")
+    try:
+        images = {int(im["id"]): (float(im["width"]), float(im["height"])) for im in coco["images"]}
+        person_cat = int(coco["categories"][0]["id"])  # contiguous class 1 of vsrl_eval.py
+        anns_of: Dict[int, list] = {}
+        for ann in coco["annotations"]:
+            anns_of.setdefault(int(ann["image_id"]), []).append(ann)
+    except (KeyError, TypeError, IndexError) as e:
+        raise DataError(f"{path}: not a COCO instances file (missing {e})") from None
+    return images, person_cat, anns_of
+
+
 def load_ground_truth(vcoco_json, coco_json, ids_file, image_ids: Optional[Sequence[int]] = None) -> VCOCOGroundTruth:
     """Build the official ground truth from vcoco_<split>.json + COCO instances + <split>.ids.
 
@@ -80,50 +124,24 @@ def load_ground_truth(vcoco_json, coco_json, ids_file, image_ids: Optional[Seque
         ids_file: ``<split>.ids`` (one COCO image id per line, the evaluation order).
         image_ids: evaluate only these images (default: all of ``ids_file``).
     """
-    paths = [Path(p) for p in (vcoco_json, coco_json, ids_file)]
-    for p in paths:
-        if not p.is_file():
-            raise DataError(f"{p}: file not found")
+    vcoco_json, coco_json, ids_file = Path(vcoco_json), Path(coco_json), Path(ids_file)
+    annotated, positives = _read_vsrl(vcoco_json)
+    images, person_cat, anns_of = _read_coco(coco_json)
+    if not ids_file.is_file():
+        raise DataError(f"{ids_file}: file not found")
     try:
-        vsrl = json.loads(paths[0].read_text())
-        coco = json.loads(paths[1].read_text())
-    except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON in {paths[0]} or {paths[1]}: {e}") from None
-    try:
-        ids = np.loadtxt(paths[2], dtype=np.float64, ndmin=1).astype(np.int64)
+        ids = np.loadtxt(ids_file, dtype=np.float64, ndmin=1).astype(np.int64)
     except ValueError as e:
-        raise DataError(f"{paths[2]}: not a list of image ids ({e})") from None
+        raise DataError(f"{ids_file}: not a list of image ids ({e})") from None
     if image_ids is not None:
         keep = set(int(i) for i in image_ids)
         ids = ids[np.isin(ids, list(keep))]
     roles = official_roles()
-    if [d.get("action_name") for d in vsrl] != list(ACTIONS):
-        raise DataError(f"{paths[0]}: expected the 26 official actions in order, got "
-                        f"{[d.get('action_name') for d in vsrl]}")
-    # ann_id -> (action -> role object ids) for label-1 rows; annotated = ann ids of action 0.
-    annotated = set(int(a) for a in vsrl[0]["ann_id"])
-    positives: Dict[int, Dict[int, List[int]]] = {}
-    for a, d in enumerate(vsrl):
-        n = len(d["ann_id"])
-        rid = np.asarray(d["role_object_id"], dtype=np.int64).reshape(len(d["role_name"]), n).T
-        for row in np.flatnonzero(np.asarray(d["label"]).reshape(-1) == 1):
-            ann = int(d["ann_id"][row])
-            if a in positives.setdefault(ann, {}):
-                raise DataError(f"{paths[0]}: ann_id {ann} has label 1 twice for action {ACTIONS[a]!r}")
-            positives[ann][a] = rid[row, 1:].tolist()
-    try:
-        images = {int(im["id"]): (float(im["width"]), float(im["height"])) for im in coco["images"]}
-        person_cat = int(coco["categories"][0]["id"])  # contiguous class 1 of vsrl_eval.py
-        anns_of: Dict[int, list] = {}
-        for ann in coco["annotations"]:
-            anns_of.setdefault(int(ann["image_id"]), []).append(ann)
-    except (KeyError, TypeError, IndexError) as e:
-        raise DataError(f"{paths[1]}: not a COCO instances file (missing {e})") from None
     cols = action_role_columns(roles)
     starts, boxes, actions, role_boxes = [0], [], [], []
     for img in ids.tolist():
         if img not in images:
-            raise DataError(f"{paths[1]}: image id {img} of {paths[2]} has no entry in 'images'")
+            raise DataError(f"{coco_json}: image id {img} of {ids_file} has no entry in 'images'")
         w, h = images[img]
         valid = {}  # ann id -> clean box, every category (role objects can be anything)
         persons = []
@@ -145,8 +163,8 @@ def load_ground_truth(vcoco_json, coco_json, ids_file, image_ids: Optional[Seque
                     if obj in (0, -1):  # role not annotated
                         continue
                     if obj not in valid:
-                        raise DataError(f"{paths[0]}: role object ann_id {obj} of person {ann_id} "
-                                        f"({ACTIONS[a]}) is not a valid annotation of image {img} in {paths[1]}")
+                        raise DataError(f"{vcoco_json}: role object ann_id {obj} of person {ann_id} "
+                                        f"({ACTIONS[a]}) is not a valid annotation of image {img} in {coco_json}")
                     rb[[c for c, (ca, ck, _) in enumerate(cols) if ca == a and ck == k][0]] = valid[obj]
             actions.append(act)
             role_boxes.append(rb)

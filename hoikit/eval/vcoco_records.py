@@ -26,7 +26,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..data.readers import load_npz
+from ..data.readers import load_json, load_npz
 from ..errors import DataError
 
 # s-gupta/v-coco vcoco_<split>.json action/role table (also hoikit/classes/vcoco.json).
@@ -251,17 +251,14 @@ def _gc_paused():
 def load_detections(path) -> VCOCODetections:
     """Read detections from ``.pkl`` (official records), ``.json`` (records) or ``.npz`` (columns)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: detections file not found")
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return VCOCODetections(**load_npz(path, NPZ_KEYS))
+    if not path.is_file():
+        raise DataError(f"{path}: detections file not found")
     with _gc_paused():
         if suffix == ".json":
-            try:
-                records = json.loads(path.read_bytes())
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise DataError(f"{path}: invalid JSON ({e})") from None
+            records = load_json(path, "detections file")
         else:
             with open(path, "rb") as f:
                 unpickler = _SafeUnpickler(f, encoding="latin1")

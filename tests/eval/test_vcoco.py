@@ -135,6 +135,26 @@ def test_bad_inputs_raise_one_line_errors(tmp_path):
         load_detections(bad)
 
 
+@pytest.mark.parametrize("which, content, needle", [
+    (0, "{}", "expected a list of the 26 per-action dicts"),
+    (0, "[1, 2]", "expected a list of the 26 per-action dicts"),
+    (0, "[", "not valid JSON"),
+    (1, "[", "not valid JSON"),
+    (1, "[]", "not a COCO instances file"),
+])
+def test_malformed_ground_truth_files_are_one_line_errors(tmp_path, which, content, needle):
+    paths = write_files(tmp_path, {1: [dict(id=11, bbox=P1, vcoco={"stand": []})]})
+    paths[which].write_text(content)
+    with pytest.raises(DataError) as e:
+        vcoco.load_ground_truth(*paths)
+    assert needle in str(e.value) and str(paths[which]) in str(e.value) and "\n" not in str(e.value)
+    vsrl = json.loads(write_files(tmp_path, {1: [dict(id=11, bbox=P1, vcoco={"stand": []})]})[0].read_text())
+    del vsrl[3]["ann_id"]  # one action without its ann_id list
+    paths[0].write_text(json.dumps(vsrl))
+    with pytest.raises(DataError, match="ride"):
+        vcoco.load_ground_truth(*paths)
+
+
 # ----------------------------------------------------------------------------- real vcoco_val subset
 @pytest.fixture(scope="module")
 def real_subset(shared_data, tmp_path_factory):
