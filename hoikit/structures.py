@@ -9,7 +9,7 @@ official protocol demands it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -82,8 +82,7 @@ class HOIPrediction:
         corr = np.asarray(correspondence, dtype=np.int64)
         n_obj = int(corr[:, 1].max()) + 1
         n_verb = max(int(corr[:, 2].max()) + 1, self.verb_scores.shape[1] if self.verb_scores.ndim == 2 else 0)
-        lut = np.full((n_obj, n_verb), -1, dtype=np.int64)
-        lut[corr[:, 1], corr[:, 2]] = corr[:, 0]
+        lut = hoi_lookup(corr, n_obj, n_verb)
         if len(self.pairs) == 0:
             z = np.zeros((0,), np.int64)
             return dict(hoi=z, score=np.zeros(0, np.float32), box_h=np.zeros((0, 4), np.float32),
@@ -117,6 +116,18 @@ class SceneGraphPrediction:
     scores: np.ndarray
     pairs: np.ndarray
     predicate_scores: np.ndarray
+
+
+def hoi_lookup(correspondence: np.ndarray, num_objects: int, num_verbs: int) -> np.ndarray:
+    """int64 ``[max(num_objects, 1), max(num_verbs, 1)]`` table: the HOI class of (object, verb), -1 if none.
+
+    Args:
+        correspondence: int64 ``[C, 3]`` rows ``(hoi, object, verb)``.
+    """
+    corr = np.asarray(correspondence, dtype=np.int64).reshape(-1, 3)
+    lut = np.full((max(num_objects, 1), max(num_verbs, 1)), -1, dtype=np.int64)
+    lut[corr[:, 1], corr[:, 2]] = corr[:, 0]
+    return lut
 
 
 # ----------------------------------------------------------------------------- box helpers
@@ -158,17 +169,8 @@ def box_iou_plus1_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return inters / uni
 
 
-def xyxy_to_cxcywh(b):
-    b = np.asarray(b, dtype=np.float32)
-    return np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2,
-                     b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]], -1)
-
-
-def cxcywh_to_xyxy(b):
+def cxcywh_to_xyxy(b) -> np.ndarray:
+    """``[..., 4]`` boxes ``(cx, cy, w, h)`` -> float32 ``[..., 4]`` ``(x1, y1, x2, y2)``."""
     b = np.asarray(b, dtype=np.float32)
     return np.stack([b[..., 0] - b[..., 2] / 2, b[..., 1] - b[..., 3] / 2,
                      b[..., 0] + b[..., 2] / 2, b[..., 1] + b[..., 3] / 2], -1)
-
-
-def as_sequence(x) -> Sequence:
-    return x if isinstance(x, (list, tuple)) else [x]

@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List
 
-import numpy as np
-
+from ..structures import hoi_lookup
+from .metadata import RARE_THRESHOLD
 from .readers import Problem, header_size, open_reader
-
-RARE_THRESHOLD = 10  # HICO-DET: rare = fewer than 10 training instances
-
 
 @dataclass
 class CheckReport:
@@ -53,13 +50,6 @@ class CheckReport:
         if len(self.problems) > max_problems:
             lines.append(f"... and {len(self.problems) - max_problems:,} more problems (--json OUT lists all)")
         return "\n".join(lines)
-
-
-def _hoi_lut(corr: np.ndarray, n_obj: int, n_verb: int) -> np.ndarray:
-    lut = np.full((max(n_obj, 1), max(n_verb, 1)), -1, np.int64)
-    if len(corr):
-        lut[corr[:, 1], corr[:, 2]] = corr[:, 0]
-    return lut
 
 
 def check_images(reader, problems: List[Problem]) -> Dict[str, int]:
@@ -97,7 +87,7 @@ def check_dataset(format: str, anno, images=None, **kw) -> CheckReport:
     problems = list(reader.problems)
     n_pairs = n_rel = n_ent = n_empty = 0
     obj_count, verb_count, hoi_count, pred_count = Counter(), Counter(), Counter(), Counter()
-    lut = _hoi_lut(meta.correspondence, len(meta.objects), len(meta.verbs))
+    lut = hoi_lookup(meta.correspondence, len(meta.objects), len(meta.verbs))
     for i in range(len(reader)):
         s = reader[i]
         n_ent += len(s.boxes)

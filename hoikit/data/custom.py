@@ -27,11 +27,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..structures import Sample
-from .metadata import DatasetMeta
+from .metadata import RARE_THRESHOLD, DatasetMeta
 from .readers import ProblemLog, as_array, check_boxes, header_size, load_json
-
-RARE_THRESHOLD = 10  # HICO-DET: a rare HOI class has fewer than 10 training instances
-
 
 def _id_map(ids: Sequence[int], what: str, path) -> Dict[int, int]:
     m = {int(c): k for k, c in enumerate(ids)}

@@ -16,6 +16,9 @@ from typing import Dict, List, Optional
 import numpy as np
 
 
+RARE_THRESHOLD = 10  # HICO-DET: a rare HOI class has fewer than 10 training instances
+
+
 @dataclass
 class DatasetMeta:
     """Names and tables a model needs to interpret its outputs.
@@ -27,7 +30,7 @@ class DatasetMeta:
         person_label: class id of "person" in ``objects``.
         correspondence: int64 ``[C, 3]`` rows ``(hoi, object, verb)``; empty when
             the dataset has no HOI classes.
-        rare: HOI class ids with fewer than 10 training instances.
+        rare: HOI class ids with fewer than ``RARE_THRESHOLD`` (10) training instances.
         predicates: relation predicate names (0-based, no background).
         extra: anything format-specific (e.g. V-COCO role tables).
     """
