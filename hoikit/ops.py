@@ -12,16 +12,19 @@ from torch import Tensor
 
 
 def box_cxcywh_to_xyxy(b: Tensor) -> Tensor:
+    """``[..., 4]`` ``(cx, cy, w, h)`` -> ``[..., 4]`` ``(x1, y1, x2, y2)``."""
     cx, cy, w, h = b.unbind(-1)
     return torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
 
 
 def box_xyxy_to_cxcywh(b: Tensor) -> Tensor:
+    """``[..., 4]`` ``(x1, y1, x2, y2)`` -> ``[..., 4]`` ``(cx, cy, w, h)``."""
     x0, y0, x1, y1 = b.unbind(-1)
     return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
 
 
 def box_area(b: Tensor) -> Tensor:
+    """Areas ``[...]`` of xyxy boxes ``[..., 4]`` (negative sizes clamp to 0)."""
     return (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
 
 
@@ -37,7 +40,7 @@ def box_iou(a: Tensor, b: Tensor) -> Tuple[Tensor, Tensor]:
 
 
 def generalized_box_iou(a: Tensor, b: Tensor) -> Tensor:
-    """Generalised IoU (Rezatofighi et al. 2019) of every pair, ``[N, M]``."""
+    """Generalised IoU (Rezatofighi et al. 2019) of every pair: ``a [N, 4]``, ``b [M, 4]`` xyxy -> ``[N, M]``."""
     iou, union = box_iou(a, b)
     lt = torch.min(a[:, None, :2], b[None, :, :2])
     rb = torch.max(a[:, None, 2:], b[None, :, 2:])
@@ -47,7 +50,8 @@ def generalized_box_iou(a: Tensor, b: Tensor) -> Tensor:
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy NMS; returns kept indices sorted by decreasing score.
+    """Greedy NMS of ``boxes [N, 4]`` xyxy with ``scores [N]``; returns kept indices ``[K]`` (int64)
+    sorted by decreasing score.
 
     A box is suppressed when its IoU with a kept, higher-scoring box is strictly greater
     than ``iou_threshold`` (torchvision's rule). Ties in score keep input order.
@@ -69,7 +73,10 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
-    """Class-wise NMS: boxes of different ``idxs`` never suppress each other."""
+    """Class-wise NMS: boxes ``[N, 4]`` of different ``idxs [N]`` never suppress each other.
+
+    Returns kept indices ``[K]`` (int64) sorted by decreasing score, as :func:`nms`.
+    """
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
     offset = boxes.max() + 1

@@ -41,6 +41,7 @@ def load_image(sample: Sample) -> Image.Image:
 
 
 def sample_to_target(sample: Sample) -> Dict[str, torch.Tensor]:
+    """Tensor copies of a sample's ``boxes [N, 4]``, ``labels [N]``, ``hois [K, 3]``, ``relations [R, 3]``."""
     return dict(boxes=torch.from_numpy(sample.boxes.copy()), labels=torch.from_numpy(sample.labels.copy()),
                 hois=torch.from_numpy(sample.hois.copy()), relations=torch.from_numpy(sample.relations.copy()))
 

@@ -60,6 +60,7 @@ def keep_entities(target: Target, keep: torch.Tensor) -> Target:
 
 
 def resize_target(target: Target, scale_w: float, scale_h: float) -> Target:
+    """A copy of ``target`` with ``boxes [N, 4]`` xyxy scaled by ``(scale_w, scale_h)``."""
     out = dict(target)
     out["boxes"] = target["boxes"] * torch.tensor([scale_w, scale_h, scale_w, scale_h], dtype=torch.float32)
     return out
@@ -120,6 +121,7 @@ class RandomHorizontalFlip:
 
 
 def hflip(image: Image.Image, target: Target):
+    """Mirror the image; ``boxes [N, 4]`` xyxy become ``(W - x2, y1, W - x1, y2)``."""
     w = image.size[0]
     out = dict(target)
     b = target["boxes"]

@@ -152,6 +152,9 @@ class TransformerDecoder(nn.Module):
 
     def forward(self, tgt: Tensor, memory: Tensor, memory_key_padding_mask: Optional[Tensor] = None,
                 pos: Optional[Tensor] = None, query_pos: Optional[Tensor] = None, **kwargs) -> Tensor:
+        """``tgt [Q, B, D]``, ``memory [S, B, D]``, ``memory_key_padding_mask [B, S]`` (True = padding),
+        ``pos [S, B, D]``, ``query_pos [Q, B, D]`` -> ``[L, Q, B, D]`` (``[1, Q, B, D]`` without
+        ``return_intermediate``); ``kwargs`` go to every layer."""
         out = tgt
         inter = []
         for layer in self.layers:
