@@ -37,6 +37,15 @@ def _id_map(ids: Sequence[int], what: str, path) -> Dict[int, int]:
     return m
 
 
+def _positive_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+
+
+def _is_id(v) -> bool:
+    """A category id that can be looked up (a JSON list or object would not even hash)."""
+    return isinstance(v, (int, float, str)) and not isinstance(v, bool)
+
+
 class CustomReader:
     """QPIC-style JSON as :class:`~hoikit.structures.Sample`.
 
@@ -88,8 +97,9 @@ class CustomReader:
         objs, verbs = set(), set()
         for a in data:
             if isinstance(a, dict):
-                objs.update(b.get("category_id") for b in a.get("annotations", []) if isinstance(b, dict))
-                verbs.update(h.get("category_id") for h in a.get("hoi_annotation", []) if isinstance(h, dict))
+                for ids, key in ((objs, "annotations"), (verbs, "hoi_annotation")):
+                    items = a.get(key) if isinstance(a.get(key), list) else []  # else reported by _parse
+                    ids.update(x["category_id"] for x in items if isinstance(x, dict) and _is_id(x.get("category_id")))
         clean = lambda s: sorted(int(c) for c in s if isinstance(c, (int, float)))  # noqa: E731
         return clean(objs), clean(verbs)
 
@@ -101,7 +111,12 @@ class CustomReader:
             self.sizes.append((0, 0))
             return out
         self.filenames.append(str(a["file_name"]))
-        size = (int(a["width"]), int(a["height"])) if "width" in a and "height" in a else None
+        size = None
+        if "width" in a and "height" in a:
+            if _positive_number(a["width"]) and _positive_number(a["height"]):
+                size = (int(a["width"]), int(a["height"]))
+            else:
+                self.log.error(i, "width/height", f"expected positive numbers, got {a['width']!r} x {a['height']!r}")
         if size is None and self.image_dir is not None:
             size = header_size(self.image_dir / a["file_name"])
         self.sizes.append(size or (0, 0))
@@ -117,7 +132,7 @@ class CustomReader:
             box = as_array([b["bbox"]], (4,), np.float32, self.log, i, f"annotations[{j}].bbox")
             if box is None or not check_boxes(box, self.log, i, f"annotations[{j}].bbox", size).all():
                 return out
-            if b["category_id"] not in self._obj_map:
+            if not _is_id(b["category_id"]) or b["category_id"] not in self._obj_map:
                 self.log.error(i, f"annotations[{j}].category_id", f"unknown object category {b['category_id']!r}")
                 return out
             boxes.append(box[0])
@@ -136,7 +151,7 @@ class CustomReader:
                 self.log.error(i, f"hoi_annotation[{j}].{bad[0]}",
                                f"index {h[bad[0]]!r} out of range [0, {len(boxes)})")
                 continue
-            if v not in self._verb_map:
+            if not _is_id(v) or v not in self._verb_map:
                 self.log.error(i, f"hoi_annotation[{j}].category_id", f"unknown verb category {v!r}")
                 continue
             hois.append((s, o, self._verb_map[v]))

@@ -177,7 +177,8 @@ class VisualGenomeReader:
             for key in ("image_id", "width", "height"):
                 if not isinstance(d, dict) or key not in d:
                     raise DataError(f"{path}: image {i}: missing key '{key}'")
-            if not (d["width"] > 0 and d["height"] > 0):
+            if not all(isinstance(d[k], (int, float)) and not isinstance(d[k], bool) and d[k] > 0
+                       for k in ("width", "height")):
                 raise DataError(f"{path}: image {i}: field 'width/height': invalid size {d['width']}x{d['height']}")
         return data
 

@@ -80,6 +80,8 @@ def test_custom_without_names_uses_ids(tmp_path):
     (lambda d: d[0]["annotations"][1].update(bbox=[40, 30, 20, 60]), "image 0: field 'annotations[1].bbox[0]'"),
     (lambda d: d[1].pop("annotations"), "image 1: field 'annotations'"),
     (lambda d: d[0]["annotations"][0].update(category_id=2), "image 0: field 'annotations[0].category_id'"),
+    (lambda d: d[0]["annotations"][0].update(category_id=[1]), "image 0: field 'annotations[0].category_id'"),
+    (lambda d: d[0].update(width="wide"), "image 0: field 'width/height': expected positive numbers"),
 ])
 def test_custom_malformed(tmp_path, mutate, needle):
     d = json.loads(json.dumps(QPIC))

@@ -115,3 +115,14 @@ def test_relative_url_names_the_image_file(tmp_path, shared_data, vg_writer):
     r = VisualGenomeReader(h5, shared_data / "vg" / "VG-SGG-dicts-with-attri.json", image_data,
                            images=tmp_path / "test")
     assert r[0].image_path == str(tmp_path / "test" / "11.jpg")
+
+
+def test_non_numeric_image_size_is_a_one_line_error(tmp_path, shared_data, vg_writer):
+    write_vg, _ = vg_writer
+    h5, image_data = write_vg(tmp_path, with_corrupt=False)
+    data = json.loads(image_data.read_text())
+    data[2]["width"] = "wide"
+    image_data.write_text(json.dumps(data))
+    with pytest.raises(DataError) as e:
+        VisualGenomeReader(h5, shared_data / "vg" / "VG-SGG-dicts-with-attri.json", image_data)
+    assert "image 2: field 'width/height': invalid size wide" in str(e.value) and "\n" not in str(e.value)
