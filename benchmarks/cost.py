@@ -282,6 +282,7 @@ def main(argv=None) -> int:
             mac_rows.append((size, macs, pairs))
             wall, cpu = interleaved_latency(fns, args.reps, args.warmup)
             lat_rows.append((size, wall, cpu))
+            print(f"[{time.perf_counter() - t_build:.0f} s] {size} done", file=sys.stderr, flush=True)
 
     M = 1e6
     say("## Parameters (M)\n")
@@ -309,8 +310,8 @@ def main(argv=None) -> int:
             + ", ".join(f"{k}: {v[2]} ({v[0]} h, {v[1]} o)" for k, v in pairs.items()) + " |")
     say()
     size, macs, _ = mac_rows[-1]
-    say(f"thop-rule MACs (G) at {size}: " + ", ".join(f"{n} {macs[n]['thop_macs'] / 1e9:.2f}" for n in names)
-        + ".  ")
+    for s_, m_, _ in mac_rows:
+        say(f"thop-rule MACs (G) at {s_}: " + ", ".join(f"{n} {m_[n]['thop_macs'] / 1e9:.2f}" for n in names) + ".  ")
     for n in names:
         say(f"{n} at {size}, by top-level module (G): " + ", ".join(
             f"{k} {v / 1e9:.3f}" for k, v in sorted(macs[n]["children"].items(), key=lambda kv: -kv[1]) if v) + ".  ")
