@@ -92,29 +92,37 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainSta
         True when the epoch ran to its end, False when ``max_steps`` stopped it.
 
     Raises:
-        TrainingError: a non-finite loss, naming the step, epoch and loss term.
+        TrainingError: a non-finite loss, or a TrainingError raised inside the model's forward (e.g.
+            non-finite predictions reaching the Hungarian matcher), naming the step, epoch, iteration
+            and the last good checkpoint.
     """
     t = cfg.train
     model.train()
     amp = t.amp and device.type == "cuda"
     params = [p for g in optimizer.param_groups for p in g["params"]]
     logger.start_epoch(state.epoch, epochs, steps_per_epoch, state.iteration)
+
+    def stop(what: str, detail: str) -> TrainingError:
+        logger.end_epoch()
+        return TrainingError(f"{what} at step {state.step + 1} (epoch {state.epoch + 1}, iteration "
+                             f"{state.iteration + 1}/{steps_per_epoch}): {detail}; training stopped, last "
+                             f"good checkpoint: {state.last_checkpoint or 'none written yet'}")
+
     for images, targets in loader:
         images, targets = _to_device(images, targets, device)
-        with torch.autocast(device.type, enabled=amp):
-            losses = model(images, targets)
+        try:
+            with torch.autocast(device.type, enabled=amp):
+                losses = model(images, targets)
+        except TrainingError as e:   # raised inside the model, e.g. NaN predictions reaching the matcher
+            raise stop("error in the model's forward", str(e)) from None
         loss = sum(v for k, v in losses.items() if k.startswith("loss"))
         bad = not bool(torch.isfinite(loss.detach()).all())
         if D.get_world_size() > 1:
             bad = D.any_true(bad, device)
         if bad:
-            logger.end_epoch()
             terms = [f"{k}={float(v.detach()):.4g}" for k, v in losses.items() if k.startswith("loss")
                      and not math.isfinite(float(v.detach()))] or [f"loss={float(loss.detach()):.4g} (on another rank)"]
-            last = state.last_checkpoint or "none written yet"
-            raise TrainingError(f"non-finite loss at step {state.step + 1} (epoch {state.epoch + 1}, iteration "
-                                f"{state.iteration + 1}/{steps_per_epoch}): {', '.join(terms)}; training stopped, "
-                                f"last good checkpoint: {last}")
+            raise stop("non-finite loss", ', '.join(terms))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         if t.clip_max_norm > 0:

@@ -15,6 +15,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from ..errors import ConfigError, TrainingError
 from ..ops import box_cxcywh_to_xyxy, generalized_box_iou
 
 Match = Tuple[Tensor, Tensor]
@@ -29,12 +30,17 @@ def match_cost_matrices(costs: Sequence[Tensor]) -> List[Match]:
     Returns:
         per image ``(query_idx, target_idx)``, int64 tensors of length ``min(Q, T_i)``, sorted by
         query index (scipy's ``linear_sum_assignment`` order).
+
+    Raises:
+        TrainingError: a cost matrix with NaN / inf entries (non-finite predictions), naming the
+            image of the batch; the training engine adds the step.
     """
     out: List[Match] = []
-    for c in costs:
+    for b, c in enumerate(costs):
         c = c.detach().float().cpu()
         if not torch.isfinite(c).all():
-            raise ValueError("matching cost matrix contains NaN or inf values")
+            raise TrainingError(f"Hungarian matching: cost matrix of batch image {b} has "
+                                f"{int((~torch.isfinite(c)).sum())} NaN/inf entries (non-finite predictions)")
         if c.numel() == 0:
             empty = torch.zeros(0, dtype=torch.int64)
             out.append((empty, empty.clone()))
@@ -75,7 +81,7 @@ class HungarianMatcher(nn.Module):
     def __init__(self, cost_class: float = 1.0, cost_bbox: float = 5.0, cost_giou: float = 2.0):
         super().__init__()
         if cost_class == 0 and cost_bbox == 0 and cost_giou == 0:
-            raise ValueError("all matching costs are 0")
+            raise ConfigError("matcher: all matching cost weights (class, bbox, giou) are 0")
         self.cost_class, self.cost_bbox, self.cost_giou = cost_class, cost_bbox, cost_giou
 
     @torch.no_grad()

@@ -81,3 +81,39 @@ def test_nonfinite_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path):
     assert hashlib.sha256((tmp_path / "last.pt").read_bytes()).hexdigest() == digests[0]
     ck = load_checkpoint(tmp_path / "last.pt")
     assert ck["step"] == 6 and all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+class _MatchingToy(ToyModel):
+    """ToyModel whose regression output is matched to its target with the real Hungarian matcher
+    (one query, one target); ``nan_at`` poisons the predictions (not the loss) of one step."""
+
+    def forward(self, images, targets=None):
+        from hoikit.losses.matcher import HungarianMatcher
+
+        if not self.training:
+            return super().forward(images, targets)
+        self.calls += 1
+        x = torch.stack(images)
+        y = self.head(self.drop(self.backbone(x).relu().mean((2, 3))))          # [B, 1]
+        if self.calls == self.nan_at:
+            y = y * float("nan")
+        boxes = torch.cat([y.sigmoid().expand(-1, 2), torch.full_like(y, 0.1).expand(-1, 2)], 1)[:, None]
+        outputs = {"pred_logits": torch.zeros(len(images), 1, 2), "pred_boxes": boxes}
+        tgts = [{"labels": torch.zeros(1, dtype=torch.long), "boxes": torch.tensor([[0.5, 0.5, 0.1, 0.1]])}
+                for _ in images]
+        HungarianMatcher()(outputs, tgts)
+        gt = torch.stack([t["value"] for t in targets])
+        return {"loss_mse": ((y - gt) ** 2).mean()}
+
+
+def test_nan_predictions_reaching_the_matcher_stop_with_the_step(tmp_path):
+    torch.set_num_threads(1)
+    cfg = load_config(None, [f"output_dir={tmp_path}", "train.epochs=2", "train.batch_size=4", "train.lr=0.01",
+                             "data.num_workers=0"])
+    seed_everything(0)
+    with pytest.raises(TrainingError) as e:
+        fit(cfg, _MatchingToy(nan_at=9), ToyDataset(24, 1), collate_fn=toy_collate)   # 6 steps per epoch
+    msg = str(e.value)
+    assert msg.startswith("error in the model's forward at step 9 (epoch 2, iteration 3/6): Hungarian matching: "
+                          "cost matrix of batch image 0 has 1 NaN/inf entries")
+    assert "\n" not in msg and msg.endswith(f"last good checkpoint: {tmp_path / 'last.pt'}")

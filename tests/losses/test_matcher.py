@@ -4,6 +4,8 @@ import math
 import pytest
 import torch
 
+from hoikit.errors import TrainingError
+
 from hoikit.losses.matcher import HungarianMatcher, detr_cost_matrix, match_cost_matrices
 from hoikit.losses.set_criterion import SetCriterion
 
@@ -26,9 +28,10 @@ def test_rectangular_and_empty_cost_matrices():
     assert i3.numel() == 0 and j3.numel() == 0 and i3.dtype == torch.int64
 
 
-def test_non_finite_cost_is_refused():
-    with pytest.raises(ValueError):
-        match_cost_matrices([torch.tensor([[float("nan")]])])
+def test_non_finite_cost_is_refused_naming_the_image():
+    bad = torch.tensor([[0.0, float("nan")], [float("inf"), 1.0]])
+    with pytest.raises(TrainingError, match=r"^Hungarian matching: cost matrix of batch image 1 has 2 NaN/inf entries"):
+        match_cost_matrices([torch.zeros(2, 2), bad])
 
 
 def test_detr_cost_terms_by_hand():
