@@ -85,19 +85,11 @@ def load_model_state(model: torch.nn.Module, state_dict: Mapping[str, torch.Tens
     """Strictly copy ``state_dict`` into ``model``: every key present, no extra key, same shapes.
 
     Raises:
-        CheckpointError: naming the first missing / unexpected / misshapen key.
+        CheckpointError: naming the first missing / unexpected / misshapen key (as ``model.<key>``).
     """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    extra = [k for k in state_dict if k not in own]
-    if missing:
-        raise CheckpointError(f"{source}: key 'model.{missing[0]}' missing ({len(missing)} missing keys)")
-    if extra:
-        raise CheckpointError(f"{source}: unexpected key 'model.{extra[0]}' ({len(extra)} unexpected keys)")
-    for k, v in own.items():
-        if tuple(v.shape) != tuple(state_dict[k].shape):
-            raise CheckpointError(f"{source}: key 'model.{k}' has shape {tuple(state_dict[k].shape)}, "
-                                  f"the model expects {tuple(v.shape)}")
+    from ..models.checkpoints import check_state_dict
+
+    check_state_dict(model, state_dict, source, key_prefix="model.")
     model.load_state_dict(state_dict, strict=True)
 
 

@@ -149,6 +149,8 @@ def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespac
 def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
     if any(k.startswith("backbone.0.body.layers.") for k in sd):
         return "tiny"
+    if any(k.startswith("backbone.0.body.stages.") for k in sd):
+        return "small"
     blocks = {int(m.group(1)) for k in sd for m in [re.match(r"backbone\.0\.body\.layer3\.(\d+)\.", k)] if m}
     bottleneck = "backbone.0.body.layer1.0.conv3.weight" in sd
     table = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50", (23, True): "resnet101"}
@@ -162,18 +164,25 @@ def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # strict loading
 
-def check_state_dict(model: nn.Module, sd: Mapping[str, Tensor], path: str = "checkpoint") -> None:
-    """Raise :class:`CheckpointError` naming the first missing, unexpected or misshapen key."""
+def check_state_dict(model: nn.Module, sd: Mapping[str, Tensor], path: str = "checkpoint",
+                     key_prefix: str = "") -> None:
+    """Raise :class:`CheckpointError` naming the first missing, unexpected or misshapen key.
+
+    Args:
+        key_prefix: written before each key in messages (``"model."`` for the weights inside a
+            hoikit checkpoint, so the message names the key as it is stored in the file).
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
     extra = [k for k in sd if k not in own]
     if missing:
-        raise CheckpointError(f"{path}: key '{missing[0]}' missing ({len(missing)} missing keys)")
+        raise CheckpointError(f"{path}: key '{key_prefix}{missing[0]}' missing ({len(missing)} missing keys)")
     if extra:
-        raise CheckpointError(f"{path}: unexpected key '{extra[0]}' ({len(extra)} unexpected keys)")
+        raise CheckpointError(f"{path}: unexpected key '{key_prefix}{extra[0]}' ({len(extra)} unexpected keys)")
     for k, v in own.items():
         if tuple(sd[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{path}: key '{k}' has shape {tuple(sd[k].shape)}, expected {tuple(v.shape)}")
+            raise CheckpointError(f"{path}: key '{key_prefix}{k}' has shape {tuple(sd[k].shape)}, "
+                                  f"the model expects {tuple(v.shape)}")
 
 
 def read_detr_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
