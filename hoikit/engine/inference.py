@@ -64,9 +64,10 @@ def model_from_checkpoint(path: Union[str, os.PathLike], cfg=None, state: Option
         state: the already loaded checkpoint dict (default: read ``path``).
 
     Returns:
-        ``(model, cfg, meta)``; meta is a DatasetMeta, or ``(meta_hoi, meta_sgg)`` for SG2HOI+.
+        ``(model, cfg, meta)``; meta is a DatasetMeta, or ``(meta_hoi, meta_sgg)`` for SG2HOI+. The
+        model is an inference build (RmLR without its training-only cross-modal modules).
     """
-    from ..models.build import build_model, meta_from_dict
+    from ..models.build import build_model, inference_state_dict, meta_from_dict
 
     ck = state if state is not None else load_checkpoint(path)
     if cfg is None:
@@ -79,9 +80,10 @@ def model_from_checkpoint(path: Union[str, os.PathLike], cfg=None, state: Option
     if not ck.get("meta"):
         raise CheckpointError(f"{path}: key 'meta' is empty (class names unknown)")
     meta = meta_from_dict(cfg.model.arch, ck["meta"])
-    # SG2HOI+: class-embedding tables come from the state dict, not from CLIP / a text encoder
-    model = build_model(cfg, meta, state_dict=ck["model"]) if cfg.model.arch == "sg2hoi" else build_model(cfg, meta)
-    load_model_state(model, ck["model"], str(path))
+    # SG2HOI+: class-embedding tables come from the state dict, not from CLIP / a text encoder;
+    # RmLR: no training-only cross-modal modules (their stored weights are dropped)
+    model = build_model(cfg, meta, state_dict=ck["model"] if cfg.model.arch == "sg2hoi" else None, inference=True)
+    load_model_state(model, inference_state_dict(model, ck["model"]), str(path))
     return model, cfg, meta
 
 

@@ -44,7 +44,8 @@ def _resolve(arch: str):
         raise ConfigError(f"config key 'model.arch': cannot import builder {module}:{name} ({e})") from None
 
 
-def build_model(cfg, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None, state_dict=None) -> nn.Module:
+def build_model(cfg, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None, state_dict=None,
+                inference: bool = False) -> nn.Module:
     """Build the model of ``cfg.model.arch``.
 
     Args:
@@ -54,6 +55,8 @@ def build_model(cfg, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None, sta
         meta_sgg: SG2HOI+ only: metadata of the scene-graph dataset.
         state_dict: SG2HOI+ only: the weights about to be loaded (inference): the builder then opens
             no CLIP / text encoder (their tables are in the state dict).
+        inference: RmLR only: leave out the training-only cross-modal modules (the model's
+            ``TRAINING_ONLY`` key prefixes; :func:`inference_state_dict` drops them from weights).
     """
     builder = _resolve(cfg.model.arch)
     if cfg.model.arch == "sg2hoi":
@@ -62,7 +65,20 @@ def build_model(cfg, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None, sta
         return builder(cfg, meta_sgg, meta, state_dict=state_dict)
     if meta is None:
         raise ConfigError(f"model.arch={cfg.model.arch}: needs dataset metadata (class names)")
+    if cfg.model.arch == "rmlr":
+        return builder(cfg, meta, inference=inference)
     return builder(cfg, meta)
+
+
+def inference_state_dict(model: nn.Module, state_dict: dict) -> dict:
+    """``state_dict`` without the keys of training-only modules that ``model`` (an inference build)
+    does not have (prefixes in the model's ``TRAINING_ONLY``, e.g. RmLR's ``cml_ire.`` / ``cml_irm.``).
+    Every other key is kept, so strict loading still reports anything else that does not fit."""
+    prefixes = tuple(getattr(model, "TRAINING_ONLY", ()))
+    if not prefixes:
+        return state_dict
+    own = model.state_dict()
+    return {k: v for k, v in state_dict.items() if k in own or not k.startswith(prefixes)}
 
 
 def meta_to_dict(arch: str, meta: MetaLike, meta_sgg: Optional[DatasetMeta] = None) -> dict:

@@ -71,7 +71,7 @@ def ablation_switches(name: str):
     return ABLATIONS[name]
 
 
-def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None) -> RmLR:
+def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool = False) -> RmLR:
     """Build UPT / RmLR.
 
     Args:
@@ -79,6 +79,9 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None) -> RmLR:
         meta: :class:`~hoikit.data.metadata.DatasetMeta` of the HOI dataset.
         detector: an already built DETR; default builds one from ``model.detr`` (and loads
             ``model.detr.checkpoint`` when set), frozen.
+        inference: leave out the training-only cross-modal branches ``cml_ire`` / ``cml_irm`` (their
+            keys in :data:`RmLR.TRAINING_ONLY` are dropped when a checkpoint is loaded) and the text
+            encoder; the model then predicts exactly as the full one but cannot train with transfer.
     """
     r, d = cfg.model.rmlr, cfg.model.detr
     use_ire, transfer = ablation_switches(r.ablation)
@@ -103,7 +106,7 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None) -> RmLR:
         fusion = nn.Linear(2 * r.ire_dim + r.representation_size, r.representation_size)   # Eq. (9)
     cml_ire = cml_irm = None
     loader = None
-    if transfer:
+    if transfer and not inference:
         if r.language_reasoning and r.cml_dim != r.representation_size:
             raise ConfigError(f"model.rmlr.language_reasoning needs cml_dim == representation_size "
                               f"({r.cml_dim} != {r.representation_size})")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...errors import DataError
+from ...errors import DataError, TrainingError
 from ...losses.focal import interaction_focal_loss
 from ...structures import HOIPrediction
 from .cross_modal import CrossModalBranch
@@ -32,6 +32,10 @@ from .text_knowledge import encode_knowledge, image_sentences
 
 class RmLR(nn.Module):
     """UPT (``use_ire=False``, no transfer) or RmLR.
+
+    An inference build (``build_rmlr(..., inference=True)``) has no ``cml_ire`` / ``cml_irm``:
+    they are training-only (Sec. 3.4), and their checkpoint keys (prefixes :attr:`TRAINING_ONLY`)
+    are dropped on loading.
 
     Args:
         detector: frozen DETR following docs/architecture.md (``forward(images) -> dict``).
@@ -53,6 +57,9 @@ class RmLR(nn.Module):
             post-processing is a dataset object id: person detection, pairing, the object-valid verb
             prior and the output labels all use it.
     """
+
+    #: state-dict prefixes of modules that only training uses (cross-modal learning, Sec. 3.4)
+    TRAINING_ONLY = ("cml_ire.", "cml_irm.")
 
     def __init__(self, detector: nn.Module, interaction_head: InteractionHead, meta, human_idx: int,
                  ire: Optional[InteractiveRelationEncoder] = None, fusion: Optional[nn.Module] = None,
@@ -183,6 +190,11 @@ class RmLR(nn.Module):
             logits, prior, torch.cat(labels), self.alpha, self.gamma)}               # Eq. (21)
         if not self.transfer:
             return losses
+        missing = [n for n, terms in (("cml_ire", {"s_a", "w_a"}), ("cml_irm", {"s_m", "w_m"}))
+                   if terms & self.transfer and not hasattr(self, n)]
+        if missing:
+            raise TrainingError(f"RmLR was built for inference (no {missing[0]}): knowledge transfer "
+                                f"{sorted(self.transfer)} needs build_rmlr(..., inference=False)")
         rows = [torch.nonzero(mt)[:, 0] for mt in matches]                          # associated pairs
         text_rows = [torch.nonzero(mt)[:, 1] for mt in matches]                     # their sub-sentences
         sentences = [image_sentences(t["hois"].reshape(-1, 3), t["labels"], self.meta.objects, self.meta.verbs,

@@ -3,10 +3,11 @@ without the text encoder."""
 import pytest
 import torch
 
+from hoikit.errors import TrainingError
 from hoikit.models.rmlr.build import ABLATIONS
 from hoikit.models.rmlr.relation_encoder import InteractiveRelationEncoder
 
-from rmlr_tiny import build_tiny, targets_from_detections, tiny_images
+from rmlr_tiny import build_tiny, targets_from_detections, tiny_config, tiny_images
 
 EXPECTED_LOSSES = {
     "plain": {"loss_hoi"},
@@ -101,7 +102,7 @@ def test_training_step_reduces_loss(tiny_meta, tiny_bert_dir):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    last = float(sum(model(images, targets).values()))
+    last = float(sum(model(images, targets).values()).detach())
     assert last < 0.8 * first
 
 
@@ -120,3 +121,30 @@ def test_inference_never_creates_the_text_encoder(tiny_meta, tiny_bert_dir, monk
     with pytest.raises(AssertionError, match="text encoder instantiated"):
         model.train()
         model(tiny_images(), targets_from_detections(model, tiny_images()))
+
+
+def test_inference_build_has_no_cross_modal_modules_and_predicts_identically(tiny_meta, tiny_bert_dir, tmp_path):
+    from hoikit.config import to_dict
+    from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+    from hoikit.engine.inference import model_from_checkpoint
+
+    full = build_tiny(tiny_meta, "full", tiny_bert_dir).eval()
+    cml = {n: p.numel() for n, p in full.named_parameters() if n.startswith(("cml_ire.", "cml_irm."))}
+    assert any(n.startswith("cml_ire.") for n in cml) and any(n.startswith("cml_irm.") for n in cml)
+    path = save_checkpoint(model_checkpoint(full, to_dict(tiny_config("full", tiny_bert_dir)), tiny_meta.to_dict()),
+                           tmp_path / "full.pt")
+    slim, _, _ = model_from_checkpoint(path)
+    names = [n for n, _ in slim.named_parameters()]
+    assert not [n for n in names if "cml" in n]
+    n_full = sum(p.numel() for p in full.parameters())
+    assert sum(p.numel() for p in slim.parameters()) == n_full - sum(cml.values())
+    slim.eval()
+    with torch.no_grad():
+        a, b = full(tiny_images()), slim(tiny_images())
+    assert sum(len(o["pairs"]) for o in a) > 0
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x)
+    # an inference build cannot silently train without its transfer losses
+    slim.train()
+    with pytest.raises(TrainingError, match=r"^RmLR was built for inference \(no cml_ire\)"):
+        slim(tiny_images(), targets_from_detections(slim, tiny_images()))
