@@ -73,17 +73,19 @@ class HOIPrediction:
     def triplets(self, correspondence: np.ndarray, threshold: float = 0.0):
         """Expand to (hoi, score, box_h, box_o) rows using a [hoi, object, verb] table.
 
-        Only (verb, object) combinations present in ``correspondence`` are kept.
+        Only (verb, object) combinations present in ``correspondence`` are kept, so an empty table
+        (no HOI classes, e.g. V-COCO's) gives no rows.
 
         Returns:
             dict with ``hoi`` int64 [T], ``score`` float32 [T], ``box_h`` and ``box_o``
             float32 [T, 4], ``pair`` int64 [T] (row of ``pairs``) and ``verb`` int64 [T].
         """
-        corr = np.asarray(correspondence, dtype=np.int64)
-        n_obj = int(corr[:, 1].max()) + 1
-        n_verb = max(int(corr[:, 2].max()) + 1, self.verb_scores.shape[1] if self.verb_scores.ndim == 2 else 0)
+        corr = np.asarray(correspondence, dtype=np.int64).reshape(-1, 3)
+        n_obj = int(corr[:, 1].max()) + 1 if len(corr) else 0
+        n_verb = max(int(corr[:, 2].max()) + 1 if len(corr) else 0,
+                     self.verb_scores.shape[1] if self.verb_scores.ndim == 2 else 0)
         lut = hoi_lookup(corr, n_obj, n_verb)
-        if len(self.pairs) == 0:
+        if len(self.pairs) == 0 or len(corr) == 0:
             z = np.zeros((0,), np.int64)
             return dict(hoi=z, score=np.zeros(0, np.float32), box_h=np.zeros((0, 4), np.float32),
                         box_o=np.zeros((0, 4), np.float32), pair=z, verb=z)
