@@ -101,17 +101,25 @@ def _read_vsrl(path: Path):
     return set(int(a) for a in vsrl[0]["ann_id"]), positives
 
 
+#: COCO annotation fields the ground truth reads
+ANNOTATION_FIELDS = ("id", "image_id", "category_id", "bbox", "area")
+
+
 def _read_coco(path: Path):
     """``({image id: (W, H)}, person category id, {image id: [annotation]})`` of COCO instances."""
     coco = load_json(path, "COCO instances file")
     try:
         images = {int(im["id"]): (float(im["width"]), float(im["height"])) for im in coco["images"]}
         person_cat = int(coco["categories"][0]["id"])  # contiguous class 1 of vsrl_eval.py
-        anns_of: Dict[int, list] = {}
-        for ann in coco["annotations"]:
-            anns_of.setdefault(int(ann["image_id"]), []).append(ann)
+        annotations = coco["annotations"]
     except (KeyError, TypeError, IndexError) as e:
         raise DataError(f"{path}: not a COCO instances file (missing {e})") from None
+    anns_of: Dict[int, list] = {}
+    for i, ann in enumerate(annotations):
+        missing = [k for k in ANNOTATION_FIELDS if k not in ann] if isinstance(ann, dict) else ["(not a dict)"]
+        if missing:
+            raise DataError(f"{path}: annotations[{i}] has no '{missing[0]}' (COCO needs {', '.join(ANNOTATION_FIELDS)})")
+        anns_of.setdefault(int(ann["image_id"]), []).append(ann)
     return images, person_cat, anns_of
 
 

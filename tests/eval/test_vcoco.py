@@ -155,6 +155,17 @@ def test_malformed_ground_truth_files_are_one_line_errors(tmp_path, which, conte
         vcoco.load_ground_truth(*paths)
 
 
+@pytest.mark.parametrize("field", ["bbox", "area", "id", "category_id"])
+def test_coco_annotation_without_a_field_is_a_one_line_error(tmp_path, field):
+    paths = write_files(tmp_path, {1: [dict(id=11, bbox=P1, vcoco={"stand": []}), dict(id=12, bbox=OBJ, cat=2)]})
+    coco = json.loads(paths[1].read_text())
+    del coco["annotations"][1][field]
+    paths[1].write_text(json.dumps(coco))
+    with pytest.raises(DataError) as e:
+        vcoco.load_ground_truth(*paths)
+    assert str(e.value).startswith(f"{paths[1]}: annotations[1] has no '{field}'") and "\n" not in str(e.value)
+
+
 # ----------------------------------------------------------------------------- real vcoco_val subset
 @pytest.fixture(scope="module")
 def real_subset(shared_data, tmp_path_factory):
