@@ -41,7 +41,14 @@ def load_zeroshot(path=None) -> np.ndarray:
     from ..data.metadata import load_class_file
     data = load_class_file("vg150_zeroshot_triplets") if path is None else load_json(path, "zero-shot triplets file")
     rows = data.get("triplets") if isinstance(data, dict) else data
-    arr = np.asarray(rows, dtype=np.int64)
+    try:
+        arr = np.asarray(rows, dtype=np.int64)
+    except (TypeError, ValueError):   # ragged rows or non-integers
+        bad = next((i for i, r in enumerate(rows) if not (isinstance(r, list) and len(r) == 3
+                                                           and all(isinstance(v, int) for v in r))), 0) \
+            if isinstance(rows, list) else 0
+        raise DataError(f"{path or 'vg150_zeroshot_triplets.json'}: triplet row {bad} is not three integers "
+                        "[subject, object, predicate]") from None
     if arr.ndim != 2 or arr.shape[1] != 3 or (len(arr) and arr.min() < 1):
         raise DataError(f"{path or 'vg150_zeroshot_triplets.json'}: expected 1-based [subject, object, "
                         "predicate] rows under 'triplets'")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -87,17 +87,35 @@ def load_predictions(path, num_images: int = None) -> List[Tuple[int, SceneGraph
 
 
 def save_predictions(items: Sequence[Tuple[int, SceneGraphPrediction]], path) -> None:
-    """Write ``(image index, prediction)`` pairs as JSON or NPZ (by suffix)."""
+    """Write ``(image index, prediction)`` pairs as JSON or NPZ (by suffix).
+
+    NPZ ``predicate_scores`` has the column count (P + 1) of the predictions that have pairs; images
+    without pairs (any ``[0, *]`` shape, e.g. ``[0, 0]`` read from JSON's ``[]``) fit it, and a file
+    without any pair stores ``[0, 0]`` (the evaluator checks columns only where pairs exist).
+    """
     path = Path(path)
     if path.suffix.lower() == ".npz":
         preds = [p for _, p in items]
-        cat = lambda f, shape: np.concatenate([getattr(p, f) for p in preds]) if preds else np.zeros(shape)  # noqa
+        widths = {i: np.asarray(p.predicate_scores).reshape(len(p.predicate_scores), -1).shape[1]
+                  for i, p in items if len(p.predicate_scores)}
+        cols = next(iter(widths.values()), 0)
+        odd = [i for i, w in widths.items() if w != cols]
+        if odd:
+            raise DataError(f"{path}: image {odd[0]} has {widths[odd[0]]} predicate_scores columns, "
+                            f"image {next(iter(widths))} has {cols}")
+
+        def cat(field: str, width: Optional[int]) -> np.ndarray:   # width None: a 1-D field
+            shape = (0,) if width is None else (0, width)
+            rows = [np.asarray(getattr(p, field)) for p in preds]
+            rows = [r.reshape((len(r),) + shape[1:]) for r in rows]
+            return np.concatenate(rows) if rows else np.zeros(shape)
+
         np.savez(path, image=np.array([i for i, _ in items], np.int64),
                  box_offsets=np.cumsum([0] + [len(p.boxes) for p in preds]),
                  pair_offsets=np.cumsum([0] + [len(p.pairs) for p in preds]),
-                 boxes=cat("boxes", (0, 4)).astype(np.float32), labels=cat("labels", (0,)).astype(np.int64),
-                 scores=cat("scores", (0,)).astype(np.float32), pairs=cat("pairs", (0, 2)).astype(np.int64),
-                 predicate_scores=cat("predicate_scores", (0, 51)).astype(np.float32))
+                 boxes=cat("boxes", 4).astype(np.float32), labels=cat("labels", None).astype(np.int64),
+                 scores=cat("scores", None).astype(np.float32), pairs=cat("pairs", 2).astype(np.int64),
+                 predicate_scores=cat("predicate_scores", cols).astype(np.float32))
         return
     images = [{"image": int(i), "boxes": np.asarray(p.boxes).tolist(), "labels": np.asarray(p.labels).tolist(),
                "scores": np.asarray(p.scores).tolist(), "pairs": np.asarray(p.pairs).tolist(),

@@ -105,6 +105,32 @@ def test_default_lists_are_vg150_and_zero_based():
     assert sorted(np.concatenate(list(lt.values())).tolist()) == list(range(50))
 
 
+@pytest.mark.parametrize("rows, bad", [([[1, 2, 3], [1, 2]], 1), ([[1, 2, 3], [4, 5, "x"]], 1), ([[1, 2], [1, 2, 3]], 0)])
+def test_ragged_zeroshot_rows_are_a_one_line_error(tmp_path, rows, bad):
+    f = tmp_path / "zs.json"
+    f.write_text(json.dumps({"triplets": rows}))
+    with pytest.raises(DataError) as e:
+        sgg.load_zeroshot(f)
+    assert str(e.value) == f"{f}: triplet row {bad} is not three integers [subject, object, predicate]"
+
+
+def test_npz_keeps_the_predicate_width_of_the_predictions(tmp_path):
+    P = 7   # not VG150's 50: the file must not assume 51 columns
+    box = np.array([[0, 0, 10, 10], [5, 5, 20, 20]], np.float32)
+    with_pairs = pred(box, [0, 1], [[0, 1]], [onehot(2, P)])
+    no_pairs = SceneGraphPrediction(box, np.array([0, 1]), np.ones(2, np.float32), np.zeros((0, 2), np.int64),
+                                    np.zeros((0, 0), np.float32))          # what JSON's [] reads as
+    save_predictions([(0, no_pairs), (1, with_pairs)], tmp_path / "p.npz")
+    loaded = dict(load_predictions(tmp_path / "p.npz", 2))
+    assert loaded[1].predicate_scores.shape == (1, P + 1) and loaded[0].predicate_scores.shape == (0, P + 1)
+    np.testing.assert_array_equal(loaded[1].predicate_scores, np.asarray(with_pairs.predicate_scores))
+    save_predictions([(0, no_pairs)], tmp_path / "q.npz")
+    assert dict(load_predictions(tmp_path / "q.npz", 1))[0].predicate_scores.shape == (0, 0)
+    other = pred(box, [0, 1], [[0, 1]], [onehot(2, P + 2)])
+    with pytest.raises(DataError, match=r"image 2 has 10 predicate_scores columns, image 1 has 8"):
+        save_predictions([(1, with_pairs), (2, other)], tmp_path / "r.npz")
+
+
 def random_case(seed, n_images=12, P=50):
     rng = np.random.default_rng(seed)
     gts, preds = [], []
