@@ -8,11 +8,12 @@ Model classes take explicit arguments; only small ``build_*`` functions read a c
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from omegaconf import MISSING, OmegaConf  # noqa: F401
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
@@ -77,7 +78,7 @@ class DETRConfig:
     ce_loss_coef: float = 1.0        # DETR loss weights: CE 1, L1 5, GIoU 2
     bbox_loss_coef: float = 5.0
     giou_loss_coef: float = 2.0
-    lr_backbone: float = 1e-5
+    # the backbone's learning rate (and whether it trains: > 0) is train.lr_backbone
 
 
 @dataclass
@@ -227,6 +228,25 @@ def _friendly(err: OmegaConfBaseException, where: str) -> ConfigError:
     return ConfigError(f"{where}: config key '{key}': {msg}" if key else f"{where}: {msg}")
 
 
+def _move_legacy_keys(d, where: str, strict: bool = True):
+    """``model.detr.lr_backbone`` (older files: a second copy of ``train.lr_backbone`` that only
+    decided whether DETR's backbone trains) -> ``train.lr_backbone``. ``strict``: a file giving both
+    with different values is refused; otherwise (stored checkpoints) ``train``'s value, the rate
+    the optimizer used, is kept."""
+    detr = (d.get("model") or {}).get("detr") if isinstance(d, dict) else None
+    if not isinstance(detr, dict) or "lr_backbone" not in detr:
+        return d
+    value = detr.pop("lr_backbone")
+    train = d.get("train") if isinstance(d.get("train"), dict) else d.setdefault("train", {})
+    if "lr_backbone" in train:
+        if strict and float(train["lr_backbone"]) != float(value):
+            raise ConfigError(f"{where}: config key 'model.detr.lr_backbone' ({value}) differs from 'train.lr_backbone' "
+                              f"({train['lr_backbone']}); only train.lr_backbone is read: remove the first")
+    else:
+        train["lr_backbone"] = value
+    return d
+
+
 def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
     """Build a typed :class:`Config` from defaults, an optional YAML preset and overrides.
 
@@ -238,7 +258,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
     if path:
         p = resolve_preset(path)
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(p))
+            cfg = OmegaConf.merge(cfg, _move_legacy_keys(OmegaConf.to_container(OmegaConf.load(p)), str(p)))
         except OmegaConfBaseException as e:
             raise _friendly(e, str(p)) from None
         except Exception as e:  # yaml syntax
@@ -272,4 +292,5 @@ def to_dict(cfg: Config) -> dict:
 
 
 def from_dict(d: dict) -> Config:
+    d = _move_legacy_keys(copy.deepcopy(dict(d)), "config", strict=False)
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))

@@ -28,3 +28,37 @@ def test_yaml_unknown_key(tmp_path):
 def test_dict_round_trip():
     cfg = load_config(None, ["seed=7", "data.scales=[100,200]"])
     assert from_dict(to_dict(cfg)) == cfg
+
+
+def test_lr_backbone_has_one_source_and_old_files_still_load(tmp_path):
+    from pathlib import Path
+
+    assert not hasattr(Config().model.detr, "lr_backbone")
+    for preset in sorted((Path(__file__).parents[1] / "hoikit" / "configs").glob("*.yaml")):
+        load_config(str(preset))                                   # every preset loads
+    f = tmp_path / "old.yaml"
+    f.write_text("model:\n  detr:\n    lr_backbone: 0.0\n")        # older file: only the DETR copy
+    assert load_config(str(f)).train.lr_backbone == 0.0
+    f.write_text("model:\n  detr:\n    lr_backbone: 1.0e-3\ntrain:\n  lr_backbone: 1.0e-3\n")
+    assert load_config(str(f)).train.lr_backbone == 1e-3
+    f.write_text("model:\n  detr:\n    lr_backbone: 0.0\ntrain:\n  lr_backbone: 1.0e-3\n")
+    with pytest.raises(ConfigError, match=r"'model.detr.lr_backbone' \(0.0\) differs from 'train.lr_backbone'"):
+        load_config(str(f))
+    with pytest.raises(ConfigError, match="model.detr.lr_backbone"):
+        load_config(None, ["model.detr.lr_backbone=0.1"])
+    old = to_dict(Config())
+    old["model"]["detr"]["lr_backbone"], old["train"]["lr_backbone"] = 0.0, 2e-5   # an old checkpoint's config
+    assert from_dict(old).train.lr_backbone == 2e-5
+
+
+def test_detr_backbone_trains_iff_train_lr_backbone_is_positive():
+    from hoikit.data.metadata import DatasetMeta
+    from hoikit.models.build import build_model
+
+    meta = DatasetMeta(name="t", objects=["person", "ball"], verbs=[], person_label=0)
+    for lr, trains in ((1e-4, True), (0.0, False)):
+        cfg = load_config(None, ["model.arch=detr", "model.detr.backbone=tiny", "model.detr.hidden_dim=16",
+                                 "model.detr.nheads=2", "model.detr.enc_layers=1", "model.detr.dec_layers=1",
+                                 "model.detr.dim_feedforward=16", "model.detr.num_queries=2", f"train.lr_backbone={lr}"])
+        model = build_model(cfg, meta)
+        assert any(p.requires_grad for n, p in model.named_parameters() if "backbone" in n) is trains

@@ -144,15 +144,14 @@ def postprocess_detections(outputs: Dict, sizes: Tensor) -> List[Dict[str, Tenso
     return [{"boxes": b, "scores": s, "labels": l} for b, s, l in zip(boxes, scores, labels)]
 
 
-def build_detr(cfg, train_backbone: Optional[bool] = None) -> DETR:
+def build_detr(cfg, train_backbone: bool = True) -> DETR:
     """Build DETR from a :class:`hoikit.config.DETRConfig` (random init; see models/checkpoints.py to load).
 
     Args:
         cfg: the ``model.detr`` section.
-        train_backbone: default ``cfg.lr_backbone > 0`` (DETR's rule).
+        train_backbone: False freezes the backbone (DETR's rule ``lr_backbone <= 0``: callers pass
+            ``cfg.train.lr_backbone > 0``).
     """
-    if train_backbone is None:
-        train_backbone = cfg.lr_backbone > 0
     backbone = build_backbone(cfg.backbone, cfg.dilation, train_backbone)
     joiner = Joiner(backbone, PositionEmbeddingSine(cfg.hidden_dim // 2, normalize=True))
     transformer = Transformer(cfg.hidden_dim, cfg.nheads, cfg.enc_layers, cfg.dec_layers, cfg.dim_feedforward,
@@ -235,7 +234,7 @@ def build_detector(cfg, meta) -> DETRDetector:
     from .checkpoints import load_detr_weights
 
     dcfg = dataclasses.replace(cfg.model.detr, num_classes=len(meta.objects))
-    detr = build_detr(dcfg)
+    detr = build_detr(dcfg, train_backbone=cfg.train.lr_backbone > 0)
     if dcfg.checkpoint:
         load_detr_weights(detr, dcfg.checkpoint)
     matcher = HungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou)
