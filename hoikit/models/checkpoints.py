@@ -149,8 +149,6 @@ def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespac
 def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
     if any(k.startswith("backbone.0.body.layers.") for k in sd):
         return "tiny"
-    if any(k.startswith("backbone.0.body.stages.") for k in sd):
-        return "small"
     blocks = {int(m.group(1)) for k in sd for m in [re.match(r"backbone\.0\.body\.layer3\.(\d+)\.", k)] if m}
     bottleneck = "backbone.0.body.layer1.0.conv3.weight" in sd
     table = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50", (23, True): "resnet101"}
