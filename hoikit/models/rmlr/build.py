@@ -85,6 +85,10 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     """
     r, d = cfg.model.rmlr, cfg.model.detr
     use_ire, transfer = ablation_switches(r.ablation)
+    for key, value, choices in (("ire_pool", r.ire_pool, ("masked", "full")), ("word_scope", r.word_scope, ("image", "pair")),
+                                ("word_context", r.word_context, ("joint", "separate"))):
+        if value not in choices:   # checked here, whatever the ablation uses, not on the first training step
+            raise ConfigError(f"model.rmlr.{key}: '{value}' is not one of {' | '.join(choices)}")
     if detector is None:
         from ..detr import build_detr
 

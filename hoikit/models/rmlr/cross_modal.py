@@ -21,6 +21,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor, nn
 
+from ...errors import ConfigError
+
 from ...losses.distillation import pooled_l1
 
 
@@ -43,7 +45,7 @@ class CrossModalBranch(nn.Module):
                  nheads: int = 8, dropout: float = 0.1, word_scope: str = "image", query_stop_grad: bool = False):
         super().__init__()
         if word_scope not in ("image", "pair"):
-            raise ValueError(f"word_scope '{word_scope}' is not one of image | pair")
+            raise ConfigError(f"model.rmlr.word_scope: '{word_scope}' is not one of image | pair")
         self.word_scope = word_scope
         self.query_stop_grad = query_stop_grad
         self.in_proj = nn.Linear(in_dim, cml_dim) if in_dim != cml_dim else nn.Identity()

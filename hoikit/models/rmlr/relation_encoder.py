@@ -18,6 +18,8 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ...errors import ConfigError
+
 
 def pair_region_mask(boxes_h: Tensor, boxes_o: Tensor, feat_hw, stride: float) -> Tensor:
     """Binary masks of the union of the human and object *boxes* (not their bounding union).
@@ -67,7 +69,7 @@ class InteractiveRelationEncoder(nn.Module):
                  nheads: int = 8, dim_feedforward: int = 1024, dropout: float = 0.1, pool: str = "masked"):
         super().__init__()
         if pool not in ("masked", "full"):
-            raise ValueError(f"IRE pool '{pool}' is not one of masked | full")
+            raise ConfigError(f"model.rmlr.ire_pool: '{pool}' is not one of masked | full")
         self.pool = pool
         self.input_proj = nn.Conv2d(in_channels, d_model, kernel_size=1)
         layer = nn.TransformerEncoderLayer(d_model, nheads, dim_feedforward, dropout, batch_first=True)

@@ -20,6 +20,8 @@ from typing import List, Sequence
 import torch
 from torch import Tensor
 
+from ...errors import ConfigError
+
 from ..text import FrozenTextEncoder
 
 
@@ -72,7 +74,7 @@ def encode_knowledge(encoder: FrozenTextEncoder, sentences: Sequence[Sequence[st
         one :class:`ImageText` per image (empty tensors for an image without HOIs).
     """
     if word_context not in ("joint", "separate"):
-        raise ValueError(f"word_context '{word_context}' is not one of joint | separate")
+        raise ConfigError(f"model.rmlr.word_context: '{word_context}' is not one of joint | separate")
     flat = [s for ss in sentences for s in ss]
     d = encoder.dim
     dev = next(encoder.model.parameters()).device

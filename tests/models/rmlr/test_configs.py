@@ -32,3 +32,12 @@ def test_unknown_ablation_and_missing_text_encoder_are_one_line_errors(tmp_path)
     with pytest.raises(ConfigError) as e, torch.device("meta"):
         build_rmlr(cfg, hicodet_meta())
     assert "\n" not in str(e.value) and str(tmp_path) in str(e.value)
+
+
+@pytest.mark.parametrize("key", ["ire_pool", "word_scope", "word_context"])
+def test_unknown_open_reading_is_a_config_error_at_build_time(tiny_meta, key):
+    from rmlr_tiny import tiny_config
+
+    cfg = tiny_config("plain", **{key: "bogus"})     # plain: the switch is not even used, still refused
+    with pytest.raises(ConfigError, match=rf"^model.rmlr.{key}: 'bogus' is not one of"):
+        build_rmlr(cfg, tiny_meta)
