@@ -16,8 +16,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output-dir", default=None, help="run directory (default: the config's output_dir)")
 
 
-def train(cfg, resume: bool = False):
-    """Train ``cfg`` (datasets, model, evaluator from the config). Returns ``(TrainState, TrainingData)``."""
+def train(cfg, resume: bool = False, with_eval: bool = True):
+    """Train ``cfg`` (datasets, model, evaluator from the config). Returns ``(TrainState, TrainingData)``.
+
+    ``with_eval=False`` skips every evaluation (callers that evaluate themselves, e.g. ``hoikit demo``).
+    """
     from pathlib import Path
 
     from ..config import to_yaml
@@ -28,7 +31,7 @@ def train(cfg, resume: bool = False):
     from ..models.build import build_model, meta_to_dict
 
     info = D.init_distributed(cfg.train.device)
-    data = build_training_data(cfg)
+    data = build_training_data(cfg, with_eval=with_eval)
     seed_everything(cfg.seed)  # identical initial weights on every rank
     model = build_model(cfg, data.meta)
     out = Path(cfg.output_dir)

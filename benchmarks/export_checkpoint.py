@@ -1,0 +1,42 @@
+"""Slim a training checkpoint into a shippable inference checkpoint (hoikit/assets/).
+
+    python benchmarks/export_checkpoint.py runs/synth_detr/last.pt hoikit/assets/synth_detr.pt [--fp16]
+
+Keeps ``format``, ``version``, ``config``, ``meta`` and ``model`` (docs/architecture.md,
+"Checkpoints"); drops optimizer, scheduler, scaler and RNG states. ``--fp16`` stores floating
+tensors as float16 (loading copies them back into the float32 parameters). The training position
+(epoch, step) is kept under ``source``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from hoikit.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+
+
+def export(src: Path, out: Path, fp16: bool = False) -> Path:
+    ck = load_checkpoint(src)
+    model = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in ck["model"].items()}
+    slim = {"format": ck["format"], "version": ck["version"], "config": ck["config"], "meta": ck["meta"],
+            "model": model, "source": {"path": str(src), "epoch": int(ck.get("epoch", -1)),
+                                       "step": int(ck.get("step", -1)), "fp16": bool(fp16)}}
+    assert set(model_checkpoint(torch.nn.Module(), {}, {})) <= set(slim)  # same layout as an inference checkpoint
+    return save_checkpoint(slim, out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--fp16", action="store_true")
+    args = ap.parse_args(argv)
+    p = export(args.src, args.out, args.fp16)
+    print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
