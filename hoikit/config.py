@@ -169,6 +169,7 @@ class SG2HOIConfig:
     train_unmatched: bool = True     # False = the paper's literal "no loss for unmatched pairs"
     verb_loss: str = "focal"         # focal (QPIC) | bce
     clip_cls_lr: float = 1e-5        # text-initialised classifier weights (Section IV-D)
+    detr_proj: bool = False          # f_agg += DETR input_proj(C5) (zero-init W_v, W_s): DETR-compatible tokens
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 

@@ -147,7 +147,8 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
                                                  meta_hoi.objects if meta_hoi else None)
     seg_embed = text.seg_table(union, sg.hss)
     hss = SemanticSpatialAggregation(backbone.num_channels, sg.seg_dim, seg_embed, use_hss=sg.hss != "none",
-                                     assign=sg.hss_assign, num_convs=sg.seg_convs)
+                                     assign=sg.hss_assign, num_convs=sg.seg_convs,
+                                     detr_proj=sg.detr_proj)
     encoder = SG2HOIEncoder(sg.seg_dim, d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.enc_layers)
     distill = VLDistillHead(d, clip_dim, source, sg.vl_loss) if (source and clip_dim) else None
 

@@ -131,10 +131,14 @@ class SemanticSpatialAggregation(nn.Module):
         use_hss: False for the -HSS ablation: no BBSeg, no map; ``W_v`` then maps ``C' -> 2C'`` so
             the encoder width ``d`` is unchanged.
         assign: ``argmax | soft`` (see :func:`semantic_map`).
+        detr_proj: add ``P(C5)`` to ``f_agg``, a ``C -> 2C'`` 1x1 projection that DETR's
+            ``input_proj`` initialises (``model.sg2hoi.detr_proj``; not in the paper). ``W_v`` and
+            ``W_s`` then start at zero, so the encoder first sees exactly the DETR tokens its
+            DETR-initialised layers expect and Eq. (3)'s terms grow in during training.
     """
 
     def __init__(self, in_channels: int, seg_dim: int, class_embed: Optional[Tensor], use_hss: bool = True,
-                 assign: str = "argmax", num_convs: int = 5):
+                 assign: str = "argmax", num_convs: int = 5, detr_proj: bool = False):
         super().__init__()
         self.use_hss = use_hss
         self.assign = assign
@@ -151,6 +155,12 @@ class SemanticSpatialAggregation(nn.Module):
             self.num_classes = 0
             self.w_v = nn.Conv2d(seg_dim, 2 * seg_dim, 1)
         self.out_dim = 2 * seg_dim
+        self.detr_proj = nn.Conv2d(in_channels, 2 * seg_dim, 1) if detr_proj else None
+        if detr_proj:
+            for m in (self.w_v, getattr(self, "w_s", None)):
+                if m is not None:
+                    nn.init.zeros_(m.weight)
+                    nn.init.zeros_(m.bias)
 
     def forward(self, feats: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """Args:
@@ -161,11 +171,12 @@ class SemanticSpatialAggregation(nn.Module):
             segmentation logits ``[B, No+1, h, w]`` (None under -HSS).
         """
         v = self.reduce(feats)
+        extra = self.detr_proj(feats) if self.detr_proj is not None else 0.0
         if not self.use_hss:
-            return v, self.w_v(v), None
+            return v, self.w_v(v) + extra, None
         seg = self.bbseg(v)                                                    # Eq. (1)
         e_s = semantic_map(seg, self.class_embed, self.assign)
-        f_agg = torch.cat([self.w_v(v), self.w_s(e_s)], 1)                     # Eq. (3)
+        f_agg = torch.cat([self.w_v(v), self.w_s(e_s)], 1) + extra            # Eq. (3)
         return v, f_agg, seg
 
 
