@@ -10,7 +10,6 @@ from hoikit.errors import ConfigError
 from hoikit.models.rmlr.detector_classes import coco91_names, detector_to_dataset
 from hoikit.models.rmlr.model import map_detector_labels
 from hoikit.models.rmlr.pairs import detr_boxes_and_scores
-from hoikit.paths import shared_data_dir
 
 from rmlr_tiny import build_tiny, tiny_images
 
@@ -31,11 +30,11 @@ def test_coco91_to_vcoco_is_contiguous_with_background():
     assert sorted(t[t >= 0].tolist()) == list(range(1, 81))               # background never predicted
 
 
-def test_coco80_and_coco91_to_hicodet_match_upt_tables():
+def test_coco80_and_coco91_to_hicodet_match_upt_tables(shared_data):
     m = hicodet_meta()                                                    # HICO alphabetical (person 49)
     t80 = detector_to_dataset("coco80", 80, m.objects, m.person_label)
     # shared coco80tohico80.json (fredzzhang/hicodet): 1-based COCO-80 index -> HICO object index
-    ref = json.loads((shared_data_dir() / "hicodet" / "coco80tohico80.json").read_text())
+    ref = json.loads((shared_data / "hicodet" / "coco80tohico80.json").read_text())
     assert t80.tolist() == [ref[str(i + 1)] for i in range(80)]
     # fredzzhang/upt hicodet/coco91tohico80.json, a few entries: 1 -> 49, 13 -> 63, 77 -> 21, 90 -> 71
     t91 = detector_to_dataset("coco91", 91, m.objects, m.person_label)
