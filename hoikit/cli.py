@@ -35,12 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hoikit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"hoikit.commands.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"hoikit.commands.{name}":
-                continue  # command not built yet
-            raise
+        mod = importlib.import_module(f"hoikit.commands.{name}")
         p = sub.add_parser(name, help=help_text, description=getattr(mod, "DESCRIPTION", help_text),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)

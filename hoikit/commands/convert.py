@@ -4,7 +4,7 @@ Each converter module provides ``add_cli_arguments(parser)`` and ``run_cli(args)
 """
 from __future__ import annotations
 
-import importlib
+from . import add_module_subcommands, run_module_subcommand
 
 DESCRIPTION = "Convert official DETR / UPT / HuggingFace checkpoints into hoikit checkpoints (strict, key by key)."
 CONVERTERS = {
@@ -14,18 +14,7 @@ CONVERTERS = {
 
 
 def add_arguments(parser):
-    sub = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for name, (module, help_text) in CONVERTERS.items():
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue
-            raise
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        mod.add_cli_arguments(p)
-        p.set_defaults(_convert_run=mod.run_cli)
+    add_module_subcommands(parser, "kind", "KIND", CONVERTERS)
 
 
-def run(args):
-    return args._convert_run(args)
+run = run_module_subcommand
