@@ -10,7 +10,7 @@ gives:
 - ``E_w``: word-level vectors, the outputs of the non-special tokens of the joint text (so each
   word is contextualised by the image's other interactions; ``word_context="separate"`` takes them
   from the per-sub-sentence encodings instead), ``[W_i, D_l]``, with the index of the sub-sentence
-  each word token belongs to.
+  each word token belongs to (:func:`word_owners`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import List, Sequence
 import torch
 from torch import Tensor
 
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 
 from ..text import FrozenTextEncoder
 
@@ -55,6 +55,35 @@ def image_sentences(hois: Tensor, labels: Tensor, objects: Sequence[str], verbs:
     return [triplet_sentence(subj, verbs[int(v)], objects[int(labels[int(o)])]) for _, o, v in hois.tolist()]
 
 
+def word_owners(input_ids: Tensor, special: Tensor, sep_id: int, n: int):
+    """Word tokens of one [SEP]-joined text and the sub-sentence each belongs to.
+
+    The joint text of ``n`` sub-sentences tokenises to ``[CLS] t_0 [SEP] t_1 [SEP] ... t_{n-1} [SEP]
+    [PAD]...``. The owner of a token is the number of separators before it. Word tokens are the
+    tokens that are neither special ([CLS], the final [SEP], padding: ``special``) nor a separator:
+    the separators typed into the text are NOT flagged by the tokenizer's special-tokens mask
+    (BERT / MiniLM WordPiece), so they are excluded here by id. Right truncation
+    (``model.rmlr.text.max_length``) only removes the last sub-sentences' words: their owners stay
+    correct and a truncated-away sub-sentence simply owns no word. A token after the ``n``-th
+    separator belongs to no sub-sentence (the tokenizer produced more separators than were joined)
+    and is dropped rather than attributed to the last one.
+
+    Args:
+        input_ids: ``[T]`` token ids of the joint text.
+        special: ``[T]`` bool, True on special tokens and padding.
+        sep_id: id of the separator token.
+        n: number of sub-sentences joined.
+
+    Returns:
+        ``(keep [T] bool, owner [W] int64)``: which positions are words, and their sub-sentence index
+        in ``[0, n)``, ``W = keep.sum()``.
+    """
+    is_sep = input_ids == sep_id
+    owner = torch.cumsum(is_sep.long(), 0) - is_sep.long()          # separators strictly before
+    keep = ~special & ~is_sep & (owner < n)
+    return keep, owner[keep]
+
+
 def _words_of(batch, row: int) -> Tensor:
     keep = ~batch.special[row]
     return batch.hidden[row][keep]
@@ -76,6 +105,11 @@ def encode_knowledge(encoder: FrozenTextEncoder, sentences: Sequence[Sequence[st
     if word_context not in ("joint", "separate"):
         raise ConfigError(f"model.rmlr.word_context: '{word_context}' is not one of joint | separate")
     flat = [s for ss in sentences for s in ss]
+    for i, ss in enumerate(sentences):   # a separator inside a sub-sentence would shift every later owner
+        bad = [s for s in ss if encoder.sep_token in s]
+        if bad:
+            raise DataError(f"image {i} of the batch: sub-sentence '{bad[0]}' contains the text encoder's "
+                            f"separator token '{encoder.sep_token}' (rename the class)")
     d = encoder.dim
     dev = next(encoder.model.parameters()).device
     if not flat:
@@ -96,15 +130,13 @@ def encode_knowledge(encoder: FrozenTextEncoder, sentences: Sequence[Sequence[st
             continue
         cls = cls_all[start:start + n]
         if joint is not None:
-            ids = joint.input_ids[j]
-            owner_all = torch.cumsum((ids == sep_id).long(), 0) - (ids == sep_id).long()
-            keep = ~joint.special[j]
-            words, owner = joint.hidden[j][keep], owner_all[keep]
+            keep, owner = word_owners(joint.input_ids[j], joint.special[j], sep_id, n)
+            words = joint.hidden[j][keep]
             j += 1
         else:
             parts = [_words_of(sep_batch, start + k) for k in range(n)]
             words = torch.cat(parts)
             owner = torch.cat([torch.full((len(p),), k, dtype=torch.long, device=dev) for k, p in enumerate(parts)])
-        out.append(ImageText(list(ss), cls, words, owner.clamp(max=n - 1)))
+        out.append(ImageText(list(ss), cls, words, owner))
         start += n
     return out
