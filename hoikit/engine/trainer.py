@@ -110,34 +110,12 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainSta
 
     for images, targets in loader:
         images, targets = _to_device(images, targets, device)
-        try:
-            with torch.autocast(device.type, enabled=amp):
-                losses = model(images, targets)
-        except TrainingError as e:   # raised inside the model, e.g. NaN predictions reaching the matcher
-            raise stop("error in the model's forward", str(e)) from None
-        loss = sum(v for k, v in losses.items() if k.startswith("loss"))
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        if D.get_world_size() > 1:
-            bad = D.any_true(bad, device)
-        if bad:
-            terms = [f"{k}={float(v.detach()):.4g}" for k, v in losses.items() if k.startswith("loss")
-                     and not math.isfinite(float(v.detach()))] or [f"loss={float(loss.detach()):.4g} (on another rank)"]
-            raise stop("non-finite loss", ', '.join(terms))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if t.clip_max_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, t.clip_max_norm)
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step used
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        losses, loss = _checked_forward(model, images, targets, device, amp, stop)
+        lr = _optimizer_step(loss, optimizer, scheduler, scaler, params, t.clip_max_norm)
         state.step += 1
         state.iteration += 1
-        logged = {k: v for k, v in losses.items() if k.startswith("loss")}
-        logged["loss"] = loss
         if state.step % max(1, t.log_every) == 0 or state.iteration == steps_per_epoch:
-            values = D.reduce_dict(logged)
+            values = D.reduce_dict({**{k: v for k, v in losses.items() if k.startswith("loss")}, "loss": loss})
             values["lr"] = lr
             logger.log_train(state.epoch, state.step, values)
         logger.step({"loss": float(loss.detach())})
@@ -148,6 +126,51 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainSta
             return False
     logger.end_epoch()
     return True
+
+
+def _checked_forward(model, images, targets, device: torch.device, amp: bool,
+                     stop: Callable[[str, str], TrainingError]):
+    """Forward of one training step; stops every rank when the model failed or the loss is not finite.
+
+    Returns:
+        ``(losses, loss)``: the model's loss dict and the scalar sum of its ``loss*`` entries.
+
+    Raises:
+        the TrainingError built by ``stop(what, detail)``.
+    """
+    try:
+        with torch.autocast(device.type, enabled=amp):
+            losses = model(images, targets)
+    except TrainingError as e:   # raised inside the model, e.g. NaN predictions reaching the matcher
+        raise stop("error in the model's forward", str(e)) from None
+    loss = sum(v for k, v in losses.items() if k.startswith("loss"))
+    bad = not bool(torch.isfinite(loss.detach()).all())
+    if D.get_world_size() > 1:
+        bad = D.any_true(bad, device)
+    if bad:
+        terms = [f"{k}={float(v.detach()):.4g}" for k, v in losses.items() if k.startswith("loss")
+                 and not math.isfinite(float(v.detach()))] or [f"loss={float(loss.detach()):.4g} (on another rank)"]
+        raise stop("non-finite loss", ', '.join(terms))
+    return losses, loss
+
+
+def _optimizer_step(loss: torch.Tensor, optimizer, scheduler, scaler, params: List[torch.Tensor],
+                    clip_max_norm: float) -> float:
+    """Backward (AMP-scaled), optional gradient clipping, optimizer and schedule step.
+
+    Returns:
+        the learning rate of the first parameter group this step used.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if clip_max_norm > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, clip_max_norm)
+    lr = optimizer.param_groups[0]["lr"]
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step()
+    return lr
 
 
 @torch.no_grad()
@@ -191,6 +214,7 @@ def _loader(dataset: Dataset, sampler, batch_size: int, collate_fn, num_workers:
                       generator=generator, persistent_workers=False)
 
 
+
 def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: Callable, meta: Optional[dict] = None,
         eval_set: Optional[Dataset] = None, make_evaluator: Optional[Callable] = None, primary_metric: str = "",
         resume: bool = False, callback: Optional[Callback] = None, info: Optional[D.DistInfo] = None,
@@ -217,142 +241,200 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
             ``eval_set`` / ``make_evaluator`` add one more.
     """
     info = info or D.init_distributed(cfg.train.device)
-    t, device, out = cfg.train, info.device, Path(cfg.output_dir)
-    phased = isinstance(train_set, PhasedTrainingSet)
-    if phased:
-        epoch_steps = [train_set.sampler(train_set.phase_of(e), t.batch_size, info.world_size).steps()
-                       for e in range(t.epochs)]
-        bad = [e for e, n in enumerate(epoch_steps) if n == 0]
-        if bad:
-            ph = train_set.phase_of(bad[0])
-            sizes = ", ".join(f"{n}={len(train_set.parts[n])}" for n in train_set.part_names(ph))
-            raise DataError(f"training set of phase '{ph}' (epoch {bad[0] + 1}): {sizes} images for "
-                            f"{info.world_size} process(es), fewer than train.batch_size={t.batch_size} per part")
-    else:
-        per_rank = len(train_set) // info.world_size
-        if per_rank // t.batch_size == 0:
-            raise DataError(f"training set: {len(train_set)} images for {info.world_size} process(es) is fewer than "
-                            f"train.batch_size={t.batch_size}")
-        epoch_steps = [per_rank // t.batch_size] * max(1, t.epochs)
-    model.to(device)
-    net = model
-    state = TrainState()
-    ckpt_path = out / "last.pt"
-    ck = load_checkpoint(ckpt_path) if resume else None
-    # the optimizer's phase: the checkpoint's (its optimizer state belongs to it), else epoch 0's
-    phase = None
-    if phased:
-        phase = ck.get("phase") if ck is not None else None
-        phase = phase or train_set.phase_of(ck["epoch"] if ck is not None else 0)
-        net.set_phase(phase)
-    optimizer = build_optimizer(net, cfg, phase)
-    scheduler = build_scheduler(optimizer, t, epoch_steps[0], epoch_steps if phased else None)
-    scaler = torch.amp.GradScaler("cuda", enabled=t.amp and device.type == "cuda")
-    if ck is not None:
-        load_model_state(model, ck["model"], str(ckpt_path))
-        optimizer.load_state_dict(ck["optimizer"])
-        # the schedule's shape comes from the (possibly edited) config, only its position from the file
-        scheduler.load_state_dict({**ck["scheduler"], "lr_lambdas": [None] * len(scheduler.lr_lambdas)})
-        scaler.load_state_dict(ck["scaler"])
-        state = TrainState(epoch=ck["epoch"], iteration=ck["iteration"], step=ck["step"], best=ck["best"],
-                           best_epoch=ck["best_epoch"], last_checkpoint=ckpt_path)
-        rngs = ck["rng"]
-        if len(rngs) == info.world_size:
-            set_rng_state(rngs[info.rank])
-        else:
-            seed_everything(cfg.seed + 7919 * state.step + info.rank)
-    else:
-        seed_everything(cfg.seed + info.rank)
-
-    def wrap(module):
-        if not info.distributed:
-            return module
-        return torch.nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=getattr(module, "find_unused_parameters", False))
-
-    model = wrap(net)
-    logger = TrainLogger(out, info.is_main, t.tensorboard, keep_until_step=state.step if resume else None)
-    if resume:
-        logger.info(f"resumed from {ckpt_path} at epoch {state.epoch + 1}, iteration {state.iteration}, "
-                    f"step {state.step}" + (f", phase {phase}" if phased else ""))
-
-    nw = cfg.data.num_workers
-    if not phased:
-        seeded = SeededDataset(train_set, cfg.seed)
-        sampler = ResumableSampler(len(train_set), info.world_size, info.rank, cfg.seed, shuffle=True, drop_last=True)
-    seeded_phase: Dict[str, SeededDataset] = {}
+    t = cfg.train
+    run = _Run(cfg, model, train_set, collate_fn, meta, info, callback)
+    run.start(resume)
     tasks = list(evals or [])
     if eval_set is not None and make_evaluator is not None:
         tasks.append(EvalTask(eval_set, make_evaluator))
-    eval_loaders = []
-    for task in tasks:
-        eval_sampler = ResumableSampler(len(task.dataset), info.world_size, info.rank, shuffle=False)
-        eval_loaders.append((_loader(task.dataset, eval_sampler, t.batch_size, collate_fn, nw, False, torch.Generator()),
-                             task))
-    config_dict = to_dict(cfg)
-
-    def save(epoch_done_metrics: Optional[Dict[str, float]] = None) -> None:
-        rngs = D.all_gather_objects(rng_state())
-        if info.is_main:
-            ck = training_checkpoint(net, optimizer, scheduler, scaler, config=config_dict,
-                                     meta=meta or {}, epoch=state.epoch, iteration=state.iteration,
-                                     step=state.step, best=state.best, best_epoch=state.best_epoch)
-            ck["rng"] = rngs
-            if phased:
-                ck["phase"] = phase
-            save_checkpoint(ck, ckpt_path)
-            if epoch_done_metrics is not None and state.best_epoch == state.epoch - 1:
-                save_checkpoint({**ck, "metrics": epoch_done_metrics}, out / "best.pt")
-        D.barrier()
-        state.last_checkpoint = ckpt_path
-        if callback is not None:
-            callback("checkpoint", state)
-
+    eval_loaders = run.eval_loaders(tasks)
+    state = run.state
     stopped = False
     while state.epoch < t.epochs and not stopped:
-        steps_per_epoch = epoch_steps[state.epoch]
-        if phased:
-            new_phase = train_set.phase_of(state.epoch)
-            if new_phase != phase:  # phase switch: new parameter groups, fresh optimizer state
-                phase = new_phase
-                net.set_phase(phase)
-                optimizer = build_optimizer(net, cfg, phase)
-                scheduler = build_scheduler(optimizer, t, epoch_steps[0], epoch_steps, start_step=state.step)
-                model = wrap(net)  # DDP's reducer must see the phase's trainable parameters
-                rates = ", ".join(f"{g.get('name', i)} lr={g['lr']:.2e}" for i, g in enumerate(optimizer.param_groups))
-                logger.info(f"epoch {state.epoch + 1}: phase '{phase}' ({rates})")
-            if phase not in seeded_phase:
-                seeded_phase[phase] = SeededDataset(train_set.dataset(phase), cfg.seed)
-            seeded = seeded_phase[phase]
-            seeded.set_epoch(state.epoch)
-            batches = train_set.sampler(phase, t.batch_size, info.world_size, info.rank, cfg.seed)
-            batches.set_epoch(state.epoch, start=state.iteration)
-            loader = DataLoader(seeded, batch_sampler=batches, collate_fn=collate_fn, num_workers=nw,
-                                worker_init_fn=worker_init if nw > 0 else None,
-                                generator=epoch_generator(cfg.seed, state.epoch, info.rank))
-        else:
-            seeded.set_epoch(state.epoch)
-            sampler.set_epoch(state.epoch, start=state.iteration * t.batch_size)
-            loader = _loader(seeded, sampler, t.batch_size, collate_fn, nw, True,
-                             epoch_generator(cfg.seed, state.epoch, info.rank))
-        stopped = not train_one_epoch(model, loader, optimizer, scheduler, scaler, state, cfg=cfg, device=device,
-                                      logger=logger, epochs=t.epochs, steps_per_epoch=steps_per_epoch,
-                                      callback=callback)
+        steps_per_epoch = run.epoch_steps[state.epoch]
+        loader = run.epoch_loader()
+        stopped = not train_one_epoch(run.model, loader, run.optimizer, run.scheduler, run.scaler, state, cfg=cfg,
+                                      device=info.device, logger=run.logger, epochs=t.epochs,
+                                      steps_per_epoch=steps_per_epoch, callback=callback)
         if stopped and state.iteration < steps_per_epoch:
-            save()
+            run.save()
             break
         state.epoch, state.iteration = state.epoch + 1, 0
         metrics = None
         if eval_loaders and (state.epoch % max(1, t.eval_every) == 0 or state.epoch == t.epochs or stopped):
-            metrics = {}
-            for eval_loader, task in eval_loaders:
-                metrics.update(evaluate(model, eval_loader, task.make_evaluator, device, task.task))
-            state.metrics = metrics
-            logger.log_eval(state.epoch - 1, state.step, metrics)
-            value = metrics.get(primary_metric)
-            if isinstance(value, float) and (state.best is None or value > state.best):
-                state.best, state.best_epoch = value, state.epoch - 1
-        save(metrics)
-    logger.close()
+            metrics = run.evaluate_epoch(eval_loaders, primary_metric)
+        run.save(metrics)
+    run.logger.close()
     return state
+
+
+def _epoch_steps(train_set: Dataset, t, world_size: int) -> List[int]:
+    """Optimizer steps of every epoch on each rank (``[epochs]``).
+
+    Raises:
+        DataError: an epoch would have no full batch.
+    """
+    if isinstance(train_set, PhasedTrainingSet):
+        steps = [train_set.sampler(train_set.phase_of(e), t.batch_size, world_size).steps() for e in range(t.epochs)]
+        bad = [e for e, n in enumerate(steps) if n == 0]
+        if bad:
+            ph = train_set.phase_of(bad[0])
+            sizes = ", ".join(f"{n}={len(train_set.parts[n])}" for n in train_set.part_names(ph))
+            raise DataError(f"training set of phase '{ph}' (epoch {bad[0] + 1}): {sizes} images for "
+                            f"{world_size} process(es), fewer than train.batch_size={t.batch_size} per part")
+        return steps
+    per_rank = len(train_set) // world_size
+    if per_rank // t.batch_size == 0:
+        raise DataError(f"training set: {len(train_set)} images for {world_size} process(es) is fewer than "
+                        f"train.batch_size={t.batch_size}")
+    return [per_rank // t.batch_size] * max(1, t.epochs)
+
+
+class _Run:
+    """The objects of one :func:`fit` call and the parts of its epoch loop.
+
+    ``net`` is the bare model, ``model`` the one trained (``net`` wrapped in DDP when distributed);
+    ``optimizer`` / ``scheduler`` are rebuilt at a phase change of a phased training set.
+    """
+
+    def __init__(self, cfg: Config, net: torch.nn.Module, train_set: Dataset, collate_fn: Callable,
+                 meta: Optional[dict], info: D.DistInfo, callback: Optional[Callback]):
+        self.cfg, self.t, self.info, self.device = cfg, cfg.train, info, info.device
+        self.out = Path(cfg.output_dir)
+        self.ckpt_path = self.out / "last.pt"
+        self.net, self.model, self.train_set = net, net, train_set
+        self.collate_fn, self.meta, self.callback = collate_fn, meta or {}, callback
+        self.phased = isinstance(train_set, PhasedTrainingSet)
+        self.epoch_steps = _epoch_steps(train_set, self.t, info.world_size)
+        self.state = TrainState()
+        self.phase: Optional[str] = None
+        self.config_dict = to_dict(cfg)
+        self.seeded_phase: Dict[str, SeededDataset] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def start(self, resume: bool) -> None:
+        """Device, optimizer, scheduler and scaler; the resume state (or fresh seeds); DDP; logger;
+        the training sampler of an unphased set."""
+        t, info = self.t, self.info
+        self.net.to(self.device)
+        ck = load_checkpoint(self.ckpt_path) if resume else None
+        if self.phased:  # the optimizer's phase: the checkpoint's (its optimizer state belongs to it), else epoch 0's
+            phase = ck.get("phase") if ck is not None else None
+            self.phase = phase or self.train_set.phase_of(ck["epoch"] if ck is not None else 0)
+            self.net.set_phase(self.phase)
+        self.optimizer = build_optimizer(self.net, self.cfg, self.phase)
+        self.scheduler = build_scheduler(self.optimizer, t, self.epoch_steps[0], self.epoch_steps if self.phased else None)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=t.amp and self.device.type == "cuda")
+        if ck is not None:
+            self._restore(ck)
+        else:
+            seed_everything(self.cfg.seed + info.rank)
+        self.model = self._wrap()
+        self.logger = TrainLogger(self.out, info.is_main, t.tensorboard,
+                                  keep_until_step=self.state.step if resume else None)
+        if resume:
+            s = self.state
+            self.logger.info(f"resumed from {self.ckpt_path} at epoch {s.epoch + 1}, iteration {s.iteration}, "
+                             f"step {s.step}" + (f", phase {self.phase}" if self.phased else ""))
+        if not self.phased:
+            self.seeded = SeededDataset(self.train_set, self.cfg.seed)
+            self.sampler = ResumableSampler(len(self.train_set), info.world_size, info.rank, self.cfg.seed,
+                                            shuffle=True, drop_last=True)
+
+    def _restore(self, ck: dict) -> None:
+        """Model, optimizer, scheduler position, scaler, run position and per-rank RNG states of ``last.pt``."""
+        load_model_state(self.net, ck["model"], str(self.ckpt_path))
+        self.optimizer.load_state_dict(ck["optimizer"])
+        # the schedule's shape comes from the (possibly edited) config, only its position from the file
+        self.scheduler.load_state_dict({**ck["scheduler"], "lr_lambdas": [None] * len(self.scheduler.lr_lambdas)})
+        self.scaler.load_state_dict(ck["scaler"])
+        self.state = TrainState(epoch=ck["epoch"], iteration=ck["iteration"], step=ck["step"], best=ck["best"],
+                                best_epoch=ck["best_epoch"], last_checkpoint=self.ckpt_path)
+        rngs = ck["rng"]
+        if len(rngs) == self.info.world_size:
+            set_rng_state(rngs[self.info.rank])
+        else:  # another number of processes: fresh, step-dependent seeds
+            seed_everything(self.cfg.seed + 7919 * self.state.step + self.info.rank)
+
+    def _wrap(self) -> torch.nn.Module:
+        """``net`` in DistributedDataParallel when distributed (else ``net``)."""
+        if not self.info.distributed:
+            return self.net
+        return torch.nn.parallel.DistributedDataParallel(
+            self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=getattr(self.net, "find_unused_parameters", False))
+
+    def eval_loaders(self, tasks: Sequence[EvalTask]) -> list:
+        """``(loader, task)`` per evaluation; each rank reads its shard in order."""
+        info, t = self.info, self.t
+        loaders = []
+        for task in tasks:
+            sampler = ResumableSampler(len(task.dataset), info.world_size, info.rank, shuffle=False)
+            loaders.append((_loader(task.dataset, sampler, t.batch_size, self.collate_fn, self.cfg.data.num_workers,
+                                    False, torch.Generator()), task))
+        return loaders
+
+    # ------------------------------------------------------------------ one epoch
+    def epoch_loader(self) -> DataLoader:
+        """The loader of ``state.epoch`` from ``state.iteration`` on (switching phase first if due)."""
+        t, info, s, nw, seed = self.t, self.info, self.state, self.cfg.data.num_workers, self.cfg.seed
+        if not self.phased:
+            self.seeded.set_epoch(s.epoch)
+            self.sampler.set_epoch(s.epoch, start=s.iteration * t.batch_size)
+            return _loader(self.seeded, self.sampler, t.batch_size, self.collate_fn, nw, True,
+                           epoch_generator(seed, s.epoch, info.rank))
+        if self.train_set.phase_of(s.epoch) != self.phase:
+            self._switch_phase(self.train_set.phase_of(s.epoch))
+        if self.phase not in self.seeded_phase:
+            self.seeded_phase[self.phase] = SeededDataset(self.train_set.dataset(self.phase), seed)
+        seeded = self.seeded_phase[self.phase]
+        seeded.set_epoch(s.epoch)
+        batches = self.train_set.sampler(self.phase, t.batch_size, info.world_size, info.rank, seed)
+        batches.set_epoch(s.epoch, start=s.iteration)
+        return DataLoader(seeded, batch_sampler=batches, collate_fn=self.collate_fn, num_workers=nw,
+                          worker_init_fn=worker_init if nw > 0 else None,
+                          generator=epoch_generator(seed, s.epoch, info.rank))
+
+    def _switch_phase(self, phase: str) -> None:
+        """New parameter groups and fresh optimizer state; the schedule continues at the global step."""
+        self.phase = phase
+        self.net.set_phase(phase)
+        self.optimizer = build_optimizer(self.net, self.cfg, phase)
+        self.scheduler = build_scheduler(self.optimizer, self.t, self.epoch_steps[0], self.epoch_steps,
+                                         start_step=self.state.step)
+        self.model = self._wrap()  # DDP's reducer must see the phase's trainable parameters
+        rates = ", ".join(f"{g.get('name', i)} lr={g['lr']:.2e}" for i, g in enumerate(self.optimizer.param_groups))
+        self.logger.info(f"epoch {self.state.epoch + 1}: phase '{phase}' ({rates})")
+
+    # ------------------------------------------------------------------ epoch end
+    def evaluate_epoch(self, eval_loaders: list, primary_metric: str) -> Dict[str, float]:
+        """Run every evaluation after epoch ``state.epoch - 1``; log; update the best metric."""
+        s, metrics = self.state, {}
+        for eval_loader, task in eval_loaders:
+            metrics.update(evaluate(self.model, eval_loader, task.make_evaluator, self.device, task.task))
+        s.metrics = metrics
+        self.logger.log_eval(s.epoch - 1, s.step, metrics)
+        value = metrics.get(primary_metric)
+        if isinstance(value, float) and (s.best is None or value > s.best):
+            s.best, s.best_epoch = value, s.epoch - 1
+        return metrics
+
+    def save(self, epoch_done_metrics: Optional[Dict[str, float]] = None) -> None:
+        """Write ``last.pt`` (rank 0; every rank's RNG state inside) and ``best.pt`` when the epoch just
+        evaluated is the best; then the ``checkpoint`` callback."""
+        s = self.state
+        rngs = D.all_gather_objects(rng_state())
+        if self.info.is_main:
+            ck = training_checkpoint(self.net, self.optimizer, self.scheduler, self.scaler, config=self.config_dict,
+                                     meta=self.meta, epoch=s.epoch, iteration=s.iteration,
+                                     step=s.step, best=s.best, best_epoch=s.best_epoch)
+            ck["rng"] = rngs
+            if self.phased:
+                ck["phase"] = self.phase
+            save_checkpoint(ck, self.ckpt_path)
+            if epoch_done_metrics is not None and s.best_epoch == s.epoch - 1:
+                save_checkpoint({**ck, "metrics": epoch_done_metrics}, self.out / "best.pt")
+        D.barrier()
+        s.last_checkpoint = self.ckpt_path
+        if self.callback is not None:
+            self.callback("checkpoint", s)
