@@ -10,12 +10,20 @@ position encoding followed by ``num_layers`` post-norm transformer encoder layer
 object box of a pair and zeroes everything else (Fig. 4: no interference from other people in
 the union box). GAP averages over the kept cells (``pool="masked"``) or over the whole valid map
 (``pool="full"``, the literal "global average"); both are switches (docs/method-notes-rmlr.md).
+
+Speed (benchmarks/results/cost.md, run 4): outside training the encoder layers run through
+:func:`encoder_layer_sdpa`, the same post-norm layer written with
+``F.scaled_dot_product_attention``. PyTorch's fused inference path for ``nn.TransformerEncoderLayer``
+with a key-padding mask spends half of the layer in ``aten::_masked_softmax`` (22 ms of 37 ms per
+layer on the 25 x 25 C5 map of an 800 px image, 1 CPU thread); the SDPA kernel takes the mask
+inside its fused softmax. Training keeps the stock module (attention dropout, autograd).
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...errors import ConfigError
@@ -53,6 +61,41 @@ def pair_region_mask(boxes_h: Tensor, boxes_o: Tensor, feat_hw, stride: float) -
     return (inside(boxes_h) | inside(boxes_o)).float()
 
 
+def encoder_layer_sdpa(layer: nn.TransformerEncoderLayer, x: Tensor, key_padding_mask: Optional[Tensor]) -> Tensor:
+    """``layer``'s forward without dropout (eval), attention by ``F.scaled_dot_product_attention``.
+
+    Same parameters and same arithmetic as ``nn.TransformerEncoderLayer.forward`` in eval mode
+    (``softmax(q k^T / sqrt(d_h)) v`` per head, residual, LayerNorm, FFN); only the kernels differ,
+    so outputs agree to float32 rounding (tests/models/rmlr/test_relation_encoder_speed.py).
+
+    Args:
+        layer: a ``batch_first`` ``nn.TransformerEncoderLayer``.
+        x: ``[B, S, d]`` tokens.
+        key_padding_mask: ``[B, S]`` bool, True = padded key (ignored), or None.
+
+    Returns:
+        ``[B, S, d]``.
+    """
+    attn = layer.self_attn
+    b, s, d = x.shape
+    h = attn.num_heads
+
+    def self_attention(t: Tensor) -> Tensor:
+        qkv = F.linear(t, attn.in_proj_weight, attn.in_proj_bias).view(b, s, 3, h, d // h).permute(2, 0, 3, 1, 4)
+        keep = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]   # [B, 1, 1, S]
+        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=keep)     # [B, h, S, d/h]
+        return attn.out_proj(out.transpose(1, 2).reshape(b, s, d))
+
+    def feed_forward(t: Tensor) -> Tensor:
+        return layer.linear2(layer.activation(layer.linear1(t)))
+
+    if layer.norm_first:
+        x = x + self_attention(layer.norm1(x))
+        return x + feed_forward(layer.norm2(x))
+    x = layer.norm1(x + self_attention(x))
+    return layer.norm2(x + feed_forward(x))
+
+
 class InteractiveRelationEncoder(nn.Module):
     """IRE: transformer encoder over the C5 map, masked RoI, GAP, FC (Eq. 4-5), and the global
     context FC (Eq. 6).
@@ -84,7 +127,15 @@ class InteractiveRelationEncoder(nn.Module):
         if pos is not None:
             x = x + pos
         b, d, h, w = x.shape
-        seq = self.encoder(x.flatten(2).transpose(1, 2), src_key_padding_mask=mask.flatten(1))
+        seq, pad = x.flatten(2).transpose(1, 2), mask.flatten(1)            # [B, hw, d], [B, hw]
+        if self.training:
+            seq = self.encoder(seq, src_key_padding_mask=pad)
+        else:
+            pad = pad if bool(pad.any()) else None                            # no padded cell: no mask
+            for layer in self.encoder.layers:
+                seq = encoder_layer_sdpa(layer, seq, pad)
+            if self.encoder.norm is not None:
+                seq = self.encoder.norm(seq)
         return seq.transpose(1, 2).reshape(b, d, h, w)
 
     def relation_features(self, x_e: Tensor, valid: Tensor, boxes_h: Tensor, boxes_o: Tensor,
