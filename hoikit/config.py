@@ -23,7 +23,7 @@ from .errors import ConfigError
 class DataConfig:
     """Where the data is and how it is augmented."""
 
-    format: str = "synth"            # hicodet | vcoco | vg | custom | synth
+    format: str = "synth"            # hicodet | vcoco | vg | custom | synth | coco (detector training)
     root: str = ""                   # synth: dataset directory (generated when missing)
     train_anno: str = ""             # annotation file of the training split
     test_anno: str = ""              # annotation file of the evaluation split
@@ -43,6 +43,9 @@ class DataConfig:
     synth_test: int = 500
     synth_seed: int = 0
     synth_size: int = 256
+    # DETR on SynthHOI: "all" = every drawn person and object (ROOT/vcoco/instances_<split>.json, the
+    # analogue of DETR's COCO training), "hoi" = only the boxes of HOI pairs (the HICO-DET file)
+    synth_detector_boxes: str = "all"
     # transforms (UPT: multi-scale 480-800, max 1333)
     scales: List[int] = field(default_factory=lambda: [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800])
     max_size: int = 1333

@@ -18,8 +18,8 @@ def add_arguments(parser):
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     p = sub.add_parser("check", help="validate annotations (and images) and print statistics",
                        description=DESCRIPTION, formatter_class=parser.formatter_class)
-    p.add_argument("--format", required=True, choices=["hicodet", "vcoco", "vg", "custom", "synth"],
-                   help="annotation format (synth = SynthHOI's HICO-DET-format file)")
+    p.add_argument("--format", required=True, choices=["hicodet", "vcoco", "vg", "custom", "synth", "coco"],
+                   help="annotation format (synth = SynthHOI's HICO-DET-format file; coco = COCO instances, detection only)")
     p.add_argument("--anno", required=True, help="annotation file (vg: VG-SGG-with-attri.h5)")
     p.add_argument("--images", help="image directory: check every image exists and is readable")
     p.add_argument("--dicts", help="vg: VG-SGG-dicts-with-attri.json")

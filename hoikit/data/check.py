@@ -93,7 +93,8 @@ def check_dataset(format: str, anno, images=None, **kw) -> CheckReport:
         n_ent += len(s.boxes)
         n_pairs += len(s.hois)
         n_rel += len(s.relations)
-        n_empty += not (len(s.hois) or len(s.relations))
+        # "empty": no pairs / relations (HOI and scene-graph files); no boxes (detection-only files)
+        n_empty += not (len(s.hois) or len(s.relations)) if (meta.verbs or meta.predicates) else not len(s.boxes)
         obj_count.update(s.labels.tolist())
         if len(s.hois):
             verbs = s.hois[:, 2]

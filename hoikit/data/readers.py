@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import DataError
 
-FORMATS = ("hicodet", "vcoco", "vg", "custom", "synth")
+FORMATS = ("hicodet", "vcoco", "vg", "custom", "synth", "coco")
 
 
 @dataclass
@@ -219,7 +219,7 @@ def open_reader(format: str, anno, images=None, **kw):
 
     Args:
         format: "hicodet" (also "synth", whose HOI annotations use the HICO-DET format),
-            "vcoco", "vg" or "custom".
+            "vcoco", "vg", "custom" or "coco" (detection only: COCO instances JSON).
         anno: the annotation file (for "vg": the ``VG-SGG-with-attri.h5``).
         images: image directory, optional.
         **kw: format-specific options (vg: ``dicts``, ``image_data``, ``split``;
@@ -239,4 +239,7 @@ def open_reader(format: str, anno, images=None, **kw):
     if format == "custom":
         from .custom import CustomReader
         return CustomReader(anno, images, **kw)
+    if format == "coco":
+        from .coco import COCODetectionReader
+        return COCODetectionReader(anno, images, **kw)
     raise DataError(f"unknown dataset format '{format}' (expected one of {', '.join(FORMATS)})")

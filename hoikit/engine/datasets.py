@@ -1,6 +1,7 @@
 """From a config to what :func:`hoikit.engine.trainer.fit` needs: datasets, metadata and the evaluator.
 
-* ``detr``: the HOI dataset's entities as a detection set, evaluated by AP50;
+* ``detr``: a detection set evaluated by AP50: a COCO instances file (``format: coco``), SynthHOI's
+  COCO file with every drawn instance (:func:`detector_data_config`), or an HOI dataset's entities;
 * ``rmlr``: the HOI dataset, evaluated with the official HICO-DET protocol (HICO-DET, SynthHOI);
 * ``sg2hoi``: a :class:`~hoikit.engine.phases.PhasedTrainingSet` of a scene-graph dataset (VG150
   format, part ``sgg``) and an HOI dataset (part ``hoi``): phase ``sgg`` trains on the scene graphs,
@@ -61,6 +62,29 @@ def synth_vg_config(data_cfg, split: str):
                                vg_images=str(root / "images" / split))
 
 
+def detector_data_config(data_cfg, split: str):
+    """The data a DETR detector trains and is evaluated on.
+
+    SynthHOI (``format: synth``) with ``synth_detector_boxes: all`` (default) reads the COCO instances
+    file ``ROOT/vcoco/instances_<split>.json``: every drawn person and object, like DETR's COCO
+    training. The HICO-DET file only has the boxes of interacting pairs (29 % of the instances of the
+    default training split are in no pair), so a detector trained on it learns to miss non-interacting
+    people and objects and is scored as wrong when it finds them. Any other config is returned as is.
+    """
+    mode = data_cfg.synth_detector_boxes
+    if mode not in ("all", "hoi"):
+        raise ConfigError(f"data.synth_detector_boxes: '{mode}' is not one of all | hoi")
+    if data_cfg.format != "synth" or mode == "hoi" or data_cfg.train_anno or data_cfg.test_anno:
+        return data_cfg
+    _readers(data_cfg, split)  # generates SynthHOI when missing (rank 0; every rank meets its barrier)
+    root = Path(data_cfg.root)
+    return dataclasses.replace(data_cfg, format="coco",
+                               train_anno=str(root / "vcoco" / "instances_train.json"),
+                               test_anno=str(root / "vcoco" / "instances_test.json"),
+                               train_images=data_cfg.train_images or str(root / "images" / "train"),
+                               test_images=data_cfg.test_images or str(root / "images" / "test"))
+
+
 def hoi_annotation(data_cfg, split: str = "test") -> str:
     """HICO-DET-format annotation file of the evaluated split (``test`` or ``train``)."""
     anno = data_cfg.test_anno if split == "test" else data_cfg.train_anno
@@ -92,6 +116,8 @@ def eval_tasks(cfg: Config, meta, split: str = "test"):
     tr_test = build_transforms(d, train=False)
     if arch == "sg2hoi":
         return _sg2hoi_evals(cfg, *meta, tr_test, split)
+    if arch == "detr":
+        d = detector_data_config(d, split)
     reader = _readers(d, split)
     dataset = HOIDataset(reader, tr_test)
     if arch == "detr":
@@ -117,7 +143,7 @@ def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
     tr_train, tr_test = build_transforms(d, train=True), build_transforms(d, train=False)
     if arch == "sg2hoi":
         return _sg2hoi_data(cfg, tr_train, tr_test, with_eval)
-    train_reader = _readers(d, "train")
+    train_reader = _readers(detector_data_config(d, "train") if arch == "detr" else d, "train")
     meta = train_reader.meta
     eval_set = make = None
     primary = ""
