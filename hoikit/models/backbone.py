@@ -21,7 +21,7 @@ RESNET_LAYERS = {
     "resnet50": ("bottleneck", [3, 4, 6, 3]),
     "resnet101": ("bottleneck", [3, 4, 23, 3]),
 }
-BACKBONES = tuple(RESNET_LAYERS) + ("tiny",)
+BACKBONES = tuple(RESNET_LAYERS) + ("tiny", "small")
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -148,25 +148,37 @@ class ResNetBody(nn.Module):
 
 
 class TinyBody(nn.Module):
-    """A small trainable stride-16 conv net for tests and CPU-sized SynthHOI runs.
+    """Small trainable stride-16 conv nets for tests and CPU-sized SynthHOI runs.
 
-    Four 3x3 stride-2 convolutions with GroupNorm (trainable from scratch, unlike frozen BN).
+    ``tiny``: four 3x3 stride-2 convolutions with GroupNorm (trainable from scratch, unlike frozen
+    BN), widths 16-32-64-64, receptive field 31 px. ``small``: each stage adds a 3x3 stride-1
+    convolution after its stride-2 one (eight convolutions, widths 16-32-64-128, receptive field
+    91 px, so a whole SynthHOI person or bicycle at 256 px falls inside one C5 cell's view).
+
+    Args:
+        widths: output channels of the four stages.
+        convs_per_stage: 1 (tiny) or 2 (small).
     """
 
-    def __init__(self, widths: Tuple[int, ...] = (16, 32, 64, 64)):
+    def __init__(self, widths: Tuple[int, ...] = (16, 32, 64, 64), convs_per_stage: int = 1):
         super().__init__()
         layers: List[nn.Module] = []
         cin = 3
         for w in widths:
-            layers += [nn.Conv2d(cin, w, 3, stride=2, padding=1, bias=False), nn.GroupNorm(min(8, w), w),
-                       nn.ReLU(inplace=True)]
-            cin = w
+            for k in range(convs_per_stage):
+                layers += [nn.Conv2d(cin, w, 3, stride=2 if k == 0 else 1, padding=1, bias=False),
+                           nn.GroupNorm(min(8, w), w), nn.ReLU(inplace=True)]
+                cin = w
         self.layers = nn.Sequential(*layers)
         self.num_channels = cin
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, 3, H, W]`` -> ``[B, C, ~H/16, ~W/16]``."""
         return self.layers(x)
+
+
+# name -> (stage widths, convolutions per stage) of the small trainable backbones
+SMALL_BODIES = {"tiny": ((16, 32, 64, 64), 1), "small": ((16, 32, 64, 128), 2)}
 
 
 class Backbone(nn.Module):
@@ -211,7 +223,7 @@ def build_backbone(name: str, dilation: bool = False, train_backbone: bool = Tru
     """Build a backbone by name.
 
     Args:
-        name: ``resnet18 | resnet34 | resnet50 | resnet101 | tiny``.
+        name: ``resnet18 | resnet34 | resnet50 | resnet101 | tiny | small``.
         dilation: DC5 (ResNets only).
         train_backbone: False freezes every backbone parameter (DETR's ``lr_backbone <= 0``).
 
@@ -219,10 +231,11 @@ def build_backbone(name: str, dilation: bool = False, train_backbone: bool = Tru
         :class:`Backbone`; ``backbone(images, mask) -> (C5 [B, C, h, w], mask [B, h, w])`` and
         ``backbone.num_channels`` = C.
     """
-    if name == "tiny":
+    if name in SMALL_BODIES:
         if dilation:
-            raise ConfigError("model.detr.dilation: DC5 is only defined for ResNet backbones, not 'tiny'")
-        body: nn.Module = TinyBody()
+            raise ConfigError(f"model.detr.dilation: DC5 is only defined for ResNet backbones, not '{name}'")
+        widths, per_stage = SMALL_BODIES[name]
+        body: nn.Module = TinyBody(widths, per_stage)
     elif name in RESNET_LAYERS:
         body = ResNetBody(name, dilation)
     else:

@@ -147,8 +147,13 @@ def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespac
 
 
 def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
-    if any(k.startswith("backbone.0.body.layers.") for k in sd):
-        return "tiny"
+    convs = [k for k in sd if re.fullmatch(r"backbone\.0\.body\.layers\.\d+\.weight", k) and sd[k].dim() == 4]
+    if convs:   # the small trainable bodies: 4 convolutions = tiny, 8 = small
+        by_count = {4: "tiny", 8: "small"}
+        if len(convs) not in by_count:
+            raise CheckpointError(f"{path}: {len(convs)} convolutions under 'backbone.0.body.layers.*' match "
+                                  f"no backbone (tiny has 4, small 8)")
+        return by_count[len(convs)]
     blocks = {int(m.group(1)) for k in sd for m in [re.match(r"backbone\.0\.body\.layer3\.(\d+)\.", k)] if m}
     bottleneck = "backbone.0.body.layer1.0.conv3.weight" in sd
     table = {(2, False): "resnet18", (6, False): "resnet34", (6, True): "resnet50", (23, True): "resnet101"}

@@ -236,3 +236,18 @@ def test_outputs_equal_the_transformers_detr_reference(backbone, layer_type, dep
     assert torch.allclose(a["pred_logits"], b.logits, atol=1e-5)
     assert torch.allclose(a["pred_boxes"], b.pred_boxes, atol=1e-5)
     assert torch.allclose(a["hs"][-1], b.last_hidden_state, atol=1e-5)
+
+
+@pytest.mark.parametrize("backbone,convs", [("tiny", 4), ("small", 8)])
+def test_small_trainable_backbones_are_recognised_from_their_keys(tmp_path, backbone, convs):
+    cfg = DETRConfig(**{**TINY, "backbone": backbone})
+    sd = build_detr(cfg).state_dict()
+    conv_keys = [k for k, v in sd.items() if k.startswith("backbone.0.body.layers.") and v.dim() == 4]
+    assert len(conv_keys) == convs     # tiny: one 3x3 conv per stage, small: two
+    model, info = load_detr(write(tmp_path / "bare.pth", sd))
+    assert info["backbone"] == backbone
+    assert_same(model, sd)
+    # a body with a convolution missing matches neither layout: one line naming the keys
+    broken = {k: v for k, v in sd.items() if not k.startswith(f"backbone.0.body.layers.{3 * (convs - 1)}.")}
+    with pytest.raises(CheckpointError, match=r"backbone\.0\.body\.layers"):
+        load_detr(write(tmp_path / "broken.pth", broken))
