@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.distributed as dist
@@ -123,6 +123,12 @@ def any_true(flag: bool, device: torch.device = torch.device("cpu")) -> bool:
     """True when ``flag`` is True on any process (e.g. a non-finite loss on one rank stops all)."""
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     return bool(all_reduce_sum(t).item() > 0)
+
+
+def any_true_each(flags: Sequence[bool], device: torch.device = torch.device("cpu")) -> List[bool]:
+    """Element-wise :func:`any_true` of several flags in one collective (every rank passes as many)."""
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
+    return [bool(v > 0) for v in all_reduce_sum(t).cpu()]
 
 
 def all_gather_objects(obj: Any) -> List[Any]:

@@ -132,21 +132,34 @@ def _checked_forward(model, images, targets, device: torch.device, amp: bool,
                      stop: Callable[[str, str], TrainingError]):
     """Forward of one training step; stops every rank when the model failed or the loss is not finite.
 
+    Under DDP the ranks agree before the backward (one all-reduce of two flags per step): a
+    TrainingError raised inside the forward of ONE rank, or a non-finite loss on one rank, makes every
+    rank raise the same error (naming the failing rank), instead of the others waiting forever in
+    the gradient all-reduce.
+
     Returns:
         ``(losses, loss)``: the model's loss dict and the scalar sum of its ``loss*`` entries.
 
     Raises:
         the TrainingError built by ``stop(what, detail)``.
     """
+    error, losses, loss = None, None, None
     try:
         with torch.autocast(device.type, enabled=amp):
             losses = model(images, targets)
     except TrainingError as e:   # raised inside the model, e.g. NaN predictions reaching the matcher
-        raise stop("error in the model's forward", str(e)) from None
-    loss = sum(v for k, v in losses.items() if k.startswith("loss"))
-    bad = not bool(torch.isfinite(loss.detach()).all())
+        error = str(e)
+    if losses is not None:
+        loss = sum(v for k, v in losses.items() if k.startswith("loss"))
+    failed, bad = error is not None, loss is not None and not bool(torch.isfinite(loss.detach()).all())
     if D.get_world_size() > 1:
-        bad = D.any_true(bad, device)
+        failed, bad = D.any_true_each([failed, bad], device)
+        if failed:  # every rank learns which one failed and why (only on this path: one more collective)
+            errors = D.all_gather_objects(error)
+            rank = next(r for r, e in enumerate(errors) if e is not None)
+            raise stop(f"error in the model's forward on rank {rank}", errors[rank])
+    if failed:
+        raise stop("error in the model's forward", error)
     if bad:
         terms = [f"{k}={float(v.detach()):.4g}" for k, v in losses.items() if k.startswith("loss")
                  and not math.isfinite(float(v.detach()))] or [f"loss={float(loss.detach()):.4g} (on another rank)"]
@@ -323,7 +336,8 @@ class _Run:
             self.phase = phase or self.train_set.phase_of(ck["epoch"] if ck is not None else 0)
             self.net.set_phase(self.phase)
         self.optimizer = build_optimizer(self.net, self.cfg, self.phase)
-        self.scheduler = build_scheduler(self.optimizer, t, self.epoch_steps[0], self.epoch_steps if self.phased else None)
+        self.scheduler = build_scheduler(self.optimizer, t, self.epoch_steps[0],
+                                         self.epoch_steps if self.phased else None)
         self.scaler = torch.amp.GradScaler("cuda", enabled=t.amp and self.device.type == "cuda")
         if ck is not None:
             self._restore(ck)

@@ -1,7 +1,8 @@
 """A toy model and dataset that exercise every source of randomness the engine must control
 (shuffled order, augmentation through random/numpy/torch, dropout), plus a script entry point:
 
-    python engine_toy.py OUT [--resume] [--kill-at STEP] [--nan-at STEP] [key=value ...]
+    python engine_toy.py OUT [--resume] [--kill-at STEP] [--nan-at STEP] [--raise-at STEP [--raise-rank R]]
+                         [key=value ...]
 
 Under ``torchrun`` each rank also writes ``OUT/rank<r>.pt`` with its final weights.
 """
@@ -44,14 +45,15 @@ def toy_collate(batch):
 
 
 class ToyModel(nn.Module):
-    """conv -> dropout -> linear regression of the image mean; ``nan_at`` poisons one training step."""
+    """conv -> dropout -> linear regression of the image mean; ``nan_at`` poisons one training step,
+    ``raise_at`` raises a TrainingError in that step's forward."""
 
-    def __init__(self, nan_at: int = 0):
+    def __init__(self, nan_at: int = 0, raise_at: int = 0):
         super().__init__()
         self.backbone = nn.Conv2d(3, 4, 3, padding=1)
         self.drop = nn.Dropout(0.3)
         self.head = nn.Linear(4, 1)
-        self.nan_at, self.calls = nan_at, 0
+        self.nan_at, self.raise_at, self.calls = nan_at, raise_at, 0
 
     def forward(self, images, targets=None):
         x = torch.stack(images)
@@ -59,6 +61,9 @@ class ToyModel(nn.Module):
         if not self.training:
             return y
         self.calls += 1
+        if self.calls == self.raise_at:
+            from hoikit.errors import TrainingError
+            raise TrainingError(f"toy failure in forward call {self.calls}")
         gt = torch.stack([t["value"] for t in targets])
         loss = ((y - gt) ** 2).mean()
         if self.calls == self.nan_at:
@@ -92,13 +97,15 @@ def main(argv):
     resume = "--resume" in rest
     kill_at = int(rest[rest.index("--kill-at") + 1]) if "--kill-at" in rest else 0
     nan_at = int(rest[rest.index("--nan-at") + 1]) if "--nan-at" in rest else 0
+    raise_at = int(rest[rest.index("--raise-at") + 1]) if "--raise-at" in rest else 0
+    raise_rank = int(rest[rest.index("--raise-rank") + 1]) if "--raise-rank" in rest else 0
     overrides = [a for a in rest if "=" in a]
     cfg = load_config(None, [f"output_dir={out}", "train.epochs=3", "train.batch_size=4", "train.lr=0.01",
                              "train.lr_backbone=0.005", "train.log_every=2", "data.num_workers=0",
                              "train.clip_max_norm=0.5", "train.schedule=cosine", *overrides])
     info = D.init_distributed("cpu")
     seed_everything(cfg.seed)  # same initial weights on every rank
-    model = ToyModel(nan_at=nan_at)
+    model = ToyModel(nan_at=nan_at, raise_at=raise_at if info.rank == raise_rank else 0)
     train_set, test_set = ToyDataset(24, seed=1), ToyDataset(6, seed=2)
 
     def callback(event, state):
