@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils import _pytree as pytree
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
 # RmLR paper Table 4 (V-COCO, 800 x 800): (MACs G, params M, FPS)
@@ -159,6 +160,20 @@ def param_counts(model: nn.Module, fn: Callable) -> Dict[str, object]:
 
 
 # ---------------------------------------------------------------------------------- MACs
+_CPU_SDPA = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+
+
+def register_cpu_sdpa_flops() -> None:
+    """Count ``F.scaled_dot_product_attention`` on CPU like on GPU (``2 * B * H * S_q * S_k * d``
+    for ``q k^T`` and again for ``attn v``). torch 2.13's FlopCounterMode has formulas for the CUDA
+    SDPA kernels only, so the CPU kernel (RmLR's IRE encoder; ``nn.MultiheadAttention`` with
+    ``need_weights=False``) counted zero before run 4."""
+    if _CPU_SDPA not in flop_counter.flop_registry:
+        @flop_counter.register_flop_formula(_CPU_SDPA)
+        def _cpu_sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+            return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
 def count_macs(model: nn.Module, fn: Callable) -> Dict[str, object]:
     """FlopCounterMode MACs (total, per op, per top-level child) and thop-rule MACs / parameters."""
     thop = {"macs": 0, "params": 0}
@@ -179,6 +194,7 @@ def count_macs(model: nn.Module, fn: Callable) -> Dict[str, object]:
     for p, _ in flags:                     # the counter's module tracker hooks autograd otherwise
         p.requires_grad_(False)
     torch.backends.mha.set_fastpath_enabled(False)
+    register_cpu_sdpa_flops()
     try:
         with FlopCounterMode(display=False, depth=None) as fc:
             fn()
@@ -227,6 +243,45 @@ def interleaved_latency(fns: Dict[str, Callable], reps: int, warmup: int):
     return wall, cpu
 
 
+class CachedDetector(nn.Module):
+    """Stands in for the frozen DETR inside UPT / RmLR: returns one precomputed output dict, so the
+    interaction head alone can be timed many times (the head's inputs are those of the full run)."""
+
+    def __init__(self, detector: nn.Module, output: Dict):
+        super().__init__()
+        self.class_embed = detector.class_embed
+        self.output = output
+
+    def forward(self, images):
+        return self.output
+
+
+def head_latency(models: Dict[str, nn.Module], shared: nn.Module, image: Tensor, reps: int, warmup: int):
+    """Interleaved wall seconds of what UPT / RmLR add to the detector, on the detector's output for
+    ``image``: the UPT head, the RmLR head (IRE + UPT head + Eq. 9 fusion), the IRE encoder (Eq. 4)
+    as run now and through PyTorch's fused ``nn.TransformerEncoder`` eval path (runs 1-3)."""
+    upt, rmlr = models["UPT"], models["RmLR"]
+    out = shared([image])
+    feats, fmask, pos = out["features"], out["mask"], out["pos"]
+    ire = rmlr.ire
+
+    def stock_encoder():                                   # the IRE's Eq. (4) as runs 1-3 executed it
+        x = ire.input_proj(feats) + pos
+        return ire.encoder(x.flatten(2).transpose(1, 2), src_key_padding_mask=fmask.flatten(1))
+
+    cached = CachedDetector(shared, out)
+    upt._modules["detector"] = rmlr._modules["detector"] = cached
+    try:
+        fns = {"UPT head": lambda: upt([image]), "RmLR head": lambda: rmlr([image]),
+               "IRE encoder (SDPA)": lambda: ire.encode(feats, fmask, pos),
+               "IRE encoder (stock fused)": stock_encoder,
+               "IRE input_proj": lambda: ire.input_proj(feats)}
+        wall, _ = interleaved_latency(fns, reps, warmup)
+    finally:
+        upt._modules["detector"] = rmlr._modules["detector"] = shared
+    return wall
+
+
 def med_iqr(xs: List[float]) -> Tuple[float, float, float]:
     q = statistics.quantiles(xs, n=4, method="inclusive")
     return statistics.median(xs), q[0], q[2]
@@ -238,13 +293,15 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", nargs="+", default=["512x512", "800x800", "512x683"], help="HxW inputs")
     ap.add_argument("--reps", type=int, default=12, help="timed repetitions per model and size")
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--head-reps", type=int, default=20,
+                    help="timed repetitions of the UPT / RmLR heads on a cached detector output")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--backbone", default="resnet50")
     ap.add_argument("--quick", action="store_true", help="smoke run: 128x128, 3 repetitions, 1 warm-up")
     ap.add_argument("--out", default="", help="also write the markdown report here")
     args = ap.parse_args(argv)
     if args.quick:
-        args.sizes, args.reps, args.warmup = ["128x128"], 3, 1
+        args.sizes, args.reps, args.warmup, args.head_reps = ["128x128"], 3, 1, 3
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     import logging
@@ -264,7 +321,7 @@ def main(argv=None) -> int:
         f"torch.inference_mode(); models built in {time.perf_counter() - t_build:.0f} s.\n")
 
     names = list(models)
-    param_rows, mac_rows, lat_rows, checks = {}, [], [], []
+    param_rows, mac_rows, lat_rows, checks, head_rows = {}, [], [], [], []
     with torch.inference_mode():
         for si, size in enumerate(args.sizes):
             h, w = (int(v) for v in size.lower().split("x"))
@@ -282,6 +339,7 @@ def main(argv=None) -> int:
             mac_rows.append((size, macs, pairs))
             wall, cpu = interleaved_latency(fns, args.reps, args.warmup)
             lat_rows.append((size, wall, cpu))
+            head_rows.append((size, head_latency(models, shared, image, args.head_reps, args.warmup)))
             print(f"[{time.perf_counter() - t_build:.0f} s] {size} done", file=sys.stderr, flush=True)
 
     M = 1e6
@@ -334,6 +392,21 @@ def main(argv=None) -> int:
         cpu_ratio = statistics.median(cpu["RmLR"]) / statistics.median(cpu["DETR"])
         say(f"| {size} | " + " | ".join(cells) + f" | {md['RmLR'] / md['DETR']:.3f} | {paired:.3f} | {best:.3f} | "
             f"{md['UPT'] / md['DETR']:.3f} | {md['SG2HOI'] / md['RmLR']:.3f} | {cpu_ratio:.3f} |")
+    say()
+    say(f"### What UPT / RmLR add to the detector (ms): median [IQR], {args.head_reps} interleaved repetitions "
+        "on a cached detector output\n")
+    heads = list(head_rows[0][1])
+    say("| input HxW | " + " | ".join(heads) + " | DETR (above) | RmLR head / DETR | UPT head / DETR "
+        "| 1 + (RmLR head) / DETR |")
+    say("|---|" + "---|" * (len(heads) + 4))
+    for (size, hw), (_, wall, _) in zip(head_rows, lat_rows):
+        d = statistics.median(wall["DETR"])
+        cells = []
+        for n in heads:
+            m, q1, q3 = med_iqr(hw[n])
+            cells.append(f"{1000 * m:.1f} [{1000 * q1:.1f}-{1000 * q3:.1f}]")
+        r, u = statistics.median(hw["RmLR head"]), statistics.median(hw["UPT head"])
+        say(f"| {size} | " + " | ".join(cells) + f" | {1000 * d:.0f} | {r / d:.3f} | {u / d:.3f} | {1 + r / d:.3f} |")
     say()
     say("Paper Table 4 (V-COCO, 800x800, GPU FPS): " + ", ".join(
         f"{k}: {v[0]} GMACs, {v[1]} M params, {v[2]} FPS" for k, v in PAPER_TABLE4.items())
