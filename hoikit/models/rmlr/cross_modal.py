@@ -13,9 +13,14 @@ Visual tokens are projected to ``cml_dim`` (paper: 1024); the cross-attention re
 embeddings through its key/value projections, and ``FFN_T`` maps back to D_l. The cross-attention
 output has no residual (a residual would make Eq. 16 trivially zero). Choices are argued in
 docs/method-notes-rmlr.md.
+
+With ``word_scope=pair``, a pair whose sub-sentence was truncated away by the tokenizer
+(``model.rmlr.text.max_length``) has no words to attend to: it is left out of ``L_w`` and its
+"language-enhanced" token is its visual token (no language added); a warning says so once.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -24,6 +29,17 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 
 from ...losses.distillation import pooled_l1
+
+_warned_truncation = False   # the truncation warning is given once per process
+
+
+def _warn_truncated(lost: int, total: int) -> None:
+    global _warned_truncation
+    if not _warned_truncation:
+        _warned_truncation = True
+        warnings.warn(f"RmLR word_scope=pair: {lost} of {total} associated pairs of an image have no words "
+                      f"(their sub-sentence was truncated away; raise model.rmlr.text.max_length); they are "
+                      f"left out of the word-level loss (warned once)", RuntimeWarning, stacklevel=3)
 
 
 class CrossModalBranch(nn.Module):
@@ -86,7 +102,9 @@ class CrossModalBranch(nn.Module):
 
         Returns:
             dict with ``word`` (Eq. 16/17) and/or ``sentence`` (Eq. 18/19), and ``aligned``: per
-            image ``(V_a [A_i, cml], V^_a [A_i, cml])`` or None (for the language-enhanced reasoning switch).
+            image ``(V_a [A_i, cml], V^_a [A_i, cml])`` or None (for the language-enhanced reasoning switch;
+            with ``word_scope=pair`` a pair without words has ``V^_a`` row = ``V_a`` row, and an image
+            none of whose pairs has words gives None).
         """
         word_pairs, sent_pairs, aligned = [], [], []
         for tok, r, t, txt in zip(tokens, rows, text_rows, texts):
@@ -94,14 +112,23 @@ class CrossModalBranch(nn.Module):
                 aligned.append(None)
                 continue
             va = self.self_attend(tok)[r]                                     # V_a
-            if word_level and len(txt.words):
-                allowed = None
-                if self.word_scope == "pair":
-                    allowed = txt.word_owner[None, :] == t[:, None]            # [A, W]
-                    allowed[allowed.sum(1) == 0] = True                        # truncated text: fall back
-                va_hat = self.cross_attend(va, txt.words, allowed)             # V^_a
+            if word_level and len(txt.words) and self.word_scope == "image":
+                va_hat = self.cross_attend(va, txt.words, None)                # V^_a
                 word_pairs.append((va, va_hat))
                 aligned.append((va, va_hat))
+            elif word_level and len(txt.words):
+                allowed = txt.word_owner[None, :] == t[:, None]                # [A, W]: own sub-sentence
+                has = allowed.any(1)                                           # [A]
+                if not bool(has.all()):
+                    _warn_truncated(int((~has).sum()), len(t))
+                if bool(has.any()):
+                    va_hat = self.cross_attend(va[has], txt.words, allowed[has])   # V^_a of pairs with words
+                    word_pairs.append((va[has], va_hat))
+                    enhanced = va.clone()                                      # no words: no language added
+                    enhanced[has] = va_hat
+                    aligned.append((va, enhanced))
+                else:
+                    aligned.append(None)
             else:
                 aligned.append(None)
             if sentence_level:
