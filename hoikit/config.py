@@ -270,8 +270,10 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
     for o in overrides:
         if "=" not in o:
             raise ConfigError(f"override '{o}' is not of the form key=value")
+        # `key=` means the empty value (OmegaConf alone would read it as null)
+        dot = o + "''" if o.endswith("=") else o
         try:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([dot]))
         except OmegaConfBaseException as e:
             raise _friendly(e, f"override '{o}'") from None
     return OmegaConf.to_object(cfg)

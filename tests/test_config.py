@@ -62,3 +62,9 @@ def test_detr_backbone_trains_iff_train_lr_backbone_is_positive():
                                  "model.detr.dim_feedforward=16", "model.detr.num_queries=2", f"train.lr_backbone={lr}"])
         model = build_model(cfg, meta)
         assert any(p.requires_grad for n, p in model.named_parameters() if "backbone" in n) is trains
+
+
+def test_empty_override_is_the_empty_string_and_names_the_key_when_invalid():
+    assert load_config("synth_rmlr", ["model.detr.checkpoint="]).model.detr.checkpoint == ""
+    with pytest.raises(ConfigError, match=r"override 'train.epochs=': config key 'train.epochs'"):
+        load_config("synth_rmlr", ["train.epochs="])
