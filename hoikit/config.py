@@ -91,6 +91,7 @@ class TextEncoderConfig:
     name: str = "minilm"             # minilm | a local directory loadable by transformers AutoModel
     path: str = ""                   # explicit model directory; overrides name
     max_length: int = 256
+    cache_size: int = 50_000         # texts whose frozen outputs are cached (LRU, host memory); 0 = off
 
 
 @dataclass

@@ -9,12 +9,17 @@ Names (RmLR Table 3 and the offline default):
 - any existing directory loadable by ``AutoModel`` / ``AutoTokenizer``.
 
 Nothing is ever downloaded (``local_files_only=True``).
+
+The encoder is frozen and in eval mode, so a text always encodes to the same outputs: training
+(RmLR Eq. 7-8 encode every image's ground-truth sub-sentences at every step) keeps a bounded
+in-memory cache of each text's unpadded per-token outputs (``model.rmlr.text.cache_size``; 0 = off).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -81,24 +86,44 @@ class TextBatch:
     input_ids: Tensor
 
 
+#: one cached text: (hidden [L, D], input_ids [L], special [L] bool), unpadded, on CPU
+_Row = Tuple[Tensor, Tensor, Tensor]
+
+
 class FrozenTextEncoder(nn.Module):
-    """A transformers encoder + tokenizer, frozen and kept in eval mode.
+    """A transformers encoder + tokenizer, frozen and kept in eval mode, with an output cache.
+
+    The cache maps ``(text, max_length)`` to that text's unpadded per-token outputs. A call encodes
+    only the texts not cached yet (one padded batch) and assembles the padded :class:`TextBatch`
+    from per-text rows, so the result equals an uncached call up to float rounding (a row's
+    real-token outputs do not depend on the right padding of the batch it was encoded in, except
+    for rounding in the masked attention; a left-padding tokenizer is never cached). When full, the least recently used entry is evicted.
+    Rows are kept on CPU (bounded host memory; GPU memory is left to the model) and every call
+    returns fresh tensors, so a caller's in-place edit never reaches the cache. ``.to()`` /
+    ``.half()`` etc. clear it.
 
     Args:
         directory: local model directory.
         max_length: tokenizer truncation length.
+        cache_size: cached texts at most; 0 disables the cache.
     """
 
-    def __init__(self, directory: Path, max_length: int = 256):
+    def __init__(self, directory: Path, max_length: int = 256, cache_size: int = 0):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
+        if cache_size < 0:
+            raise ConfigError(f"model.*.text.cache_size: {cache_size} is negative (0 disables the cache)")
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
             self.model = AutoModel.from_pretrained(str(directory), local_files_only=True)
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot load text encoder from '{directory}': {str(e).splitlines()[0]}") from None
         self.max_length = max_length
+        self.cache_size = int(cache_size)
+        self._cache: "OrderedDict[Tuple[str, int], _Row]" = OrderedDict()
+        self.cache_hits = 0
+        self.cache_misses = 0
         self.model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -117,28 +142,102 @@ class FrozenTextEncoder(nn.Module):
         self.model.eval()
         return self
 
+    def _apply(self, fn, *args, **kwargs):
+        # a device / dtype change (.to, .half, .cuda) changes the outputs' rounding: start afresh
+        self.clear_cache()
+        return super()._apply(fn, *args, **kwargs)
+
+    def clear_cache(self) -> None:
+        """Drop every cached text (the hit / miss counters are kept)."""
+        self._cache.clear()
+
+    def __len__(self) -> int:
+        """Number of cached texts."""
+        return len(self._cache)
+
+    def _encode(self, texts: List[str]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One padded forward pass of the transformer over ``B`` texts (Eq. 7 tokens, Eq. 8 outputs).
+
+        Returns:
+            ``hidden [B, T, D]`` (zeros on padding), ``attention_mask [B, T]``, ``special [B, T]``
+            (True on special tokens and padding), ``input_ids [B, T]``, on the model's device.
+        """
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt", return_special_tokens_mask=True)
+        dev = next(self.model.parameters()).device
+        ids, att = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+        hidden = self.model(input_ids=ids, attention_mask=att).last_hidden_state
+        # padded positions hold whatever the model computed there; no caller reads them, and zeros
+        # make the cached and uncached results identical in shape and content
+        hidden = hidden.masked_fill(att.unsqueeze(-1) == 0, 0.0)
+        special = enc["special_tokens_mask"].to(dev).bool() | (att == 0)
+        return hidden, att, special, ids
+
+    def _assemble(self, rows: List[_Row]) -> TextBatch:
+        """Right-pad per-text rows ``(hidden [L_b, D], ids [L_b], special [L_b])`` into a
+        :class:`TextBatch` with ``T = max L_b``; new tensors on the model's device."""
+        dev = next(self.model.parameters()).device
+        B, T = len(rows), max(r[1].numel() for r in rows)
+        h0, i0, _ = rows[0]
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        hidden = h0.new_zeros(B, T, h0.shape[-1])
+        ids = i0.new_full((B, T), pad_id)
+        att = i0.new_zeros(B, T)
+        special = torch.ones(B, T, dtype=torch.bool)
+        for b, (h, i, sp) in enumerate(rows):
+            L = i.numel()
+            hidden[b, :L] = h
+            ids[b, :L] = i
+            att[b, :L] = 1
+            special[b, :L] = sp
+        return TextBatch(hidden=hidden.to(dev), attention_mask=att.to(dev), special=special.to(dev),
+                         input_ids=ids.to(dev))
+
     @torch.no_grad()
     def forward(self, texts: Sequence[str]) -> TextBatch:
         """Tokenise (WordPiece for BERT-family models, Eq. 7) and encode (Eq. 8).
 
         Args:
             texts: ``B`` strings.
+
+        Returns:
+            :class:`TextBatch` with ``hidden [B, T, D]`` (zeros on padding), ``attention_mask``,
+            ``special``, ``input_ids`` ``[B, T]``, ``T`` the longest tokenised text.
         """
-        enc = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt", return_special_tokens_mask=True)
-        dev = next(self.model.parameters()).device
-        ids, att = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
-        out = self.model(input_ids=ids, attention_mask=att)
-        special = enc["special_tokens_mask"].to(dev).bool() | (att == 0)
-        return TextBatch(hidden=out.last_hidden_state, attention_mask=att, special=special, input_ids=ids)
+        texts = list(texts)
+        # left padding shifts the absolute positions of BERT-family models: a text's outputs would
+        # depend on its batch, so only right-padding tokenizers (all Table 3 encoders) are cached
+        if self.cache_size == 0 or not texts or self.tokenizer.padding_side != "right":
+            hidden, att, special, ids = self._encode(texts)
+            return TextBatch(hidden=hidden, attention_mask=att, special=special, input_ids=ids)
+        keys = [(t, int(self.max_length)) for t in texts]
+        found: Dict[Tuple[str, int], _Row] = {}
+        for k in keys:
+            if k in self._cache and k not in found:
+                self._cache.move_to_end(k)                       # least recently used is evicted first
+                found[k] = self._cache[k]
+        missing = list(dict.fromkeys(k for k in keys if k not in found))   # unique, in call order
+        self.cache_hits += len(keys) - len(missing)             # texts served without a forward of their own
+        self.cache_misses += len(missing)
+        if missing:
+            hidden, att, special, ids = self._encode([t for t, _ in missing])
+            for b, k in enumerate(missing):
+                m = att[b].bool()
+                found[k] = (hidden[b][m].cpu(), ids[b][m].cpu(), special[b][m].cpu())   # copies
+                self._cache[k] = found[k]
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return self._assemble([found[k] for k in keys])
 
     def tokens(self, text: str) -> List[str]:
         return self.tokenizer.tokenize(text)
 
 
-def load_text_encoder(name: str = "minilm", path: str = "", max_length: int = 256) -> FrozenTextEncoder:
-    """Load a frozen text encoder (see module docstring for names)."""
-    return FrozenTextEncoder(resolve_text_encoder(name, path), max_length)
+def load_text_encoder(name: str = "minilm", path: str = "", max_length: int = 256,
+                      cache_size: int = 0) -> FrozenTextEncoder:
+    """Load a frozen text encoder (see module docstring for names); ``cache_size`` texts' outputs
+    are cached (0 = no cache)."""
+    return FrozenTextEncoder(resolve_text_encoder(name, path), max_length, cache_size)
 
 
 def text_encoder_dim(name: str = "minilm", path: str = "") -> int:

@@ -122,7 +122,7 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
             cml_ire = CrossModalBranch(r.ire_dim, **common)
         if {"s_m", "w_m"} & set(transfer):
             cml_irm = CrossModalBranch(r.representation_size, **common)
-        loader = partial(load_text_encoder, r.text.name, r.text.path, r.text.max_length)
+        loader = partial(load_text_encoder, r.text.name, r.text.path, r.text.max_length, r.text.cache_size)
     weights = dict(hoi=r.lambda_hoi, s_m=r.lambda_s_m, w_m=r.lambda_w_m, s_a=r.lambda_s_a, w_a=r.lambda_w_a)
     model = RmLR(detector, head, meta, meta.person_label, ire, fusion, cml_ire, cml_irm, transfer, loader, weights,
                  r.word_context, r.language_reasoning, r.alpha, r.gamma, (r.prior_power_train, r.prior_power_test),

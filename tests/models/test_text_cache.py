@@ -1,0 +1,171 @@
+"""Output cache of the frozen text encoder (hoikit/models/text.py): a cached call returns what an
+uncached call returns (up to float rounding from a different padding), never re-runs the transformer
+for a cached text, evicts the least recently used text, and is off with cache_size=0."""
+import pytest
+import torch
+
+from hoikit.config import Config
+from hoikit.errors import ConfigError
+from hoikit.models.text import FrozenTextEncoder, load_text_encoder
+
+WORDS = ["person", "ball", "cup", "hold", "kick", "drink", "with", "ride", "bike", "##s"]
+# 1 to 7 words: very different lengths, so every batch below pads most rows
+TEXTS = ["person hold cup", "person kick ball", "cup", "person ride bike with person hold cups",
+         "person drink with cup", "ball ball", "person hold cup [SEP] person kick ball"]
+ATOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    """A tiny randomly initialised BERT with a WordPiece vocabulary, saved offline."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    d = tmp_path_factory.mktemp("tiny_bert_cache")
+    (d / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS) + "\n")
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=len(WORDS) + 5, hidden_size=16, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=32, max_position_embeddings=64))
+    BertTokenizer(str(d / "vocab.txt")).save_pretrained(str(d))
+    model.save_pretrained(str(d))
+    return d
+
+
+def counted(enc):
+    """Record the batch shape of every transformer forward of ``enc``."""
+    calls = []
+    enc.model.register_forward_hook(lambda m, args, kwargs, out: calls.append(tuple(kwargs["input_ids"].shape)),
+                                    with_kwargs=True)
+    return calls
+
+
+def alone(ref, text):
+    """(hidden [L, D], ids [L], special [L]) of ``text`` encoded alone (no padding) by an uncached encoder."""
+    b = ref([text])
+    assert bool(b.attention_mask.all())
+    return b.hidden[0], b.input_ids[0], b.special[0]
+
+
+def assert_rows_match(batch, texts, ref):
+    """Each row of ``batch`` is its text encoded alone, right-padded with zeros / [PAD] / special."""
+    T = max(len(ref.tokenizer(t, truncation=True, max_length=ref.max_length)["input_ids"]) for t in texts)
+    assert batch.hidden.shape == (len(texts), T, ref.dim)
+    for b, t in enumerate(texts):
+        h, ids, sp = alone(ref, t)
+        L = ids.numel()
+        assert batch.attention_mask[b].tolist() == [1] * L + [0] * (T - L)
+        assert batch.input_ids[b, :L].tolist() == ids.tolist()
+        assert bool((batch.input_ids[b, L:] == ref.tokenizer.pad_token_id).all())
+        assert batch.special[b].tolist() == sp.tolist() + [True] * (T - L)
+        torch.testing.assert_close(batch.hidden[b, :L], h, atol=ATOL, rtol=0)
+        assert bool((batch.hidden[b, L:] == 0).all())
+
+
+def assert_batches_close(a, b):
+    assert a.input_ids.tolist() == b.input_ids.tolist()
+    assert a.attention_mask.tolist() == b.attention_mask.tolist()
+    assert a.special.tolist() == b.special.tolist()
+    torch.testing.assert_close(a.hidden, b.hidden, atol=ATOL, rtol=0)
+
+
+def test_cached_equals_uncached_in_any_batch_composition(bert_dir):
+    ref = FrozenTextEncoder(bert_dir, max_length=64, cache_size=0)
+    enc = FrozenTextEncoder(bert_dir, max_length=64, cache_size=100)
+    compositions = [TEXTS[:2], [TEXTS[3], TEXTS[0], TEXTS[2]], TEXTS[::-1], [TEXTS[5], TEXTS[5], TEXTS[1]], TEXTS]
+    for texts in compositions:     # mixes of cached rows (encoded in other batches) and new ones
+        got = enc(texts)
+        assert_batches_close(got, ref(texts))
+        assert_rows_match(got, texts, ref)
+    assert len(enc) == len(TEXTS)
+    # the real-token outputs do not depend on the padding, up to rounding: a sanity check of the premise
+    h_short = ref([TEXTS[2]]).hidden[0]
+    h_padded = ref([TEXTS[2], TEXTS[3]]).hidden[0, :h_short.shape[0]]
+    torch.testing.assert_close(h_padded, h_short, atol=ATOL, rtol=0)
+
+
+def test_left_padding_tokenizer_is_not_cached(bert_dir):
+    # BERT's absolute positions shift with left padding: a text's outputs depend on its batch
+    enc = FrozenTextEncoder(bert_dir, cache_size=10)
+    enc.tokenizer.padding_side = "left"
+    calls = counted(enc)
+    h_alone = enc([TEXTS[2]]).hidden[0]
+    h_padded = enc([TEXTS[2], TEXTS[3]]).hidden[0, -h_alone.shape[0]:]
+    assert (h_padded - h_alone).abs().max() > 1e-3           # so caching could not be exact
+    assert len(calls) == 2 and len(enc) == 0
+
+
+def test_cached_texts_are_not_encoded_again(bert_dir):
+    enc = FrozenTextEncoder(bert_dir, cache_size=100)
+    calls = counted(enc)
+    first = enc(TEXTS[:3])
+    again = enc(TEXTS[:3])
+    assert len(calls) == 1
+    assert torch.equal(first.hidden, again.hidden)           # same stored rows, same padding
+    enc([TEXTS[1], TEXTS[4], TEXTS[0], TEXTS[4]])            # one new text, twice in the call
+    assert len(calls) == 2 and calls[-1][0] == 1             # only the new text went through the model
+    assert (enc.cache_hits, enc.cache_misses) == (0 + 3 + 3, 3 + 1)   # a repeat of a new text is a hit
+
+
+def test_least_recently_used_text_is_evicted(bert_dir):
+    enc = FrozenTextEncoder(bert_dir, cache_size=2)
+    calls = counted(enc)
+    a, b, c = TEXTS[0], TEXTS[1], TEXTS[2]
+    enc([a]), enc([b]), enc([a])                             # a is now more recent than b
+    enc([c])                                                 # full: b goes
+    assert len(calls) == 3 and len(enc) == 2
+    enc([a, c])
+    assert len(calls) == 3                                   # both still cached
+    enc([b])
+    assert len(calls) == 4                                   # b was evicted; now a (least recent) goes
+    enc([c])
+    assert len(calls) == 4
+    enc([a])
+    assert len(calls) == 5
+
+
+def test_call_with_more_texts_than_the_cache_holds(bert_dir):
+    ref = FrozenTextEncoder(bert_dir, cache_size=0)
+    enc = FrozenTextEncoder(bert_dir, cache_size=2)
+    assert_batches_close(enc(TEXTS), ref(TEXTS))
+    assert len(enc) == 2
+    assert_batches_close(enc(TEXTS), ref(TEXTS))
+
+
+def test_cache_size_zero_disables_the_cache(bert_dir):
+    enc = FrozenTextEncoder(bert_dir, cache_size=0)
+    calls = counted(enc)
+    enc(TEXTS[:2]), enc(TEXTS[:2])
+    assert len(calls) == 2 and len(enc) == 0 and enc.cache_hits == 0
+    with pytest.raises(ConfigError, match="cache_size"):
+        FrozenTextEncoder(bert_dir, cache_size=-1)
+
+
+def test_mutating_a_returned_batch_does_not_reach_the_cache(bert_dir):
+    enc = FrozenTextEncoder(bert_dir, cache_size=100)
+    calls = counted(enc)
+    out = enc(TEXTS[:3])
+    keep = [t.clone() for t in (out.hidden, out.input_ids, out.special, out.attention_mask)]
+    out.hidden.add_(1.0)
+    out.hidden[:, 0].zero_()                                 # as a caller slicing [CLS] and editing it
+    out.input_ids.fill_(0), out.special.fill_(False), out.attention_mask.fill_(0)
+    nxt = enc(TEXTS[:3])
+    assert len(calls) == 1
+    for a, b in zip(keep, (nxt.hidden, nxt.input_ids, nxt.special, nxt.attention_mask)):
+        assert torch.equal(a, b)
+
+
+def test_max_length_is_part_of_the_key_and_moving_clears(bert_dir):
+    enc = FrozenTextEncoder(bert_dir, max_length=64, cache_size=100)
+    calls = counted(enc)
+    full = enc([TEXTS[3]])
+    enc.max_length = 4
+    cut = enc([TEXTS[3]])
+    assert len(calls) == 2
+    assert cut.input_ids.shape[1] == 4 < full.input_ids.shape[1]
+    enc.to("cpu")                                            # device / dtype changes start afresh
+    assert len(enc) == 0
+
+
+def test_config_field_reaches_the_encoder(bert_dir):
+    assert Config().model.rmlr.text.cache_size > 0
+    enc = load_text_encoder(path=str(bert_dir), cache_size=7)
+    assert enc.cache_size == 7
