@@ -267,7 +267,8 @@ def head_latency(models: Dict[str, nn.Module], shared: nn.Module, image: Tensor,
 
     def stock_encoder():                                   # the IRE's Eq. (4) as runs 1-3 executed it
         x = ire.input_proj(feats) + pos
-        return ire.encoder(x.flatten(2).transpose(1, 2), src_key_padding_mask=fmask.flatten(1))
+        return nn.TransformerEncoder.forward(ire.encoder, x.flatten(2).transpose(1, 2),
+                                             src_key_padding_mask=fmask.flatten(1))
 
     cached = CachedDetector(shared, out)
     upt._modules["detector"] = rmlr._modules["detector"] = cached

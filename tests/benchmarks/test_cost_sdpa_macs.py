@@ -29,13 +29,26 @@ def test_cpu_sdpa_macs_match_hand_count_with_and_without_mask():
         assert r["total"] == 2 * b * h * s_q * s_k * d          # q k^T and attn v
 
 
-def test_ire_encoder_macs_include_attention():
+class Host(nn.Module):
+    """Calls ``ire.encode`` the way RmLR does (a method, not ``ire(...)``)."""
+
+    def __init__(self, ire):
+        super().__init__()
+        self.ire = ire
+
+    def forward(self, feats, mask):
+        return self.ire.encode(feats, mask, None)
+
+
+def test_ire_encoder_macs_include_attention_and_are_attributed_to_the_ire():
     c, d, ff, hw = 16, 32, 48, (4, 5)
     ire = InteractiveRelationEncoder(c, d_model=d, out_dim=8, num_layers=2, nheads=4, dim_feedforward=ff).eval()
+    host = Host(ire)
     feats, mask = torch.randn(1, c, *hw), torch.zeros(1, *hw, dtype=torch.bool)
     s = hw[0] * hw[1]
     with torch.inference_mode():
-        r = cost.count_macs(ire, lambda: ire.encode(feats, mask, None))
+        r = cost.count_macs(host, lambda: host(feats, mask))
     proj = s * c * d                                           # 1x1 input projection
     per_layer = s * d * 3 * d + s * d * d + 2 * s * d * ff + 2 * s * s * d   # qkv, out, FFN, attention
     assert r["total"] == proj + 2 * per_layer
+    assert r["children"] == {"ire": r["total"]}                # nothing counted outside a submodule

@@ -12,7 +12,7 @@ the union box). GAP averages over the kept cells (``pool="masked"``) or over the
 (``pool="full"``, the literal "global average"); both are switches (docs/method-notes-rmlr.md).
 
 Speed (benchmarks/results/cost.md, run 4): outside training the encoder layers run through
-:func:`encoder_layer_sdpa`, the same post-norm layer written with
+:func:`encoder_layer_sdpa` (:class:`SDPATransformerEncoder`), the same post-norm layer written with
 ``F.scaled_dot_product_attention``. PyTorch's fused inference path for ``nn.TransformerEncoderLayer``
 with a key-padding mask spends half of the layer in ``aten::_masked_softmax`` (22 ms of 37 ms per
 layer on the 25 x 25 C5 map of an 800 px image, 1 CPU thread); the SDPA kernel takes the mask
@@ -96,6 +96,25 @@ def encoder_layer_sdpa(layer: nn.TransformerEncoderLayer, x: Tensor, key_padding
     return layer.norm2(x + feed_forward(x))
 
 
+class SDPATransformerEncoder(nn.TransformerEncoder):
+    """``nn.TransformerEncoder`` (same submodules and state-dict keys) whose eval forward runs
+    :func:`encoder_layer_sdpa`; in training (dropout) or with an attention mask it is the stock
+    forward. Being a module call keeps the layers' cost attributed to it by profilers and
+    FlopCounterMode."""
+
+    def forward(self, src: Tensor, mask: Optional[Tensor] = None, src_key_padding_mask: Optional[Tensor] = None,
+                is_causal: Optional[bool] = None) -> Tensor:
+        """src ``[B, S, d]`` (batch first), src_key_padding_mask ``[B, S]`` (True = pad) -> ``[B, S, d]``."""
+        if self.training or mask is not None or is_causal:
+            return super().forward(src, mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
+        pad = src_key_padding_mask
+        if pad is not None and not bool(pad.any()):
+            pad = None                                                        # no padded cell: no mask
+        for layer in self.layers:
+            src = encoder_layer_sdpa(layer, src, pad)
+        return src if self.norm is None else self.norm(src)
+
+
 class InteractiveRelationEncoder(nn.Module):
     """IRE: transformer encoder over the C5 map, masked RoI, GAP, FC (Eq. 4-5), and the global
     context FC (Eq. 6).
@@ -116,7 +135,7 @@ class InteractiveRelationEncoder(nn.Module):
         self.pool = pool
         self.input_proj = nn.Conv2d(in_channels, d_model, kernel_size=1)
         layer = nn.TransformerEncoderLayer(d_model, nheads, dim_feedforward, dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+        self.encoder = SDPATransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.fc_m = nn.Linear(d_model, out_dim)   # Eq. (5) FC
         self.fc_g = nn.Linear(in_channels, out_dim)  # Eq. (6) FC
 
@@ -127,15 +146,7 @@ class InteractiveRelationEncoder(nn.Module):
         if pos is not None:
             x = x + pos
         b, d, h, w = x.shape
-        seq, pad = x.flatten(2).transpose(1, 2), mask.flatten(1)            # [B, hw, d], [B, hw]
-        if self.training:
-            seq = self.encoder(seq, src_key_padding_mask=pad)
-        else:
-            pad = pad if bool(pad.any()) else None                            # no padded cell: no mask
-            for layer in self.encoder.layers:
-                seq = encoder_layer_sdpa(layer, seq, pad)
-            if self.encoder.norm is not None:
-                seq = self.encoder.norm(seq)
+        seq = self.encoder(x.flatten(2).transpose(1, 2), src_key_padding_mask=mask.flatten(1))  # [B, hw, d]
         return seq.transpose(1, 2).reshape(b, d, h, w)
 
     def relation_features(self, x_e: Tensor, valid: Tensor, boxes_h: Tensor, boxes_o: Tensor,
