@@ -97,7 +97,8 @@ class FrozenTextEncoder(nn.Module):
     only the texts not cached yet (one padded batch) and assembles the padded :class:`TextBatch`
     from per-text rows, so the result equals an uncached call up to float rounding (a row's
     real-token outputs do not depend on the right padding of the batch it was encoded in, except
-    for rounding in the masked attention; a left-padding tokenizer is never cached). When full, the least recently used entry is evicted.
+    for rounding in the masked attention; a left-padding tokenizer is never cached). When full, the
+    least recently used entry is evicted.
     Rows are kept on CPU (bounded host memory; GPU memory is left to the model) and every call
     returns fresh tensors, so a caller's in-place edit never reaches the cache. ``.to()`` /
     ``.half()`` etc. clear it.
@@ -151,8 +152,9 @@ class FrozenTextEncoder(nn.Module):
         """Drop every cached text (the hit / miss counters are kept)."""
         self._cache.clear()
 
-    def __len__(self) -> int:
-        """Number of cached texts."""
+    @property
+    def num_cached(self) -> int:
+        """Number of cached texts (not ``__len__``: an empty cache must not make the module falsy)."""
         return len(self._cache)
 
     def _encode(self, texts: List[str]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:

@@ -75,7 +75,7 @@ def test_cached_equals_uncached_in_any_batch_composition(bert_dir):
         got = enc(texts)
         assert_batches_close(got, ref(texts))
         assert_rows_match(got, texts, ref)
-    assert len(enc) == len(TEXTS)
+    assert enc.num_cached == len(TEXTS)
     # the real-token outputs do not depend on the padding, up to rounding: a sanity check of the premise
     h_short = ref([TEXTS[2]]).hidden[0]
     h_padded = ref([TEXTS[2], TEXTS[3]]).hidden[0, :h_short.shape[0]]
@@ -90,7 +90,7 @@ def test_left_padding_tokenizer_is_not_cached(bert_dir):
     h_alone = enc([TEXTS[2]]).hidden[0]
     h_padded = enc([TEXTS[2], TEXTS[3]]).hidden[0, -h_alone.shape[0]:]
     assert (h_padded - h_alone).abs().max() > 1e-3           # so caching could not be exact
-    assert len(calls) == 2 and len(enc) == 0
+    assert len(calls) == 2 and enc.num_cached == 0
 
 
 def test_cached_texts_are_not_encoded_again(bert_dir):
@@ -111,7 +111,7 @@ def test_least_recently_used_text_is_evicted(bert_dir):
     a, b, c = TEXTS[0], TEXTS[1], TEXTS[2]
     enc([a]), enc([b]), enc([a])                             # a is now more recent than b
     enc([c])                                                 # full: b goes
-    assert len(calls) == 3 and len(enc) == 2
+    assert len(calls) == 3 and enc.num_cached == 2
     enc([a, c])
     assert len(calls) == 3                                   # both still cached
     enc([b])
@@ -126,7 +126,7 @@ def test_call_with_more_texts_than_the_cache_holds(bert_dir):
     ref = FrozenTextEncoder(bert_dir, cache_size=0)
     enc = FrozenTextEncoder(bert_dir, cache_size=2)
     assert_batches_close(enc(TEXTS), ref(TEXTS))
-    assert len(enc) == 2
+    assert enc.num_cached == 2
     assert_batches_close(enc(TEXTS), ref(TEXTS))
 
 
@@ -134,7 +134,7 @@ def test_cache_size_zero_disables_the_cache(bert_dir):
     enc = FrozenTextEncoder(bert_dir, cache_size=0)
     calls = counted(enc)
     enc(TEXTS[:2]), enc(TEXTS[:2])
-    assert len(calls) == 2 and len(enc) == 0 and enc.cache_hits == 0
+    assert len(calls) == 2 and enc.num_cached == 0 and enc.cache_hits == 0
     with pytest.raises(ConfigError, match="cache_size"):
         FrozenTextEncoder(bert_dir, cache_size=-1)
 
@@ -162,7 +162,7 @@ def test_max_length_is_part_of_the_key_and_moving_clears(bert_dir):
     assert len(calls) == 2
     assert cut.input_ids.shape[1] == 4 < full.input_ids.shape[1]
     enc.to("cpu")                                            # device / dtype changes start afresh
-    assert len(enc) == 0
+    assert enc.num_cached == 0
 
 
 def test_config_field_reaches_the_encoder(bert_dir):
