@@ -117,6 +117,7 @@ class RmLRConfig:
     prior_power_train: float = 1.0   # UPT prior exponent p in training
     prior_power_test: float = 2.8    # UPT prior exponent p at inference
     detector_classes: str = "auto"   # detector class list -> dataset objects: auto | dataset | coco80 | coco91 | a,b,...
+    detections: str = "detr"         # detr | oracle: ground-truth entities as proposals (analysis only, not a paper setting)
     # Eq. (22) weights; Table 7 best row
     lambda_hoi: float = 2.0
     lambda_s_m: float = 1.0          # IRM sentence-level

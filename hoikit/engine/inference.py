@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from ..config import from_dict
-from ..errors import CheckpointError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..structures import HOIPrediction, SceneGraphPrediction
 from .checkpoint import load_checkpoint, load_model_state
 
@@ -102,6 +102,9 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, cfg, meta, device: Union[str, torch.device] = "cpu"):
         from ..data.dataset import build_transforms
 
+        if getattr(model, "needs_targets", False):
+            raise ConfigError("model.rmlr.detections=oracle: this model takes its boxes from ground-truth annotations "
+                              "(analysis only) and cannot predict on plain images; use a model with detections=detr")
         self.cfg, self.device = cfg, torch.device(device)
         self.model = model.to(self.device).eval()
         self.arch = cfg.model.arch

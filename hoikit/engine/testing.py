@@ -37,6 +37,7 @@ def collect_predictions(model: torch.nn.Module, loader, device: torch.device, ta
 
     Args:
         model: the model (DDP-wrapped or not); run in eval mode, its mode restored afterwards.
+            A model with a true ``needs_targets`` attribute is called as ``model(images, targets)``.
         loader: yields ``(images, targets)``; ``target["index"]`` keys the result.
         task: ``model.postprocess(..., task=task)`` (multi-task models); None = default output.
         prepare: ``prepare(index, prediction) -> record`` applied on the producing rank before the
@@ -58,7 +59,8 @@ def collect_predictions(model: torch.nn.Module, loader, device: torch.device, ta
     try:
         for images, targets in loader:
             images, targets = to_device(images, targets, device)
-            outputs = net(images)
+            # oracle-detection models (model.rmlr.detections=oracle) read the ground truth in eval too
+            outputs = net(images, targets) if getattr(net, "needs_targets", False) else net(images)
             preds = net.postprocess(outputs, targets) if task is None else net.postprocess(outputs, targets, task=task)
             for tgt, pred in zip(targets, preds):
                 index = int(tgt["index"])

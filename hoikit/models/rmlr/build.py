@@ -86,7 +86,8 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     r, d = cfg.model.rmlr, cfg.model.detr
     use_ire, transfer = ablation_switches(r.ablation)
     for key, value, choices in (("ire_pool", r.ire_pool, ("masked", "full")), ("word_scope", r.word_scope, ("image", "pair")),
-                                ("word_context", r.word_context, ("joint", "separate"))):
+                                ("word_context", r.word_context, ("joint", "separate")),
+                                ("detections", r.detections, ("detr", "oracle"))):
         if value not in choices:   # checked here, whatever the ablation uses, not on the first training step
             raise ConfigError(f"model.rmlr.{key}: '{value}' is not one of {' | '.join(choices)}")
     if detector is None:
@@ -126,5 +127,6 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     weights = dict(hoi=r.lambda_hoi, s_m=r.lambda_s_m, w_m=r.lambda_w_m, s_a=r.lambda_s_a, w_a=r.lambda_w_a)
     model = RmLR(detector, head, meta, meta.person_label, ire, fusion, cml_ire, cml_irm, transfer, loader, weights,
                  r.word_context, r.language_reasoning, r.alpha, r.gamma, (r.prior_power_train, r.prior_power_test),
-                 r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh, det_to_obj)
+                 r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh, det_to_obj,
+                 r.detections, (d.set_cost_bbox, d.set_cost_giou))
     return model

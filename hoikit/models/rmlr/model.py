@@ -14,18 +14,20 @@ is created on the first training step that needs it, never at inference.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ...errors import DataError, TrainingError
+from ...errors import ConfigError, DataError, TrainingError
 from ...losses.focal import interaction_focal_loss
 from ...structures import HOIPrediction
 from .cross_modal import CrossModalBranch
 from .interaction_head import InteractionHead
-from .pairs import associate_with_ground_truth, detr_boxes_and_scores, hoi_targets, select_detections
+from .pairs import (associate_with_ground_truth, detr_boxes_and_scores, hoi_targets, oracle_proposals,
+                    select_detections)
 from .relation_encoder import InteractiveRelationEncoder
 from .text_knowledge import encode_knowledge, image_sentences
 
@@ -56,6 +58,11 @@ class RmLR(nn.Module):
             :mod:`~hoikit.models.rmlr.detector_classes`); None = identity. Every label after DETR's
             post-processing is a dataset object id: person detection, pairing, the object-valid verb
             prior and the output labels all use it.
+        detections: ``detr`` (DETR's detections, the paper) | ``oracle`` (each image's ground-truth
+            entities with score 1 and the tokens of their Hungarian-matched queries; analysis only,
+            :func:`~hoikit.models.rmlr.pairs.oracle_proposals`). ``oracle`` needs targets in eval too
+            (:attr:`needs_targets`).
+        oracle_cost: ``(cost_bbox, cost_giou)`` of the oracle's query matching (DETR's matcher weights).
     """
 
     #: state-dict prefixes of modules that only training uses (cross-modal learning, Sec. 3.4)
@@ -69,8 +76,11 @@ class RmLR(nn.Module):
                  language_reasoning: bool = False, alpha: float = 0.5, gamma: float = 0.2,
                  prior_power=(1.0, 2.8), score_thresh: float = 0.2, nms_thresh: float = 0.5,
                  min_instances: int = 3, max_instances: int = 15, fg_iou_thresh: float = 0.5,
-                 detector_to_object: Optional[Tensor] = None):
+                 detector_to_object: Optional[Tensor] = None, detections: str = "detr",
+                 oracle_cost=(5.0, 2.0)):
         super().__init__()
+        if detections not in ("detr", "oracle"):
+            raise ConfigError(f"model.rmlr.detections: '{detections}' is not one of detr | oracle")
         self.detector = detector
         self.interaction_head = interaction_head
         if ire is not None:
@@ -93,6 +103,11 @@ class RmLR(nn.Module):
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.min_instances, self.max_instances = min_instances, max_instances
         self.fg_iou_thresh = fg_iou_thresh
+        self.detections = detections
+        #: the forward needs ground-truth targets in eval mode too (oracle detections)
+        self.needs_targets = detections == "oracle"
+        self.oracle_cost = tuple(oracle_cost)
+        self._warned_oracle = False
         if detector_to_object is None:
             detector_to_object = torch.arange(detector.class_embed.out_features - 1)
         # not persistent: the table follows the config, checkpoints keep UPT's exact keys
@@ -116,8 +131,30 @@ class RmLR(nn.Module):
         self.detector.eval()             # frozen detector: no dropout
         return self
 
-    def _pairs(self, images: List[Tensor]):
-        """Run DETR + pairing + reasoning. Returns per-image dicts with logits and everything else."""
+    def _proposals(self, out: dict, b: int, size, targets: Optional[List[dict]]):
+        """Proposals of batch image ``b``: DETR's kept detections, or its ground truth (oracle)."""
+        hs = out["hs"][-1][b]
+        if self.detections == "oracle":
+            t = targets[b]
+            boxes, labels = t["boxes"].reshape(-1, 4), t["labels"].reshape(-1)
+            q = len(out["pred_boxes"][b])
+            if len(boxes) > q:
+                if not self._warned_oracle:
+                    warnings.warn(f"model.rmlr.detections=oracle: an image has {len(boxes)} ground-truth entities "
+                                  f"but DETR has {q} queries; keeping the first {q} (warned once)", RuntimeWarning)
+                    self._warned_oracle = True
+                boxes, labels = boxes[:q], labels[:q]
+            return oracle_proposals(boxes, labels, out["pred_boxes"][b], hs, size, self.human_idx, *self.oracle_cost)
+        scores, labels, boxes = detr_boxes_and_scores(out["pred_logits"][b], out["pred_boxes"][b], size)
+        scores, labels, boxes, hs = map_detector_labels(self.detector_to_object, scores, labels, boxes, hs)
+        return select_detections(boxes, scores, labels, hs, self.human_idx, self.score_thresh,
+                                 self.nms_thresh, self.min_instances, self.max_instances)
+
+    def _pairs(self, images: List[Tensor], targets: Optional[List[dict]] = None):
+        """Run DETR + pairing + reasoning. Returns per-image dicts with logits and everything else.
+
+        ``targets`` (per image ``boxes [N, 4]``, ``labels [N]``) are read only with oracle detections.
+        """
         with torch.no_grad():
             out = self.detector(images)
         sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
@@ -132,11 +169,7 @@ class RmLR(nn.Module):
         p = self.prior_power[0] if self.training else self.prior_power[1]
         results = []
         for b, size in enumerate(sizes):
-            scores, labels, boxes = detr_boxes_and_scores(out["pred_logits"][b], out["pred_boxes"][b], size)
-            scores, labels, boxes, hs = map_detector_labels(self.detector_to_object, scores, labels, boxes,
-                                                            out["hs"][-1][b])
-            props = select_detections(boxes, scores, labels, hs, self.human_idx, self.score_thresh,
-                                      self.nms_thresh, self.min_instances, self.max_instances)
+            props = self._proposals(out, b, size, targets)
             tokens, x, y, _ = self.interaction_head.pair_tokens(props.hidden_states, props.boxes, props.labels,
                                                                 global_upt[b], size)
             m = None
@@ -156,7 +189,7 @@ class RmLR(nn.Module):
         """Args:
             images: list of ``[3, H_i, W_i]`` normalised images.
             targets: per image ``boxes [N, 4]`` (pixels of the transformed image), ``labels [N]``,
-                ``hois [K, 3]``; required in training.
+                ``hois [K, 3]``; required in training, and in eval with oracle detections.
 
         Returns:
             training: dict of weighted losses ``loss_hoi`` (+ ``loss_s_m``, ``loss_w_m``, ``loss_s_a``,
@@ -166,7 +199,10 @@ class RmLR(nn.Module):
         """
         if self.training and targets is None:
             raise DataError("RmLR.forward: targets are required in training mode")
-        res = self._pairs(images)
+        if self.needs_targets and (targets is None or len(targets) != len(images)):
+            raise DataError("RmLR.forward: model.rmlr.detections=oracle needs one ground-truth target "
+                            "(boxes, labels) per image, in eval too")
+        res = self._pairs(images, targets)
         if not self.training:
             return [dict(boxes=r["props"].boxes, scores=r["props"].scores, labels=r["props"].labels,
                          pairs=torch.stack([r["x"], r["y"]], 1),

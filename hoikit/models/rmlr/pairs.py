@@ -13,7 +13,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ...ops import batched_nms, box_cxcywh_to_xyxy, box_iou
+from ...ops import batched_nms, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh
 
 
 @dataclass
@@ -83,6 +83,50 @@ def select_detections(boxes: Tensor, scores: Tensor, labels: Tensor, hidden_stat
 
     sel = torch.cat([choose(is_human), choose(~is_human)])
     return Proposals(boxes=bx[sel], scores=sc[sel], labels=lb[sel], hidden_states=hs[sel])
+
+
+def oracle_proposals(gt_boxes: Tensor, gt_labels: Tensor, pred_boxes: Tensor, hidden_states: Tensor,
+                     image_size: Tuple[int, int], human_idx: int, cost_bbox: float = 5.0,
+                     cost_giou: float = 2.0) -> Proposals:
+    """Ground-truth entities as proposals ("oracle detections", analysis only; not a paper setting).
+
+    Each ground-truth box gets the unary token of the DETR query matched to it one-to-one by the
+    Hungarian algorithm on DETR's box cost, class-agnostic: ``cost_bbox * L1(cxcywh) - cost_giou *
+    GIoU`` on boxes normalised by the unpadded image size (DETR, Carion et al. 2020, Sec. 3.1; the
+    class term is left out because ground-truth labels are dataset ids, not detector classes).
+
+    Args:
+        gt_boxes: ``[T, 4]`` xyxy pixels of the transformed image (``T <= Q``; the caller truncates).
+        gt_labels: ``[T]`` dataset object ids.
+        pred_boxes: ``[Q, 4]`` DETR boxes, normalised cxcywh.
+        hidden_states: ``[Q, D]`` DETR last-decoder-layer tokens.
+        image_size: ``(height, width)`` of the unpadded transformed image.
+        human_idx: dataset object id of "person".
+        cost_bbox, cost_giou: DETR's matching weights (``model.detr.set_cost_bbox`` / ``set_cost_giou``).
+
+    Returns:
+        :class:`Proposals` of the ``T`` ground-truth entities, humans first (ground-truth order within
+        each group), scores 1.
+    """
+    from ...losses.matcher import detr_cost_matrix, match_cost_matrices
+
+    boxes = gt_boxes.to(pred_boxes).reshape(-1, 4)
+    labels = gt_labels.to(device=pred_boxes.device, dtype=torch.int64).reshape(-1)
+    if len(boxes) > len(pred_boxes):
+        raise ValueError(f"oracle_proposals: {len(boxes)} ground-truth boxes but only {len(pred_boxes)} queries")
+    is_human = labels == human_idx
+    order = torch.cat([torch.nonzero(is_human).squeeze(1), torch.nonzero(~is_human).squeeze(1)])
+    boxes, labels = boxes[order], labels[order]
+    hidden = hidden_states[:0]
+    if len(boxes):
+        h, w = float(image_size[0]), float(image_size[1])
+        tgt = box_xyxy_to_cxcywh(boxes) / boxes.new_tensor([w, h, w, h])
+        # class-agnostic: weight 0 on the class term (any valid class index), DETR's box terms
+        cost = detr_cost_matrix(pred_boxes.new_zeros(len(pred_boxes), 1), pred_boxes,
+                                torch.zeros_like(labels), tgt, 0.0, cost_bbox, cost_giou)
+        (q, t), = match_cost_matrices([cost])
+        hidden = hidden_states[q[t.argsort()].to(hidden_states.device)]   # T <= Q: every box has a query
+    return Proposals(boxes=boxes, scores=torch.ones_like(boxes[:, 0]), labels=labels, hidden_states=hidden)
 
 
 def pair_indices(labels: Tensor, human_idx: int) -> Tuple[Tensor, Tensor]:
