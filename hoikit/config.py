@@ -81,6 +81,9 @@ class DETRConfig:
     ce_loss_coef: float = 1.0        # DETR loss weights: CE 1, L1 5, GIoU 2
     bbox_loss_coef: float = 5.0
     giou_loss_coef: float = 2.0
+    # training aid for DETR from scratch (not in DETR): per-cell class + box loss on the encoder
+    # memory through a training-only head (hoikit/losses/dense.py); 0 = off (DETR)
+    dense_loss_coef: float = 0.0
     # the backbone's learning rate (and whether it trains: > 0) is train.lr_backbone
 
 

@@ -183,11 +183,16 @@ class DETRDetector(nn.Module):
         meta: :class:`hoikit.data.metadata.DatasetMeta` naming the classes.
     """
 
-    def __init__(self, detr: DETR, criterion: nn.Module, meta=None):
+    def __init__(self, detr: DETR, criterion: nn.Module, meta=None, dense_loss_coef: float = 0.0):
         super().__init__()
         self.detr = detr
         self.criterion = criterion
         self.meta = meta
+        self.dense_loss_coef = dense_loss_coef
+        if dense_loss_coef > 0:   # training aid (hoikit/losses/dense.py); not part of DETR's state dict
+            from ..losses.dense import DenseHead
+
+            self.dense_head = DenseHead(detr.query_embed.weight.shape[1], detr.class_embed.out_features - 1)
 
     def forward(self, images: List[Tensor], targets: Optional[List[Dict]] = None):
         """Training: dict of weighted scalar losses (``loss_*``) plus logging values.
@@ -197,9 +202,25 @@ class DETRDetector(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("DETRDetector needs targets in training mode")
-            return self.criterion(outputs, targets_to_detr(targets, images))
+            detr_targets = targets_to_detr(targets, images)
+            losses = self.criterion(outputs, detr_targets)
+            if self.dense_loss_coef > 0:
+                losses.update(self._dense_losses(outputs, detr_targets, images))
+            return losses
         sizes = torch.as_tensor([[im.shape[2], im.shape[1]] for im in images])
         return postprocess_detections(outputs, sizes)
+
+    def _dense_losses(self, outputs: Dict, detr_targets: List[Dict[str, Tensor]], images) -> Dict[str, Tensor]:
+        """``loss_dense_ce`` / ``loss_dense_l1`` on the encoder memory, each weighted by ``dense_loss_coef``."""
+        from ..losses.dense import dense_loss, dense_targets
+
+        sizes = torch.as_tensor([[im.shape[-2], im.shape[-1]] for im in images], device=outputs["memory"].device)
+        padded = (int(sizes[:, 0].max()), int(sizes[:, 1].max()))
+        classes, boxes, fg = dense_targets(detr_targets, sizes, padded, outputs["mask"],
+                                           self.detr.class_embed.out_features - 1)
+        logits, pred = self.dense_head(outputs["memory"])
+        raw = dense_loss(logits, pred, classes, boxes, fg, self.criterion.eos_coef)
+        return {"loss_" + k: v * self.dense_loss_coef for k, v in raw.items()}
 
     @torch.no_grad()
     def postprocess(self, outputs: List[Dict[str, Tensor]], targets_or_sizes) -> List[Dict[str, np.ndarray]]:
@@ -240,4 +261,4 @@ def build_detector(cfg, meta) -> DETRDetector:
     matcher = HungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou)
     criterion = SetCriterion(dcfg.num_classes, matcher, dcfg.eos_coef, dcfg.ce_loss_coef, dcfg.bbox_loss_coef,
                              dcfg.giou_loss_coef)
-    return DETRDetector(detr, criterion, meta)
+    return DETRDetector(detr, criterion, meta, dense_loss_coef=dcfg.dense_loss_coef)
