@@ -11,6 +11,11 @@ after ``--`` go to every run. Each finished run leaves ``OUT/<ablation>_s<seed>/
 interrupted benchmark continues where it stopped. The Markdown report lists mean and sample standard
 deviation over seeds, every per-seed value, and which requested rows are still missing. Text below
 a line ``## Analysis`` in an existing report is kept.
+
+``--detections oracle`` (analysis only, not a paper setting; docs/method-notes-rmlr.md) trains and
+evaluates every run with ``model.rmlr.detections=oracle``: the ground-truth entities are the
+proposals, so the mAP measures the interaction head alone. Those runs live in ``OUT/oracle/`` and get
+their own report section; the report always shows both sections from whatever runs are finished.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import numpy as np
 
 ALL_ROWS = ["plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt", "full"]
 KEYS = ["mAP_full", "mAP_rare", "mAP_non_rare"]
+DETECTIONS = ["detr", "oracle"]
 
 
 def _cpu_s() -> float:
@@ -67,9 +73,21 @@ def evaluate_run(cfg, checkpoint: Path) -> Dict[str, float]:
     return evaluate(model, loader, data.make_evaluator, torch.device("cpu"))
 
 
+def run_dir(args, detections: str, ablation: str, seed: int) -> Path:
+    """``OUT/<ablation>_s<seed>`` (DETR detections, as before the switch) or ``OUT/oracle/...``."""
+    base = Path(args.out) if detections == "detr" else Path(args.out) / detections
+    return base / f"{ablation}_s{seed}"
+
+
+def finished(args, detections: str) -> List[Dict]:
+    """Cached results of the requested (seed, ablation) runs with ``detections``."""
+    files = (run_dir(args, detections, a, s) / "result.json" for s in args.seeds for a in args.ablations)
+    return [json.loads(f.read_text()) for f in files if f.is_file()]
+
+
 def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
-    """Train and evaluate one (ablation, seed); cached in ``OUT/<ablation>_s<seed>/result.json``."""
-    out = Path(args.out) / f"{ablation}_s{seed}"
+    """Train and evaluate one (ablation, seed); cached in ``run_dir(...)/result.json``."""
+    out = run_dir(args, args.detections, ablation, seed)
     done = out / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -78,12 +96,13 @@ def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
 
     cfg = load_config("synth_rmlr", [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}",
                                      f"model.rmlr.ablation={ablation}", f"seed={seed}", f"output_dir={out}",
-                                     f"train.max_steps={args.max_steps}"] + extra)
+                                     f"train.max_steps={args.max_steps}",
+                                     f"model.rmlr.detections={args.detections}"] + extra)
     t, c = time.time(), _cpu_s()
     state, _ = train(cfg, with_eval=False)
     train_wall, train_cpu = time.time() - t, _cpu_s() - c
     metrics = evaluate_run(cfg, out / "last.pt")
-    res = {"ablation": ablation, "seed": seed, "steps": state.step, "train_wall_s": round(train_wall, 1),
+    res = {"ablation": ablation, "seed": seed, "detections": args.detections, "steps": state.step, "train_wall_s": round(train_wall, 1),
            "train_cpu_s": round(train_cpu, 1), "cpu_s": round(_cpu_s() - c, 1),
            **{k: float(metrics[k]) for k in KEYS}}
     done.write_text(json.dumps(res, indent=1))
@@ -106,19 +125,9 @@ def summarise(results: List[Dict], rows: List[str]) -> Dict[str, Dict]:
     return out
 
 
-def report(summary: Dict, det: Dict, args, extra: List[str], missing: List[str]) -> str:
-    cmd = " ".join(["python benchmarks/synth_rmlr.py", f"--detector {args.detector}", f"--data {args.data}",
-                    "--seeds " + " ".join(map(str, args.seeds)),
-                    f"--max-steps {args.max_steps}", "--ablations " + " ".join(args.ablations)]
-                   + (["--"] + extra if extra else []))
-    lines = ["# RmLR on SynthHOI", "", f"Command: `{cmd}`", "",
-             f"Dataset: SynthHOI in `{args.data}` (default: 2,000 train / 500 test images, 256 px, generator seed 0); "
-             f"frozen detector `{args.detector}`. Seeds are training seeds (init, data order) on the same dataset. "
-             f"Each run: synth_rmlr.yaml, {args.max_steps or 'one epoch of'} optimizer steps of batch 8, then the "
-             "HICO-DET evaluation of the final weights on the test split. "
-             "mAP: official HICO-DET protocol (default setting), %; mean +- sample std over seeds.", "",
-             f"Detector AP50 on the test split (engine DetectionEvaluation): **{det['AP50']:.2f}**", "",
-             "| model (Table 2 row) | seeds | Full | Rare | Non-rare | CPU s / run (train + eval) | per-seed Full |",
+def _rows(summary: Dict) -> List[str]:
+    """Markdown table of one detections mode + the full - plain line."""
+    lines = ["| model (Table 2 row) | seeds | Full | Rare | Non-rare | CPU s / run (train + eval) | per-seed Full |",
              "|---|---|---|---|---|---|---|"]
     for a in [r for r in ALL_ROWS if r in summary]:
         s = summary[a]
@@ -130,8 +139,36 @@ def report(summary: Dict, det: Dict, args, extra: List[str], missing: List[str])
         lines += ["", "full - plain (mean of seeds): " + ", ".join(
             f"{k[4:]} {f[k]['mean'] - p[k]['mean']:+.2f} (spread: plain {p[k]['std']:.2f}, full {f[k]['std']:.2f})"
             for k in KEYS)]
-    if missing:
-        lines += ["", "Not run (rows of the request with no finished seed): " + ", ".join(missing)]
+    return lines
+
+
+def report(summaries: Dict[str, Dict], det: Dict, args, extra: List[str], missing: Dict[str, List[str]]) -> str:
+    """Markdown report: the DETR-detection table, then (when any oracle run is finished, or oracle
+    runs were requested) the oracle-detection table."""
+    cmd = " ".join(["python benchmarks/synth_rmlr.py", f"--detector {args.detector}", f"--data {args.data}",
+                    "--seeds " + " ".join(map(str, args.seeds)),
+                    f"--max-steps {args.max_steps}", "--ablations " + " ".join(args.ablations)]
+                   + ([f"--detections {args.detections}"] if args.detections != "detr" else [])
+                   + (["--"] + extra if extra else []))
+    lines = ["# RmLR on SynthHOI", "", f"Command: `{cmd}`", "",
+             f"Dataset: SynthHOI in `{args.data}` (default: 2,000 train / 500 test images, 256 px, generator seed 0); "
+             f"frozen detector `{args.detector}`. Seeds are training seeds (init, data order) on the same dataset. "
+             f"Each run: synth_rmlr.yaml, {args.max_steps or 'one epoch of'} optimizer steps of batch 8, then the "
+             "HICO-DET evaluation of the final weights on the test split. "
+             "mAP: official HICO-DET protocol (default setting), %; mean +- sample std over seeds.", "",
+             f"Detector AP50 on the test split (engine DetectionEvaluation): **{det['AP50']:.2f}**", ""]
+    lines += _rows(summaries.get("detr", {}))
+    if missing.get("detr"):
+        lines += ["", "Not run (rows of the request with no finished seed): " + ", ".join(missing["detr"])]
+    if summaries.get("oracle") or args.detections == "oracle":
+        lines += ["", "## Oracle detections (ground-truth boxes; analysis only, not a paper setting)", "",
+                  "Same runs with `model.rmlr.detections=oracle` (runs in `OUT/oracle/`): in training and "
+                  "evaluation the proposals are each image's ground-truth entities (score 1), each with the "
+                  "DETR token of the query Hungarian-matched to its box, so detection recall is out of the "
+                  "comparison and the mAP measures the interaction head (docs/method-notes-rmlr.md).", ""]
+        lines += _rows(summaries.get("oracle", {}))
+        if missing.get("oracle"):
+            lines += ["", "Not run (rows of the request with no finished seed): " + ", ".join(missing["oracle"])]
     return "\n".join(lines) + "\n"
 
 
@@ -146,6 +183,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-steps", type=int, default=125, help="optimizer steps per run (batch 8; 0 = one epoch)")
     ap.add_argument("--report-only", action="store_true", help="only collect finished runs and write the report")
+    ap.add_argument("--detections", choices=DETECTIONS, default="detr",
+                    help="model.rmlr.detections of every run: detr (paper) | oracle (ground-truth boxes, analysis "
+                         "only; runs in OUT/oracle, own report section)")
     ap.add_argument("extra", nargs="*", help="overrides for every run (after --)")
     args = ap.parse_args(argv)
     import torch
@@ -160,27 +200,23 @@ def main(argv=None) -> int:
         det = detector_ap(args.detector, args.data)
         det_file.write_text(json.dumps(det))
     print(f"detector AP50 {det['AP50']:.2f}")
-    results = []
     # seed-major order: every row gets its first seed before any row gets a second one
-    for seed in args.seeds:
+    for seed in [] if args.report_only else args.seeds:
         for a in args.ablations:
-            done = out / f"{a}_s{seed}" / "result.json"
-            if args.report_only:
-                if done.is_file():
-                    results.append(json.loads(done.read_text()))
-                continue
             r = run_one(a, seed, args, args.extra)
-            print(f"{a} seed {seed}: " + ", ".join(f"{k} {r[k]:.2f}" for k in KEYS) + f" ({r['cpu_s']:.0f} CPU s)")
-            results.append(r)
-    summary = summarise(results, ALL_ROWS)
-    missing = [a for a in args.ablations if a not in summary]
-    text = report(summary, det, args, args.extra, missing)
+            print(f"{a} seed {seed} ({args.detections}): " + ", ".join(f"{k} {r[k]:.2f}" for k in KEYS)
+                  + f" ({r['cpu_s']:.0f} CPU s)")
+    # both sections from the finished runs of the request (the other mode's runs are only read)
+    summaries = {m: summarise(finished(args, m), ALL_ROWS) for m in DETECTIONS}
+    missing = {m: [a for a in args.ablations if a not in summaries[m]] for m in DETECTIONS}
+    text = report(summaries, det, args, args.extra, missing)
     path = Path(args.results)
     if path.is_file() and "## Analysis" in path.read_text():
         text += "\n" + path.read_text()[path.read_text().index("## Analysis"):]
     path.write_text(text)
     print(text)
-    (out / "summary.json").write_text(json.dumps({"detector": det, "rows": summary}, indent=1))
+    (out / "summary.json").write_text(json.dumps({"detector": det, "rows": summaries["detr"],
+                                                  "oracle_rows": summaries["oracle"]}, indent=1))
     return 0
 
 
