@@ -217,3 +217,18 @@ def test_predictor_refuses_an_oracle_checkpoint(tiny_meta, tmp_path):
         Predictor.from_checkpoint(path)
     msg = str(e.value)
     assert "model.rmlr.detections=oracle" in msg and "\n" not in msg
+
+
+def test_oracle_image_without_entities_has_no_pairs(tiny_meta):
+    model = build_tiny(tiny_meta, "wo_cl", detections="oracle")
+    images = tiny_images()
+    targets = _targets(images)
+    targets[1] = _gt(images[1], torch.zeros(0, 4).tolist(), [], torch.zeros(0, 3, dtype=torch.int64).tolist(), 1)
+    targets[1]["boxes"] = targets[1]["boxes"].reshape(0, 4)
+    model.eval()
+    with torch.no_grad():
+        out = model(images, targets)
+    assert out[1]["boxes"].shape == (0, 4) and out[1]["pairs"].shape == (0, 2) and out[1]["verb_scores"].shape[0] == 0
+    assert len(out[0]["pairs"]) == 6                                   # the other image is unaffected: 2 humans x 3
+    model.train()
+    assert torch.isfinite(model(images, targets)["loss_hoi"])
