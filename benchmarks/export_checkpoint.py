@@ -5,11 +5,14 @@
 Keeps ``format``, ``version``, ``config``, ``meta`` and ``model`` (docs/architecture.md,
 "Checkpoints"); drops optimizer, scheduler, scaler and RNG states. ``--fp16`` stores floating
 tensors as float16 (loading copies them back into the float32 parameters). The training position
-(epoch, step) is kept under ``source``.
+(epoch, step) is kept under ``source``. Training-only modules (the DETR per-cell memory head,
+``dense_head.*``) are dropped and ``model.detr.dense_loss_coef`` set to 0, so a shipped detector is
+DETR's own state dict.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 
 import torch
@@ -19,8 +22,16 @@ from hoikit.engine.checkpoint import load_checkpoint, model_checkpoint, save_che
 
 def export(src: Path, out: Path, fp16: bool = False) -> Path:
     ck = load_checkpoint(src)
-    model = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in ck["model"].items()}
-    slim = {"format": ck["format"], "version": ck["version"], "config": ck["config"], "meta": ck["meta"],
+    # training-only modules are not shipped: DETRDetector's per-cell memory head (losses/dense.py)
+    model = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in ck["model"].items()
+             if not k.startswith("dense_head.")}
+    config = copy.deepcopy(ck["config"])
+    detr = config.get("model", {}).get("detr", {})
+    if "dense_loss_coef" in detr:
+        detr["dense_loss_coef"] = 0.0
+    if detr.get("checkpoint") and config.get("model", {}).get("arch") == "detr":
+        detr["checkpoint"] = ""        # every DETR weight is in this file (the init path was for training)
+    slim = {"format": ck["format"], "version": ck["version"], "config": config, "meta": ck["meta"],
             "model": model, "source": {"path": str(src), "epoch": int(ck.get("epoch", -1)),
                                        "step": int(ck.get("step", -1)), "fp16": bool(fp16)}}
     assert set(model_checkpoint(torch.nn.Module(), {}, {})) <= set(slim)  # same layout as an inference checkpoint

@@ -37,7 +37,7 @@ def test_cells_take_the_smallest_box_containing_their_centre_and_padding_is_igno
 
 
 def test_training_only_head_keeps_detr_layout_and_adds_losses():
-    cfg = load_config("synth_detr", ["model.detr.dense_loss_coef=2.0", "model.detr.hidden_dim=32",
+    cfg = load_config("synth_detr", ["model.detr.checkpoint=", "model.detr.dense_loss_coef=2.0", "model.detr.hidden_dim=32",
                                      "model.detr.dim_feedforward=32", "model.detr.num_queries=5"])
     meta = DatasetMeta(name="t", objects=["person", "ball", "cup"])
     torch.manual_seed(0)
@@ -51,6 +51,6 @@ def test_training_only_head_keeps_detr_layout_and_adds_losses():
     sum(v for k, v in losses.items() if k.startswith("loss")).backward()
     assert model.dense_head.cls.weight.grad.abs().sum() > 0
     assert model.detr.transformer.encoder.layers[0].linear1.weight.grad.abs().sum() > 0
-    off = build_detector(load_config("synth_detr", ["model.detr.hidden_dim=32", "model.detr.dim_feedforward=32",
+    off = build_detector(load_config("synth_detr", ["model.detr.checkpoint=", "model.detr.dense_loss_coef=0", "model.detr.hidden_dim=32", "model.detr.dim_feedforward=32",
                                                     "model.detr.num_queries=5"]), meta).train()
     assert not hasattr(off, "dense_head") and not any(k.startswith("loss_dense") for k in off(images, targets))
