@@ -78,7 +78,7 @@ def test_size_mismatch_rescales_boxes(tiny_hico):
 def test_build_reader_errors():
     with pytest.raises(DataError, match="data.test_anno"):
         build_reader(DataConfig(format="hicodet"), "test")
-    with pytest.raises(DataError, match="unknown dataset format 'coco'"):
-        build_reader(DataConfig(format="coco", test_anno="x.json"), "test")
+    with pytest.raises(DataError, match="unknown dataset format 'openimages'"):
+        build_reader(DataConfig(format="openimages", test_anno="x.json"), "test")
     with pytest.raises(DataError, match="has no 'val' split"):
         build_reader(DataConfig(format="hicodet", test_anno="x.json"), "val")
