@@ -181,7 +181,9 @@ def report(summaries: Dict[str, Dict], det: Dict, args, extra: List[str], missin
     lines = ["# RmLR on SynthHOI", "", f"Command: `{cmd}`", "",
              f"Dataset: SynthHOI in `{args.data}` (default: 2,000 train / 500 test images, 256 px, generator seed 0); "
              f"frozen detector `{args.detector}`. Seeds are training seeds (init, data order) on the same dataset. "
-             f"Each run: synth_rmlr.yaml, {args.max_steps or 'one epoch of'} optimizer steps of batch 8, then the "
+             f"Each run: synth_rmlr.yaml (+ the overrides after `--`), "
+             + (f"{args.max_steps} optimizer steps" if args.max_steps else "all `train.epochs` epochs")
+             + " of batch 8, then the "
              "HICO-DET evaluation of the final weights on the test split. "
              "mAP: official HICO-DET protocol (default setting), %; mean +- sample std over seeds.", "",
              f"Detector AP50 on the test split (engine DetectionEvaluation, every drawn instance): "
