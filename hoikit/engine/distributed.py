@@ -119,14 +119,9 @@ def reduce_dict(values: Dict[str, torch.Tensor]) -> Dict[str, float]:
     return {k: float(v) for k, v in zip(keys, stacked.cpu())}
 
 
-def any_true(flag: bool, device: torch.device = torch.device("cpu")) -> bool:
-    """True when ``flag`` is True on any process (e.g. a non-finite loss on one rank stops all)."""
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    return bool(all_reduce_sum(t).item() > 0)
-
-
 def any_true_each(flags: Sequence[bool], device: torch.device = torch.device("cpu")) -> List[bool]:
-    """Element-wise :func:`any_true` of several flags in one collective (every rank passes as many)."""
+    """For each flag, True when it is True on any process, all flags in one collective (every rank
+    passes as many; e.g. a failed forward or a non-finite loss on one rank stops all)."""
     t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
     return [bool(v > 0) for v in all_reduce_sum(t).cpu()]
 
