@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
+from .backbone import SMALL_BODIES
 from .hf_detr import HF5_BACKBONE, HF_BACKBONE, detr_to_hf, hf_to_detr  # noqa: F401  (re-exported)
 
 SAFE_GLOBALS = [argparse.Namespace]
@@ -148,11 +149,11 @@ def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespac
 
 def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
     convs = [k for k in sd if re.fullmatch(r"backbone\.0\.body\.layers\.\d+\.weight", k) and sd[k].dim() == 4]
-    if convs:   # the small trainable bodies: 4 convolutions = tiny, 8 = small
-        by_count = {4: "tiny", 8: "small"}
+    if convs:   # the small trainable bodies, told apart by their number of convolutions
+        by_count = {len(widths) * per_stage: name for name, (widths, per_stage) in SMALL_BODIES.items()}
         if len(convs) not in by_count:
             raise CheckpointError(f"{path}: {len(convs)} convolutions under 'backbone.0.body.layers.*' match "
-                                  f"no backbone (tiny has 4, small 8)")
+                                  "no backbone (" + ", ".join(f"{n} has {c}" for c, n in by_count.items()) + ")")
         return by_count[len(convs)]
     blocks = {int(m.group(1)) for k in sd for m in [re.match(r"backbone\.0\.body\.layer3\.(\d+)\.", k)] if m}
     bottleneck = "backbone.0.body.layer1.0.conv3.weight" in sd
