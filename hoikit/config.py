@@ -58,9 +58,12 @@ class DataConfig:
 
 @dataclass
 class DETRConfig:
-    """DETR (Carion et al.). Defaults are the official R50 model."""
+    """The DETR-family detector: DETR (Carion et al.) or Deformable DETR (Zhu et al.; ``type:
+    deformable``). Defaults are the official DETR R50 model; the Deformable DETR presets set its own
+    (300 queries, FFN 1024, focal costs / weights 2, 5, 2)."""
 
-    backbone: str = "resnet50"       # resnet18 | resnet34 | resnet50 | resnet101 | tiny
+    type: str = "detr"               # detr | deformable
+    backbone: str = "resnet50"       # resnet18 | resnet34 | resnet50 | resnet101 | tiny | small | small_res
     dilation: bool = False           # DC5
     num_classes: int = 80            # foreground classes (+1 no-object row in class_embed)
     hidden_dim: int = 256
@@ -85,6 +88,19 @@ class DETRConfig:
     # memory through a training-only head (hoikit/losses/dense.py); 0 = off (DETR)
     dense_loss_coef: float = 0.0
     # the backbone's learning rate (and whether it trains: > 0) is train.lr_backbone
+    # Deformable DETR (type: deformable); fundamentalvision/Deformable-DETR main.py defaults
+    num_feature_levels: int = 4      # C3-C5 + one stride-2 convolution on C5
+    enc_n_points: int = 4            # sampling points per head and level
+    dec_n_points: int = 4
+    with_box_refine: bool = False    # iterative bounding box refinement
+    two_stage: bool = False          # queries from the encoder's top proposals (needs with_box_refine)
+    focal_alpha: float = 0.25        # sigmoid focal loss alpha (classification and matching cost)
+    # H-DETR (Jia et al. 2023) additions; all three leave the one-to-one inference path as it is
+    mixed_selection: bool = False    # two-stage: learned content queries, positions from the proposals
+    look_forward_twice: bool = False  # box loss of layer l+1 also trains layer l's refinement
+    num_queries_one2many: int = 0    # hybrid matching: extra training-only queries (0 = off; H-DETR 1500)
+    k_one2many: int = 6              # targets repeated k times for the one-to-many queries
+    lambda_one2many: float = 1.0     # weight of the one-to-many losses
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``hoikit convert {detr,upt}``: turn released checkpoints into hoikit checkpoints.
+"""``hoikit convert {detr,deformable,upt}``: turn released checkpoints into hoikit checkpoints.
 
 Each converter module provides ``add_cli_arguments(parser)`` and ``run_cli(args) -> int``.
 """
@@ -9,6 +9,8 @@ from . import add_module_subcommands, run_module_subcommand
 DESCRIPTION = "Convert official DETR / UPT / HuggingFace checkpoints into hoikit checkpoints (strict, key by key)."
 CONVERTERS = {
     "detr": ("hoikit.models.checkpoints", "DETR: facebookresearch/detr, UPT detectors, HuggingFace, bare state dicts"),
+    "deformable": ("hoikit.commands.convert_deformable", "Deformable DETR / H-Deformable-DETR (official, PViC), "
+                   "plain, box refine, two-stage"),
     "upt": ("hoikit.models.rmlr.upt_checkpoint", "UPT: fredzzhang/upt model_state_dict (detector + interaction head)"),
 }
 

@@ -21,7 +21,7 @@ RESNET_LAYERS = {
     "resnet50": ("bottleneck", [3, 4, 6, 3]),
     "resnet101": ("bottleneck", [3, 4, 23, 3]),
 }
-BACKBONES = tuple(RESNET_LAYERS) + ("tiny", "small")
+BACKBONES = tuple(RESNET_LAYERS) + ("tiny", "small", "small_res")
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -146,6 +146,17 @@ class ResNetBody(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
+    def forward_levels(self, x: Tensor) -> List[Tensor]:
+        """``x [B, 3, H, W]`` -> C3, C4, C5 (layer2/3/4: strides 8/16/32; Deformable DETR's levels)."""
+        c2 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        return [c3, c4, self.layer4(c4)]
+
+    @property
+    def level_channels(self) -> List[int]:
+        return [self.num_channels // 4, self.num_channels // 2, self.num_channels]
+
 
 class TinyBody(nn.Module):
     """Small trainable stride-16 conv nets for tests and CPU-sized SynthHOI runs.
@@ -181,6 +192,63 @@ class TinyBody(nn.Module):
 SMALL_BODIES = {"tiny": ((16, 32, 64, 64), 1), "small": ((16, 32, 64, 128), 2)}
 
 
+def _gn_conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+                         nn.GroupNorm(min(8, cout), cout), nn.ReLU(inplace=True))
+
+
+class _ResidualGN(nn.Module):
+    """Two 3x3 convolutions with GroupNorm and an identity shortcut (trainable from scratch)."""
+
+    def __init__(self, c: int):
+        super().__init__()
+        self.conv1 = _gn_conv(c, c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.norm2 = nn.GroupNorm(min(8, c), c)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(x + self.norm2(self.conv2(self.conv1(x))))
+
+
+class ResidualSmallBody(nn.Module):
+    """``small_res``: a small trainable multi-scale net for Deformable DETR on SynthHOI (CPU).
+
+    Stem: two 3x3 stride-2 convolutions (stride 4); then four stages of widths ``widths``, each a
+    3x3 stride-2 convolution (except the first) followed by one residual block of two 3x3
+    convolutions, all with GroupNorm. Strides 4 / 8 / 16 / 32; :meth:`forward_levels` returns the
+    last three (8 / 16 / 32, Deformable DETR's C3-C5). Receptive field of C5: ~300 px.
+    """
+
+    def __init__(self, widths: Tuple[int, ...] = (32, 64, 128, 256)):
+        super().__init__()
+        self.stem = nn.Sequential(_gn_conv(3, widths[0] // 2, 2), _gn_conv(widths[0] // 2, widths[0], 2))
+        stages = []
+        cin = widths[0]
+        for i, w in enumerate(widths):
+            down = nn.Identity() if i == 0 else _gn_conv(cin, w, 2)
+            stages.append(nn.Sequential(down, _ResidualGN(w)))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+        self.num_channels = cin
+        self.level_channels = list(widths[1:])
+
+    def forward_levels(self, x: Tensor) -> List[Tensor]:
+        """``x [B, 3, H, W]`` -> maps at strides 8, 16, 32."""
+        x = self.stem(x)
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats[1:]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 3, H, W]`` -> C5 ``[B, C, ~H/32, ~W/32]``."""
+        return self.forward_levels(x)[-1]
+
+
+RESIDUAL_BODIES = {"small_res": (32, 64, 128, 256)}
+
+
 class Backbone(nn.Module):
     """Feature extractor with a padding mask: DETR's ``backbone.0`` (parameters under ``body``).
 
@@ -207,6 +275,16 @@ class Backbone(nn.Module):
         m = nn.functional.interpolate(mask[None].float(), size=feats.shape[-2:]).to(torch.bool)[0]
         return feats, m
 
+    def forward_levels(self, images: Tensor, mask: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
+        """Multi-scale features (strides 8 / 16 / 32) and their masks (nearest interpolation of the
+        image mask, as Deformable DETR's backbone.py 91). Needs a body with ``forward_levels``."""
+        if not hasattr(self.body, "forward_levels"):
+            raise ConfigError(f"backbone {type(self.body).__name__} has no multi-scale outputs; Deformable DETR "
+                              f"needs resnet18/34/50/101 or small_res")
+        feats = self.body.forward_levels(images)
+        masks = [nn.functional.interpolate(mask[None].float(), size=f.shape[-2:]).to(torch.bool)[0] for f in feats]
+        return feats, masks
+
 
 def freeze_backbone_like_detr(backbone: Backbone, train_backbone: bool) -> None:
     """DETR's rule: only layer2-4 train (BN is frozen anyway); nothing trains if not ``train_backbone``.
@@ -215,7 +293,7 @@ def freeze_backbone_like_detr(backbone: Backbone, train_backbone: bool) -> None:
     """
     for name, p in backbone.body.named_parameters():
         trainable = train_backbone and (
-            isinstance(backbone.body, TinyBody) or any(name.startswith(f"layer{i}.") for i in (2, 3, 4)))
+            isinstance(backbone.body, (TinyBody, ResidualSmallBody)) or any(name.startswith(f"layer{i}.") for i in (2, 3, 4)))
         p.requires_grad_(trainable)
 
 
@@ -236,6 +314,10 @@ def build_backbone(name: str, dilation: bool = False, train_backbone: bool = Tru
             raise ConfigError(f"model.detr.dilation: DC5 is only defined for ResNet backbones, not '{name}'")
         widths, per_stage = SMALL_BODIES[name]
         body: nn.Module = TinyBody(widths, per_stage)
+    elif name in RESIDUAL_BODIES:
+        if dilation:
+            raise ConfigError(f"model.detr.dilation: DC5 is only defined for ResNet backbones, not '{name}'")
+        body = ResidualSmallBody(RESIDUAL_BODIES[name])
     elif name in RESNET_LAYERS:
         body = ResNetBody(name, dilation)
     else:

@@ -22,7 +22,7 @@ from ..data.metadata import DatasetMeta
 from ..errors import ConfigError
 
 BUILDERS = {
-    "detr": ("hoikit.models.detr", "build_detector"),
+    "detr": ("hoikit.models.detectors", "build_detector"),
     "rmlr": ("hoikit.models.rmlr.build", "build_rmlr"),
     "sg2hoi": ("hoikit.models.sg2hoi.build", "build_sg2hoi"),
 }

@@ -22,11 +22,14 @@ class PositionEmbeddingSine(nn.Module):
         temperature: base of the geometric frequency progression (10000).
         normalize: divide positions by the extent of the non-padded area and multiply by ``scale``.
         scale: 2*pi by default.
+        offset: added to the cumulative positions before normalising (DETR 0; Deformable
+            DETR -0.5: ``(cumsum - 0.5) / (last + eps) * scale``, spec deformable-detr.md).
     """
 
     def __init__(self, num_pos_feats: int = 128, temperature: float = 10000.0, normalize: bool = True,
-                 scale: Optional[float] = None, eps: float = 1e-6):
+                 scale: Optional[float] = None, eps: float = 1e-6, offset: float = 0.0):
         super().__init__()
+        self.offset = offset
         self.num_pos_feats = num_pos_feats
         self.temperature = temperature
         self.normalize = normalize
@@ -48,8 +51,8 @@ class PositionEmbeddingSine(nn.Module):
         y = not_mask.cumsum(1, dtype=torch.float32)
         x = not_mask.cumsum(2, dtype=torch.float32)
         if self.normalize:
-            y = y / (y[:, -1:, :] + self.eps) * self.scale
-            x = x / (x[:, :, -1:] + self.eps) * self.scale
+            y = (y + self.offset) / (y[:, -1:, :] + self.eps) * self.scale
+            x = (x + self.offset) / (x[:, :, -1:] + self.eps) * self.scale
         dim_t = torch.arange(self.num_pos_feats, dtype=torch.float32, device=mask.device)
         dim_t = self.temperature ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / self.num_pos_feats)
         px = x[..., None] / dim_t

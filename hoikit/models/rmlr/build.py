@@ -23,6 +23,7 @@ from typing import List, Optional
 from torch import nn
 
 from ...errors import ConfigError
+from ..detectors import build_detector_network, load_detector_weights, num_detector_classes
 from ..text import load_text_encoder, text_encoder_dim
 from .cross_modal import CrossModalBranch
 from .detector_classes import detector_to_dataset
@@ -91,16 +92,12 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
         if value not in choices:   # checked here, whatever the ablation uses, not on the first training step
             raise ConfigError(f"model.rmlr.{key}: '{value}' is not one of {' | '.join(choices)}")
     if detector is None:
-        from ..detr import build_detr
-
-        detector = build_detr(d, train_backbone=False)
+        detector = build_detector_network(d, train_backbone=False)   # DETR or Deformable DETR (model.detr.type)
         if d.checkpoint:
-            from ..checkpoints import load_detr_weights
-
-            load_detr_weights(detector, d.checkpoint)
+            load_detector_weights(detector, d.checkpoint)
         detector.freeze()
     num_channels = detector.backbone.num_channels
-    num_classes = detector.class_embed.out_features - 1
+    num_classes = num_detector_classes(detector)
     det_to_obj = detector_to_dataset(r.detector_classes, num_classes, meta.objects, meta.person_label)
     head = InteractionHead(len(meta.verbs), object_to_verbs(meta, len(meta.objects)), meta.person_label, d.hidden_dim,
                            r.representation_size, num_channels, r.num_coop_layers, r.num_comp_layers)

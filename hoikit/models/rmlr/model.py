@@ -24,6 +24,8 @@ from torch import Tensor, nn
 from ...errors import ConfigError, DataError, TrainingError
 from ...losses.focal import interaction_focal_loss
 from ...structures import HOIPrediction
+from ..deformable_detr import DeformableDETR
+from ..detectors import num_detector_classes
 from .cross_modal import CrossModalBranch
 from .interaction_head import InteractionHead
 from .pairs import (associate_with_ground_truth, detr_boxes_and_scores, hoi_targets, oracle_proposals,
@@ -109,7 +111,7 @@ class RmLR(nn.Module):
         self.oracle_cost = tuple(oracle_cost)
         self._warned_oracle = False
         if detector_to_object is None:
-            detector_to_object = torch.arange(detector.class_embed.out_features - 1)
+            detector_to_object = torch.arange(num_detector_classes(detector))
         # not persistent: the table follows the config, checkpoints keep UPT's exact keys
         self.register_buffer("detector_to_object", torch.as_tensor(detector_to_object, dtype=torch.int64),
                              persistent=False)
@@ -145,7 +147,8 @@ class RmLR(nn.Module):
                     self._warned_oracle = True
                 boxes, labels = boxes[:q], labels[:q]
             return oracle_proposals(boxes, labels, out["pred_boxes"][b], hs, size, self.human_idx, *self.oracle_cost)
-        scores, labels, boxes = detr_boxes_and_scores(out["pred_logits"][b], out["pred_boxes"][b], size)
+        scores, labels, boxes = detr_boxes_and_scores(out["pred_logits"][b], out["pred_boxes"][b], size,
+                                                      sigmoid=isinstance(self.detector, DeformableDETR))
         scores, labels, boxes, hs = map_detector_labels(self.detector_to_object, scores, labels, boxes, hs)
         return select_detections(boxes, scores, labels, hs, self.human_idx, self.score_thresh,
                                  self.nms_thresh, self.min_instances, self.max_instances)

@@ -33,19 +33,22 @@ class Proposals:
     hidden_states: Tensor
 
 
-def detr_boxes_and_scores(logits: Tensor, boxes: Tensor, image_size: Tuple[int, int]):
+def detr_boxes_and_scores(logits: Tensor, boxes: Tensor, image_size: Tuple[int, int], sigmoid: bool = False):
     """DETR post-processing of one image: softmax, drop no-object, max; boxes to pixels.
 
     Args:
-        logits: ``[Q, C+1]`` class logits (last column = no-object).
+        logits: ``[Q, C+1]`` class logits (last column = no-object), or ``[Q, C]`` sigmoid logits
+            of Deformable DETR when ``sigmoid`` (then the best class's sigmoid per query).
         boxes: ``[Q, 4]`` normalised cxcywh.
         image_size: ``(height, width)`` of the unpadded (transformed) image.
 
     Returns:
         ``(scores [Q], labels [Q], boxes [Q, 4] xyxy pixels)``.
     """
-    prob = logits.softmax(-1)
-    scores, labels = prob[..., :-1].max(-1)
+    if sigmoid:
+        scores, labels = logits.sigmoid().max(-1)
+    else:
+        scores, labels = logits.softmax(-1)[..., :-1].max(-1)
     h, w = float(image_size[0]), float(image_size[1])
     scale = boxes.new_tensor([w, h, w, h])
     return scores, labels, box_cxcywh_to_xyxy(boxes) * scale

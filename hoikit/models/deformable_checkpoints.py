@@ -1,0 +1,143 @@
+"""Read Deformable DETR / H-Deformable-DETR weights strictly.
+
+Recognised files (/work/shared/specs/deformable-detr.md, "Checkpoints"):
+
+- ``official``: fundamentalvision/Deformable-DETR and HDETR/H-Deformable-DETR training files,
+  ``{"model": state_dict, "args": argparse.Namespace, ...}``;
+- ``pvic``: fredzzhang/hicodet's H-DETR files fine-tuned on HICO-DET, ``{"model_state_dict": ...}``;
+- ``hoikit``: hoikit checkpoints of ``model.detr.type = deformable`` (keys ``detr.*``);
+- ``bare``: a plain state dict.
+
+Keys ending in ``total_params`` / ``total_ops`` (thop counters the official files may carry) are
+dropped, as the official loader ignores them (spec: main.py 234-235). Everything else must match the
+model's keys and shapes exactly; the first key that does not is named in a one-line error.
+"""
+from __future__ import annotations
+
+import re
+from typing import Dict, Mapping, Tuple
+
+from torch import Tensor, nn
+
+from ..errors import CheckpointError
+from .checkpoints import check_state_dict, read_checkpoint_file, strip_wrappers
+
+IGNORED_SUFFIXES = ("total_params", "total_ops")
+
+
+def extract_deformable_state_dict(obj, path: str = "checkpoint") -> Tuple[Dict[str, Tensor], str, object]:
+    """Find the detector weights in a loaded file. Returns (state dict, format, official args or None)."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
+    args = None
+    if obj.get("format") == "hoikit":
+        fmt, sd = "hoikit", obj.get("model")
+    elif "model_state_dict" in obj:
+        fmt, sd = "pvic", obj["model_state_dict"]
+    elif "model" in obj and isinstance(obj["model"], Mapping):
+        fmt, sd, args = "official", obj["model"], obj.get("args")
+    else:
+        fmt, sd = "bare", obj
+    if not isinstance(sd, Mapping):
+        raise CheckpointError(f"{path}: the weights of this {fmt} file are not a dict")
+    sd = strip_wrappers({k: v for k, v in sd.items() if not k.endswith(IGNORED_SUFFIXES)})
+    for k, v in sd.items():
+        if not isinstance(v, Tensor):
+            raise CheckpointError(f"{path}: key '{k}' is a {type(v).__name__}, not a tensor")
+    for prefix in ("detector.", "detr."):   # HOI models and hoikit's detector wrap the detector
+        if any(k.startswith(prefix + "class_embed.") for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not any(k.startswith("transformer.level_embed") for k in sd):
+        raise CheckpointError(f"{path}: key 'transformer.level_embed' missing: not a Deformable DETR checkpoint")
+    return dict(sd), fmt, args
+
+
+def infer_deformable_config(sd: Mapping[str, Tensor], args=None) -> Dict:
+    """Fields of :class:`hoikit.config.DETRConfig` (``type: deformable``) implied by the weights.
+
+    Heads, sampling points and dropout leave no unambiguous trace; they come from ``args`` when the file
+    has them, else the official defaults (8 heads; points from the offset shapes assuming 8 heads).
+    """
+    from .checkpoints import _infer_backbone
+
+    levels = int(sd["transformer.level_embed"].shape[0])
+    hidden = int(sd["transformer.level_embed"].shape[1])
+    cls = [int(m.group(1)) for k in sd for m in [re.fullmatch(r"class_embed\.(\d+)\.weight", k)] if m]
+    enc = {int(m.group(1)) for k in sd for m in [re.match(r"transformer\.encoder\.layers\.(\d+)\.", k)] if m}
+    dec = {int(m.group(1)) for k in sd for m in [re.match(r"transformer\.decoder\.layers\.(\d+)\.", k)] if m}
+    two_stage = "transformer.enc_output.weight" in sd
+    refine = any(k.startswith("transformer.decoder.bbox_embed.") for k in sd)
+    nheads = int(getattr(args, "nheads", 8))
+    off = sd["transformer.encoder.layers.0.self_attn.sampling_offsets.weight"] if enc else None
+    cfg = {"type": "deformable", "num_classes": int(sd["class_embed.0.weight"].shape[0]), "hidden_dim": hidden,
+           "num_feature_levels": levels, "enc_layers": max(enc) + 1 if enc else 0,
+           "dec_layers": max(dec) + 1 if dec else 0, "two_stage": two_stage, "with_box_refine": refine,
+           "nheads": nheads, "backbone": _infer_backbone(sd, "checkpoint")}
+    if enc:
+        cfg["dim_feedforward"] = int(sd["transformer.encoder.layers.0.linear1.weight"].shape[0])
+        cfg["enc_n_points"] = int(off.shape[0]) // (nheads * levels * 2)
+    if dec:
+        doff = sd["transformer.decoder.layers.0.cross_attn.sampling_offsets.weight"]
+        cfg["dec_n_points"] = int(doff.shape[0]) // (nheads * levels * 2)
+    if "query_embed.weight" in sd:
+        q, width = sd["query_embed.weight"].shape
+        cfg["mixed_selection"] = two_stage and int(width) == hidden
+        cfg["num_queries"] = int(getattr(args, "num_queries_one2one", getattr(args, "num_queries", q)))
+        cfg["num_queries_one2many"] = int(q) - cfg["num_queries"]
+    else:
+        cfg["num_queries"] = int(getattr(args, "num_queries", 300))
+    if args is not None and hasattr(args, "look_forward_twice"):
+        cfg["look_forward_twice"] = bool(args.look_forward_twice)
+    return cfg
+
+
+def read_deformable_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
+    """Read any supported Deformable DETR file: (state dict, info with ``format`` and the inferred fields)."""
+    obj = read_checkpoint_file(path)
+    sd, fmt, args = extract_deformable_state_dict(obj, str(path))
+    return sd, {"format": fmt, "path": str(path), **infer_deformable_config(sd, args)}
+
+
+def load_deformable_weights(model: nn.Module, path) -> Dict:
+    """Strictly load a Deformable DETR file into an existing :class:`DeformableDETR`.
+
+    Raises:
+        CheckpointError: missing file, unsafe content, or a missing / extra / misshapen key.
+    """
+    sd, info = read_deformable_weights(path)
+    check_state_dict(model, sd, str(path))
+    model.load_state_dict(sd, strict=True)
+    return info
+
+
+def convert_deformable_checkpoint(src, out, classes: str = "generic") -> Dict:
+    """Convert a Deformable DETR / H-Deformable-DETR file into a hoikit checkpoint (``model.arch = detr``,
+    ``model.detr.type = deformable``), checked strictly against the inferred architecture.
+
+    Args:
+        src: input file. out: output ``.pth``. classes: ``generic | hicodet | vcoco`` class names
+            (``hicodet`` / ``vcoco`` need 80 class rows, e.g. PViC's fine-tuned H-DETR files).
+
+    Returns:
+        the info dict of :func:`read_deformable_weights` (plus ``out``).
+    """
+    import torch
+
+    from ..config import Config, DETRConfig, to_dict
+    from ..engine.checkpoint import FORMAT, VERSION, save_checkpoint
+    from .checkpoints import _class_meta
+    from .deformable_detr import build_deformable_detr
+
+    sd, info = read_deformable_weights(src)
+    cfg = Config()
+    cfg.model.arch = "detr"
+    fields = {k: info[k] for k in DETRConfig.__dataclass_fields__ if k in info}
+    # official Deformable DETR trains with FFN 1024 and dropout 0.1; H-DETR with dropout 0 (spec)
+    cfg.model.detr = DETRConfig(**fields)
+    with torch.device("meta"):
+        check_state_dict(build_deformable_detr(cfg.model.detr), sd, str(src))
+    meta = _class_meta(classes, info["num_classes"], str(src))
+    save_checkpoint({"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "meta": meta,
+                     "model": {"detr." + k: v.contiguous() for k, v in sd.items()},
+                     "source": {"path": str(src), "format": info["format"]}}, out)
+    return {**info, "out": str(out)}

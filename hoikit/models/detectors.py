@@ -1,0 +1,74 @@
+"""The DETR-family detectors behind one switch, ``model.detr.type``:
+
+* ``detr`` - DETR (:mod:`hoikit.models.detr`), softmax classifier with a no-object column;
+* ``deformable`` - Deformable DETR (:mod:`hoikit.models.deformable_detr`), sigmoid classifier,
+  multi-scale deformable attention, box refinement / two-stage / H-DETR switches.
+
+Both networks return the same outputs dict (``pred_logits``, ``pred_boxes``, ``hs``, ``features``,
+``mask``, ...); :func:`per_query_detections` turns either into one (box, score, label) per query, the
+contract the two-stage HOI models (UPT / RmLR) build their pairs on.
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from .checkpoints import load_detr_weights
+from .deformable_checkpoints import load_deformable_weights
+from .deformable_detr import DeformableDETR, build_deformable_detector, build_deformable_detr, postprocess_per_query
+from .detr import DETR, build_detector as build_detr_detector, build_detr, postprocess_detections
+
+DETECTOR_TYPES = ("detr", "deformable")
+
+
+def _check_type(t: str) -> None:
+    if t not in DETECTOR_TYPES:
+        raise ConfigError(f"config key 'model.detr.type': unknown detector type '{t}' (choose {' | '.join(DETECTOR_TYPES)})")
+
+
+def build_detector_network(dcfg, train_backbone: bool = True) -> nn.Module:
+    """The bare network (:class:`DETR` or :class:`DeformableDETR`) of a ``model.detr`` section."""
+    _check_type(dcfg.type)
+    return build_detr(dcfg, train_backbone) if dcfg.type == "detr" else build_deformable_detr(dcfg, train_backbone)
+
+
+def build_detector(cfg, meta) -> nn.Module:
+    """``model.arch = detr``: the trainable detector of ``model.detr.type`` for ``meta.objects``."""
+    _check_type(cfg.model.detr.type)
+    if cfg.model.detr.type == "deformable":
+        return build_deformable_detector(cfg, meta)
+    return build_detr_detector(cfg, meta)
+
+
+def num_detector_classes(detector: nn.Module) -> int:
+    """Foreground classes of a DETR (``class_embed`` rows - 1) or Deformable DETR (sigmoid rows)."""
+    if isinstance(detector, DeformableDETR):
+        return detector.class_embed[0].out_features
+    return detector.class_embed.out_features - 1
+
+
+def load_detector_weights(detector: nn.Module, path) -> dict:
+    """Strictly load any supported file of the detector's family into ``detector``."""
+    if isinstance(detector, DeformableDETR):
+        return load_deformable_weights(detector, path)
+    return load_detr_weights(detector, path)
+
+
+def per_query_detections(detector: nn.Module, outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
+    """One detection per query: DETR's softmax without no-object, or Deformable DETR's best sigmoid.
+
+    Args:
+        outputs: the network's outputs. sizes: ``[B, 2]`` (W, H) of the wanted pixel frame.
+
+    Returns:
+        per image ``boxes [Q, 4]`` xyxy pixels, ``scores [Q]``, ``labels [Q]``.
+    """
+    if isinstance(detector, DeformableDETR):
+        return postprocess_per_query(outputs, sizes)
+    return postprocess_detections(outputs, sizes)
+
+
+__all__ = ["DETECTOR_TYPES", "DETR", "DeformableDETR", "build_detector", "build_detector_network",
+           "load_detector_weights", "num_detector_classes", "per_query_detections"]
