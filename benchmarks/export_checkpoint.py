@@ -6,8 +6,9 @@ Keeps ``format``, ``version``, ``config``, ``meta`` and ``model`` (docs/architec
 "Checkpoints"); drops optimizer, scheduler, scaler and RNG states. ``--fp16`` stores floating
 tensors as float16 (loading copies them back into the float32 parameters). The training position
 (epoch, step) is kept under ``source``. Training-only modules (the DETR per-cell memory head,
-``dense_head.*``) are dropped and ``model.detr.dense_loss_coef`` set to 0, so a shipped detector is
-DETR's own state dict.
+``dense_head.*``) are dropped and ``model.detr.dense_loss_coef`` set to 0, and the rows of H-DETR's
+one-to-many queries are cut from ``query_embed`` (``model.detr.num_queries_one2many`` set to 0), so a
+shipped detector is DETR's / Deformable DETR's own state dict.
 """
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def export(src: Path, out: Path, fp16: bool = False) -> Path:
     detr = config.get("model", {}).get("detr", {})
     if "dense_loss_coef" in detr:
         detr["dense_loss_coef"] = 0.0
+    q2 = int(detr.get("num_queries_one2many", 0) or 0)
+    if q2 > 0:   # H-DETR one-to-many queries are training-only: keep the one-to-one rows
+        q1 = int(detr["num_queries"])
+        for k in [k for k in model if k.endswith("query_embed.weight") and k.startswith(("detr.", "detector."))]:
+            model[k] = model[k][:q1].clone()
+        detr["num_queries_one2many"] = 0
     if detr.get("checkpoint") and config.get("model", {}).get("arch") == "detr":
         detr["checkpoint"] = ""        # every DETR weight is in this file (the init path was for training)
     slim = {"format": ck["format"], "version": ck["version"], "config": config, "meta": ck["meta"],

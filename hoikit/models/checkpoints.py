@@ -148,6 +148,8 @@ def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespac
 
 
 def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
+    if any(k.startswith("backbone.0.body.stem.") for k in sd):   # the multi-scale small_res body
+        return "small_res"
     convs = [k for k in sd if re.fullmatch(r"backbone\.0\.body\.layers\.\d+\.weight", k) and sd[k].dim() == 4]
     if convs:   # the small trainable bodies, told apart by their number of convolutions
         by_count = {len(widths) * per_stage: name for name, (widths, per_stage) in SMALL_BODIES.items()}
