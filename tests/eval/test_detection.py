@@ -220,3 +220,57 @@ def test_bad_area_in_a_coco_file(tmp_path):
     path.write_text(json.dumps(d))
     with pytest.raises(DataError, match=r"annotations\[0\]\.area"):
         open_reader("coco", path)
+
+
+def test_a_coco_file_read_by_hoikit_scores_as_pycocotools_scores_the_file(tmp_path):
+    """Side by side with the official route: pycocotools loads the JSON file itself (image and category
+    ids with gaps, crowd regions, segmentation areas, a zero-width box) and the detections as COCO
+    results; hoikit goes through its reader (detection_targets) and coco_detection_metrics."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from hoikit.data.readers import open_reader
+
+    rng = np.random.default_rng(1)
+    cat_ids = [3, 1, 44]
+    images, anns = [], []
+    for n, image_id in enumerate([90, 7, 12, 501, 33, 8, 64, 2]):
+        images.append({"id": image_id, "file_name": f"{image_id}.jpg", "width": 320, "height": 240})
+        for _ in range(int(rng.integers(1, 7))):
+            x, y = rng.uniform(0, 200), rng.uniform(0, 140)
+            w, h = rng.uniform(4, 160), rng.uniform(4, 120)
+            anns.append({"id": 1000 + len(anns), "image_id": image_id, "category_id": int(rng.choice(cat_ids)),
+                         "bbox": [x, y, w, h], "area": float(w * h * rng.uniform(0.4, 0.9)),
+                         "iscrowd": int(rng.random() < 0.15)})
+    anns[3]["bbox"][2] = 0.0                                     # a zero-width box: a positive never found
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": c, "name": f"c{c}"} for c in cat_ids]}))
+    reader = open_reader("coco", path)
+    dets, results = {}, []
+    class_of = {c: k for k, c in enumerate(sorted(cat_ids))}
+    for i, image_id in enumerate(reader.image_ids):   # detections around every annotation, crowds too
+        mine = [a for a in anns if a["image_id"] == image_id]
+        xyxy = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                         for a in mine])
+        k = len(mine) * 3
+        src = rng.integers(0, len(mine), k)
+        boxes = xyxy[src] + rng.normal(0, 5, (k, 4))
+        labels = np.where(rng.random(k) < 0.8, [class_of[mine[j]["category_id"]] for j in src], rng.integers(0, 3, k))
+        scores = rng.random(k)
+        dets[i] = {"boxes": boxes, "labels": labels, "scores": scores}
+        results += [{"image_id": reader.image_ids[i], "category_id": reader.meta.extra["category_ids"][c],
+                     "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)}
+                    for b, c, s in zip(boxes.tolist(), labels.tolist(), scores)]
+    m = coco_detection_metrics([reader.detection_targets(i) for i in range(len(reader))], dets, reader.meta.objects)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(path))
+        ev = COCOeval(coco, coco.loadRes(results), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    official = dict(zip(("AP", "AP50", "AP75", "APs", "APm", "APl"), 100 * ev.stats[:6]))
+    assert {k: m[k] for k in official} == pytest.approx(official, abs=1e-9)
+    assert 0 < m["AP"] < m["AP50"] < 100 and sum(a["iscrowd"] for a in anns) > 0
+    assert all(0 < m[k] < 100 for k in ("APs", "APm", "APl"))   # every size range is populated
