@@ -3,7 +3,7 @@
 1. generate a SynthHOI dataset (``DIR/synthhoi``; default seed 0, 256 px, 400 train / 200 test images);
 2. detector: the shipped ``hoikit/assets/synth_detr.pt`` (trained on the default-size SynthHOI by
    ``hoikit train synth_detr_stage1 train.max_steps=5750`` then ``hoikit train synth_detr``;
-   docs/synthhoi-training.md), its AP50
+   docs/synthhoi-training.md), its COCO box AP / AP50 (pycocotools)
    on the demo's test images; without it (or with ``--retrain``) a detector is trained here, which is weak in minutes;
 3. train RmLR on the frozen detector (``synth_rmlr`` preset on the demo's training images);
 4. evaluate with the official HICO-DET protocol, print the table, write ``DIR/metrics.json``;
@@ -44,7 +44,8 @@ def _asset(name: str):
 
 
 def _detector_ap(common, detr_ckpt: str) -> dict:
-    """AP50 of the detector on the demo's test images (engine DetectionEvaluation)."""
+    """COCO box AP metrics of the detector on the demo's test images (engine DetectionEvaluation:
+    ``AP``, ``AP50``, ..., ``AP50/<class>``)."""
     import torch
 
     from ..config import load_config
@@ -56,7 +57,7 @@ def _detector_ap(common, detr_ckpt: str) -> dict:
     cfg = load_config("synth_detr", common + [f"model.detr.checkpoint={detr_ckpt}"])
     data = build_training_data(cfg)
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=8, collate_fn=collate)
-    return {"AP50": evaluate(build_model(cfg, data.meta), loader, data.make_evaluator, torch.device("cpu"))["AP50"]}
+    return evaluate(build_model(cfg, data.meta), loader, data.make_evaluator, torch.device("cpu"))
 
 
 def run(args) -> int:
@@ -107,7 +108,8 @@ def run(args) -> int:
         detr_ckpt, timings["detector_s"] = str(out / "detr" / "last.pt"), round(time.time() - t, 1)
         detector_metrics = state.metrics or {}
     if "AP50" in detector_metrics:
-        print(f"      detector AP50 on the {args.test} test images: {detector_metrics['AP50']:.2f}")
+        print(f"      detector on the {args.test} test images (COCO protocol): AP50 {detector_metrics['AP50']:.2f}, "
+              f"AP {detector_metrics['AP']:.2f}")
     rmlr_ckpt = None if args.retrain else _asset("synth_rmlr.pt")
     if rmlr_ckpt:
         print(f"[3/5] RmLR: shipped checkpoint {rmlr_ckpt}")

@@ -9,8 +9,12 @@ boxes of HOI pairs; this reader gives the detector that data: ``hoikit train`` w
 Format facts (cocodataset.org "Data format"; facebookresearch/detr ``datasets/coco.py``):
 ``images`` (``id``, ``file_name``, ``width``, ``height``), ``annotations`` (``image_id``,
 ``category_id``, ``bbox = [x, y, w, h]`` in continuous pixels, ``iscrowd``), ``categories``
-(``id``, ``name``). DETR drops ``iscrowd = 1`` annotations from training targets and boxes with
-zero width or height; so does this reader (crowd regions are not instances to match).
+(``id``, ``name``), optional ``area`` (the segmentation area COCO's evaluation sizes by). DETR drops
+``iscrowd = 1`` annotations from training targets and boxes with zero width or height; so do the
+samples of this reader (crowd regions are not instances to match). The evaluation keeps what
+pycocotools keeps: :meth:`COCODetectionReader.detection_targets` has every valid annotation of an
+image, crowd regions flagged ``iscrowd`` and zero-size boxes included, with the file's ``area``
+(:mod:`hoikit.eval.detection`).
 
 Classes are the categories sorted by id (COCO's own order; ids need not be contiguous: COCO-2017
 uses 1..90 with gaps), so a class index is a position in ``meta.objects``; ``meta.extra
@@ -87,12 +91,13 @@ class COCODetectionReader:
         per_image: Dict[int, list] = defaultdict(list)
         for k, a in enumerate(d["annotations"]):
             self._add(k, a, position, per_image)
+        self._eval = [_eval_arrays(per_image.get(i, [])) for i in range(len(self.image_ids))]
         self._boxes: List[np.ndarray] = []
         self._labels: List[np.ndarray] = []
-        for i in range(len(self.image_ids)):
-            rows = per_image.get(i, [])
-            self._boxes.append(np.asarray([r[0] for r in rows], np.float32).reshape(-1, 4))
-            self._labels.append(np.asarray([r[1] for r in rows], np.int64))
+        for e in self._eval:   # training targets: DETR drops crowd regions and zero-size boxes
+            keep = ~e["iscrowd"] & (e["boxes"][:, 2] > e["boxes"][:, 0]) & (e["boxes"][:, 3] > e["boxes"][:, 1])
+            self._boxes.append(e["boxes"][keep].astype(np.float32))
+            self._labels.append(e["labels"][keep])
 
     def _add(self, k: int, a, position: Dict[int, int], per_image: Dict[int, list]) -> None:
         where = f"annotations[{k}]"
@@ -102,8 +107,6 @@ class COCODetectionReader:
         i = position.get(a.get("image_id"))
         if i is None:
             self.log.error(None, where, f"image_id {a.get('image_id')!r} is not in 'images'")
-            return
-        if a.get("iscrowd", 0):           # DETR: crowd regions are not training targets
             return
         c = self._class_of.get(a.get("category_id"))
         if c is None:
@@ -117,9 +120,12 @@ class COCODetectionReader:
         size = self.sizes[i] if self.sizes[i][0] > 0 else None
         if not check_boxes(xyxy, self.log, i, f"{where}.bbox", size, shown=np.asarray([bb], np.float32))[0]:
             return
-        if bb[2] <= 0 or bb[3] <= 0:      # DETR keeps boxes with x2 > x1 and y2 > y1 only
+        area = a.get("area")
+        if area is not None and not (isinstance(area, (int, float)) and not isinstance(area, bool) and area >= 0):
+            self.log.error(i, f"{where}.area", f"expected a number >= 0, got {area!r}")
             return
-        per_image[i].append((xyxy[0], c))
+        xyxy64 = [bb[0], bb[1], bb[0] + bb[2], bb[1] + bb[3]]   # float64 like pycocotools' JSON boxes
+        per_image[i].append((xyxy64, c, bool(a.get("iscrowd", 0)), np.nan if area is None else float(area)))
 
     @property
     def problems(self):
@@ -128,6 +134,15 @@ class COCODetectionReader:
     def __len__(self) -> int:
         return len(self.image_ids)
 
+    def detection_targets(self, index: int) -> Dict[str, np.ndarray]:
+        """The evaluation ground truth of image ``index`` (:func:`hoikit.eval.detection.coco_detection_metrics`):
+        ``boxes [N, 4]`` xyxy, ``labels [N]``, ``iscrowd [N]`` bool, ``area [N]`` (the file's ``area``,
+        nan where it has none: the box area is used). Every valid annotation, crowd regions and
+        zero-size boxes included, as pycocotools evaluates them; the sample's boxes are a subset."""
+        if not 0 <= index < len(self.image_ids):
+            raise IndexError(index)
+        return {k: v.copy() for k, v in self._eval[index].items()}
+
     def __getitem__(self, index: int) -> Sample:
         if not 0 <= index < len(self.image_ids):
             raise IndexError(index)
@@ -135,3 +150,11 @@ class COCODetectionReader:
         return Sample(index=index, file_name=fn, size=self.sizes[index], boxes=self._boxes[index],
                       labels=self._labels[index], image_id=self.image_ids[index],
                       image_path=str(self.image_dir / fn) if self.image_dir else None)
+
+
+def _eval_arrays(rows: list) -> Dict[str, np.ndarray]:
+    """Rows ``(xyxy, class, iscrowd, area)`` of one image -> the arrays of ``detection_targets``."""
+    return {"boxes": np.asarray([r[0] for r in rows], np.float64).reshape(-1, 4),
+            "labels": np.asarray([r[1] for r in rows], np.int64),
+            "iscrowd": np.asarray([r[2] for r in rows], bool),
+            "area": np.asarray([r[3] for r in rows], np.float64)}

@@ -1,6 +1,6 @@
 """From a config to what :func:`hoikit.engine.trainer.fit` needs: datasets, metadata and the evaluator.
 
-* ``detr``: a detection set evaluated by AP50: a COCO instances file (``format: coco``), SynthHOI's
+* ``detr``: a detection set evaluated by COCO box AP (pycocotools; primary AP50): a COCO instances file (``format: coco``), SynthHOI's
   COCO file with every drawn instance (:func:`detector_data_config`), or an HOI dataset's entities;
 * ``rmlr``: the HOI dataset, evaluated with the official HICO-DET protocol (HICO-DET, SynthHOI);
 * ``sg2hoi``: a :class:`~hoikit.engine.phases.PhasedTrainingSet` of a scene-graph dataset (VG150
@@ -28,7 +28,8 @@ from torch.utils.data import ConcatDataset, Dataset
 from ..config import Config
 from ..errors import ConfigError
 from . import distributed as D
-from .evaluation import DetectionEvaluation, EvalTask, HOIEvaluation, SGGEvaluation, VCOCOEvaluation
+from .evaluation import (DetectionEvaluation, EvalTask, HOIEvaluation, SGGEvaluation, VCOCOEvaluation,
+                         detection_ground_truth)
 from .phases import PhasedTrainingSet
 
 SYNTH_NUM_VAL_IM = 0  # SynthHOI has no val split: the scene-graph train split keeps every train image
@@ -121,9 +122,8 @@ def eval_tasks(cfg: Config, meta, split: str = "test"):
     reader = _readers(d, split)
     dataset = HOIDataset(reader, tr_test)
     if arch == "detr":
-        samples = [reader[i] for i in range(len(reader))]
-        n = len(meta.objects)
-        return [EvalTask(dataset, lambda: DetectionEvaluation(samples, n))], DetectionEvaluation.primary
+        gt, names = detection_ground_truth(reader), list(meta.objects)
+        return [EvalTask(dataset, lambda: DetectionEvaluation(gt, names))], DetectionEvaluation.primary
     if d.format in ("hicodet", "synth"):
         anno = hoi_annotation(d, split)
         make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold)  # noqa: E731

@@ -5,7 +5,7 @@ result in ``.results``. Adapters that write evaluator files (``hoikit test``) al
 ``add`` accepts too), ``save(out_dir) -> path`` (the evaluator's detection file) and ``table()``.
 
 * :class:`HOIEvaluation` - official HICO-DET protocol (HICO-DET and SynthHOI), primary ``mAP_full``;
-* :class:`DetectionEvaluation` - detector AP at IoU 0.5 (VOC all-point, per class then mean), primary ``AP50``;
+* :class:`DetectionEvaluation` - detector box AP by the COCO protocol (pycocotools), primary ``AP50``;
 * :class:`SGGEvaluation` - SGDet recall (R@K, mR@K, ...), primary ``mR@50``;
 * :class:`VCOCOEvaluation` - official V-COCO role AP (Scenario 1 / 2) and agent AP, primary ``role_mAP_S1``.
 
@@ -20,10 +20,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
-
-from ..structures import box_iou
-
-DETECTION_IOU = 0.5  # PASCAL VOC / COCO AP50 overlap threshold
 
 
 @dataclass
@@ -95,53 +91,51 @@ class HOIEvaluation:
 
 
 class DetectionEvaluation:
-    """Detector AP50. Args: samples: ground truth per image index (``boxes [N,4]``, ``labels [N]``);
-    num_classes: classes averaged over (those with ground truth)."""
+    """Detector box AP by the COCO protocol (:func:`hoikit.eval.detection.coco_detection_metrics`,
+    pycocotools).
+
+    Args:
+        ground_truth: per image index, ``boxes [N, 4]``, ``labels [N]`` and optionally ``iscrowd [N]``,
+            ``area [N]`` (a :class:`~hoikit.structures.Sample` or :func:`detection_ground_truth`'s dicts).
+        class_names: ``[K]`` class names (``meta.objects``).
+
+    ``compute()`` gives ``AP`` (IoU 0.50:0.95), ``AP50`` (primary: selects ``best.pt``; SynthHOI's
+    detector targets are AP50), ``AP75``, ``APs`` / ``APm`` / ``APl`` and ``AP50/<class>`` per class
+    with ground truth, in percent; ``results`` also holds the per-class AP.
+    """
 
     protocol = "detection"
     primary = "AP50"
 
-    def __init__(self, samples: Sequence, num_classes: int):
-        self.samples, self.num_classes = samples, num_classes
-        self.dets: List = []
+    def __init__(self, ground_truth: Sequence, class_names: Sequence[str]):
+        self.ground_truth, self.class_names = ground_truth, list(class_names)
+        self.dets: Dict[int, Dict] = {}
         self.results: Dict = {}
 
     def add(self, index: int, prediction: Dict) -> None:
-        self.dets.append((index, prediction))
+        """prediction: ``boxes [M, 4]`` xyxy original pixels, ``scores [M]``, ``labels [M]``."""
+        self.dets[int(index)] = prediction
 
     def compute(self) -> Dict[str, float]:
-        from ..eval.ap import precision_recall, voc_ap_all_point
+        from ..eval.detection import coco_detection_metrics
 
-        scores = {c: [] for c in range(self.num_classes)}
-        tps = {c: [] for c in range(self.num_classes)}
-        npos = np.zeros(self.num_classes, np.int64)
-        for s in self.samples:
-            npos += np.bincount(np.asarray(s.labels, np.int64), minlength=self.num_classes)[: self.num_classes]
-        for index, p in self.dets:
-            gt = self.samples[index]
-            for c in np.unique(p["labels"]):
-                sel = np.nonzero(p["labels"] == c)[0]
-                sel = sel[np.argsort(-p["scores"][sel], kind="stable")]
-                g = np.nonzero(np.asarray(gt.labels) == c)[0]
-                iou = box_iou(p["boxes"][sel], np.asarray(gt.boxes)[g]) if len(g) else np.zeros((len(sel), 0))
-                taken = np.zeros(len(g), bool)
-                for row, k in enumerate(sel):  # greedy VOC matching in score order
-                    j = int(iou[row].argmax()) if len(g) else -1
-                    ok = j >= 0 and iou[row, j] >= DETECTION_IOU and not taken[j]
-                    if ok:
-                        taken[j] = True
-                    scores[int(c)].append(float(p["scores"][k]))
-                    tps[int(c)].append(ok)
-        aps = {}
-        for c in range(self.num_classes):
-            if npos[c] == 0:
-                continue
-            order = np.argsort(-np.asarray(scores[c]), kind="stable")
-            tp = np.asarray(tps[c], bool)[order]
-            rec, prec = precision_recall(tp, int(npos[c]))
-            aps[c] = voc_ap_all_point(rec, prec) if len(tp) else 0.0
-        self.results = {"per_class": aps}
-        return {"AP50": 100.0 * float(np.mean(list(aps.values()))) if aps else 0.0}
+        self.results = r = coco_detection_metrics(self.ground_truth, self.dets, self.class_names)
+        out = {k: r[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+        out.update({f"AP50/{c}": v for c, v in r["per_class_AP50"].items()})
+        return out
+
+    def table(self) -> str:
+        from ..eval.detection import format_detection_metrics
+
+        return format_detection_metrics(self.results)
+
+
+def detection_ground_truth(reader) -> List:
+    """Evaluation ground truth of every image of ``reader`` for :class:`DetectionEvaluation`: the
+    reader's ``detection_targets(i)`` when it has them (COCO files: crowd regions and the file's
+    ``area``), else its samples (no crowd; COCO's size ranges then use the box area)."""
+    targets = getattr(reader, "detection_targets", None)
+    return [targets(i) if targets is not None else reader[i] for i in range(len(reader))]
 
 
 class SGGEvaluation:
