@@ -80,3 +80,82 @@ def test_train_overwrite_replaces_the_whole_old_run(tmp_path, synth_root, capsys
     assert len(rows) == 2 and rows[1].split(",")[1] == "1"           # header + the new run's step 1 only
     assert main(tiny_detr_args(synth_root, out) + ["--overwrite", "--resume"]) == 2
     assert "contradict" in one_error_line(capsys)
+
+
+# ------------------------------------------------------------------------------------------ 2, 3, 13
+META = DatasetMeta(name="toy", objects=["person", "bicycle", "cup"], verbs=["ride", "hold", "look at"],
+                   person_label=0, correspondence=[[0, 1, 0], [1, 1, 1], [2, 2, 1], [3, 2, 2]], rare=[3])
+
+
+@pytest.fixture(scope="module")
+def detr_ckpt(tmp_path_factory):
+    """A tiny random DETR checkpoint (predict writes JSON + a picture per image)."""
+    cfg = load_config(None, ["model.arch=detr", "data.test_scale=64", "data.max_size=128", "model.detr.backbone=tiny",
+                             "model.detr.hidden_dim=32", "model.detr.nheads=2", "model.detr.enc_layers=1",
+                             "model.detr.dec_layers=1", "model.detr.dim_feedforward=64", "model.detr.num_queries=5"])
+    torch.manual_seed(0)
+    model = build_model(cfg, META)
+    path = tmp_path_factory.mktemp("ck") / "detr.pt"
+    save_checkpoint(model_checkpoint(model, to_dict(cfg), meta_to_dict("detr", META)), path)
+    return path
+
+
+def _image(path: Path, value: int) -> bytes:
+    Image.fromarray(np.full((40, 60, 3), value, np.uint8)).save(path)
+    return path.read_bytes()
+
+
+def test_predict_never_writes_over_its_inputs(tmp_path, detr_ckpt, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    before = {n: _image(frames / n, v) for n, v in (("f0.png", 10), ("f1.png", 200), ("f2.jpg", 90))}
+    assert main(["predict", str(frames), "--checkpoint", str(detr_ckpt), "--out", str(frames)]) == 0
+    out = capsys.readouterr().out
+    assert f"writing into {frames / 'predictions'}" in out
+    assert {n: (frames / n).read_bytes() for n in before} == before          # inputs untouched
+    assert sorted(p.name for p in frames.iterdir()) == ["f0.png", "f1.png", "f2.jpg", "predictions"]
+    assert sorted(p.name for p in (frames / "predictions").iterdir()) == [
+        "f0.json", "f0.png", "f1.json", "f1.png", "f2.json", "f2.png"]
+    assert "wrote 3 JSON files and 3 pictures" in out
+    # one image, --out its own directory (cwd-relative '.')
+    single = tmp_path / "one"
+    single.mkdir()
+    data = _image(single / "a.png", 50)
+    cwd = os.getcwd()
+    os.chdir(single)
+    try:
+        assert main(["predict", "a.png", "--checkpoint", str(detr_ckpt), "--out", "."]) == 0
+    finally:
+        os.chdir(cwd)
+    assert (single / "a.png").read_bytes() == data and (single / "predictions" / "a.png").is_file()
+    # --out naming an existing file: one line, nothing written
+    capsys.readouterr()
+    assert main(["predict", str(single / "a.png"), "--checkpoint", str(detr_ckpt), "--out", str(single / "a.png")]) == 2
+    assert "is a file" in one_error_line(capsys) and (single / "a.png").read_bytes() == data
+
+
+def test_predict_outputs_are_unique_per_input_and_counted_on_disk(tmp_path, detr_ckpt, capsys):
+    images = tmp_path / "in"
+    images.mkdir()
+    for name, value in (("a.jpg", 10), ("a.png", 240), ("b.png", 120), ("b_graph.png", 60), ("B.bmp", 30)):
+        _image(images / name, value)
+    out = tmp_path / "out"
+    assert main(["predict", str(images), "--checkpoint", str(detr_ckpt), "--out", str(out)]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    files = sorted(p.name for p in out.iterdir())
+    jsons = [f for f in files if f.endswith(".json")]
+    assert len(jsons) == 5 and len(files) == 10                              # one JSON + one picture each
+    assert summary == f"wrote 5 JSON files and 5 pictures to {out}"
+    by_input = {Path(json.loads((out / f).read_text())["image"]).name: f for f in jsons}
+    assert sorted(by_input) == ["B.bmp", "a.jpg", "a.png", "b.png", "b_graph.png"]   # each input has its own JSON
+    assert by_input["a.jpg"] == "a_jpg.json" and by_input["a.png"] == "a_png.json"
+    # 'b' and 'B' share a stem on case-insensitive file systems; 'b_graph' is the graph-picture name of 'b'
+    assert len({v.casefold() for v in by_input.values()}) == 5
+
+
+def test_predict_on_a_corrupt_video_is_one_line(tmp_path, detr_ckpt, capsys):
+    pytest.importorskip("av")
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    assert main(["predict", str(bad), "--checkpoint", str(detr_ckpt), "--out", str(tmp_path / "o")]) == 2
+    assert str(bad) in one_error_line(capsys)
