@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
+from .paths import packaged
 
 
 @dataclass
@@ -285,7 +286,9 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
 
 
 def resolve_preset(path: str) -> Path:
-    p = Path(path)
+    """A YAML path as given when it exists; else the packaged preset it names: a bare name
+    (``synth_rmlr``, ``synth_rmlr.yaml``) or a README path (``configs/synth_rmlr.yaml``), from any directory."""
+    p = packaged(path)
     if p.exists():
         return p
     for cand in (Path(__file__).parent / "configs" / f"{path}.yaml", Path(__file__).parent / "configs" / path):
