@@ -187,3 +187,21 @@ def test_readme_paths_work_from_any_directory(tmp_path, synth_root, monkeypatch,
     assert main(args[:-1] + ["run2"]) == 2
     line = one_error_line(capsys)
     assert "hoikit/assets/synth_detr.pt" in line and str(REPO) not in line
+
+
+# --------------------------------------------------------------------------------------------- 11
+@pytest.mark.parametrize("device", ["cuda", "gpu", "cuda:1"])
+def test_a_missing_gpu_is_one_line_naming_the_devices_there(tmp_path, detr_ckpt, synth_root, device, monkeypatch,
+                                                            capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)   # a machine without CUDA, whatever runs this
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    image = tmp_path / "a.png"
+    _image(image, 50)
+    runs = [["predict", str(image), "--checkpoint", str(detr_ckpt), "--out", str(tmp_path / "o"), "--device", device],
+            ["test", "--checkpoint", str(detr_ckpt), "--device", device, "--out", str(tmp_path / "t")],
+            tiny_detr_args(synth_root, tmp_path / "run")[:-2] + [f"train.device={device}", "--output-dir",
+                                                                str(tmp_path / "run")]]
+    for argv in runs:
+        assert main(argv) == 2, argv
+        line = one_error_line(capsys)
+        assert f"device '{device}'" in line and "CUDA is not available" in line and "it has: cpu" in line, line
