@@ -205,3 +205,59 @@ def test_a_missing_gpu_is_one_line_naming_the_devices_there(tmp_path, detr_ckpt,
         assert main(argv) == 2, argv
         line = one_error_line(capsys)
         assert f"device '{device}'" in line and "CUDA is not available" in line and "it has: cpu" in line, line
+
+
+# --------------------------------------------------------------------------------------------- 10
+@pytest.mark.parametrize("override,key,value,allowed", [
+    ("train.batch_size=0", "train.batch_size", "0", ">= 1"),
+    ("train.lr=-1e-4", "train.lr", "-0.0001", ">= 0"),
+    ("train.lr=nan", "train.lr", "nan", ">= 0"),
+    ("data.num_workers=-1", "data.num_workers", "-1", ">= 0"),
+    ("data.scales=[64,0]", "data.scales[1]", "0", ">= 1"),
+    ("train.epochs=-1", "train.epochs", "-1", ">= 1"),
+    ("model.detr.dropout=1.5", "model.detr.dropout", "1.5", "in [0, 1)"),
+    ("eval.threshold=2", "eval.threshold", "2.0", "in [0, 1]"),
+    ("train.log_every=-5", "train.log_every", "-5", ">= 0"),
+])
+def test_out_of_range_values_are_one_line(tmp_path, synth_root, override, key, value, allowed, capsys):
+    out = tmp_path / "run"
+    assert main(tiny_detr_args(synth_root, out)[:-2] + [override, "--output-dir", str(out)]) == 2
+    line = one_error_line(capsys)
+    assert f"config key '{key}' = {value} is out of range (allowed: {allowed})" in line, line
+    assert not out.exists()                                            # refused before anything was written
+
+
+def test_keys_that_constrain_each_other(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)   # were a check missing, the preset's data/synthhoi would be generated here
+    for argv, text in ((["model.detr.hidden_dim=30"], "'model.detr.hidden_dim' = 30 is not a multiple of 'model.detr.nheads' = 4"),
+                       (["model.detr.hidden_dim=9", "model.detr.nheads=3"], "'model.detr.hidden_dim' = 9 is odd"),
+                       (["model.rmlr.min_instances=16"], "'model.rmlr.min_instances' = 16 is out of range (allowed: <= "
+                                                         "model.rmlr.max_instances = 15)"),
+                       (["data.scales=[]"], "'data.scales': the list is empty")):
+        assert main(["train", "synth_rmlr", *argv, "data.synth_train=2", "data.synth_test=1"]) == 2
+        assert text in one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_numeric_key_has_a_range():
+    """A new numeric config key must get a range (or be listed here as taking any value)."""
+    from dataclasses import fields, is_dataclass
+
+    from hoikit.config import RANGES, Config
+
+    any_value = {"seed"}
+    numeric = []
+
+    def walk(obj, prefix):
+        for f in fields(obj):
+            v = getattr(obj, f.name)
+            if is_dataclass(v):
+                walk(v, f"{prefix}{f.name}.")
+            elif (isinstance(v, (int, float)) and not isinstance(v, bool)) or (
+                    isinstance(v, list) and v and isinstance(v[0], (int, float))):
+                numeric.append(prefix + f.name)
+
+    walk(Config(), "")
+    assert len(numeric) > 80
+    assert sorted(set(numeric) - set(RANGES) - any_value) == []
+    assert sorted(set(RANGES) - set(numeric)) == []
