@@ -56,6 +56,10 @@ class DataConfig:
     color_jitter: float = 0.4
     random_crop: bool = True
     num_workers: int = 2
+    # a training image that cannot be read (missing, truncated): False = stop with a line naming it and
+    # the decoder's message; True = log that line and train on the next readable image in its place.
+    # Evaluation never skips (hoikit data check --images finds such files before a run).
+    skip_unreadable: bool = False
 
 
 @dataclass

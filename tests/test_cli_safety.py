@@ -261,3 +261,59 @@ def test_every_numeric_key_has_a_range():
     assert len(numeric) > 80
     assert sorted(set(numeric) - set(RANGES) - any_value) == []
     assert sorted(set(RANGES) - set(numeric)) == []
+
+
+# --------------------------------------------------------------------------------------------- 12
+def test_training_names_the_broken_image_and_can_skip_it(tmp_path, synth_root, recwarn, capsys):
+    import shutil
+
+    root = tmp_path / "synth"
+    shutil.copytree(synth_root, root)
+    bad = sorted((root / "images" / "train").iterdir())[5]
+    bad.write_bytes(bad.read_bytes()[:len(bad.read_bytes()) // 2])     # truncated: the header still reads
+    # one epoch = every training image (8 images, batch 4, no max_steps)
+    args = tiny_detr_args(root, tmp_path / "a")[:-2] + ["train.max_steps=0"]
+    assert main(args + ["--output-dir", str(tmp_path / "a")]) == 2
+    line = one_error_line(capsys)
+    assert str(bad) in line and "OSError: image file is truncated" in line and "data.skip_unreadable" in line, line
+    assert main(args + ["data.skip_unreadable=true", "--output-dir", str(tmp_path / "b")]) == 0
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2                 # the whole epoch ran
+    skipped = [str(w.message) for w in recwarn if "skipped" in str(w.message)]
+    assert len(skipped) == 1 and str(bad) in skipped[0] and "image file is truncated" in skipped[0], skipped
+
+
+def test_skip_unreadable_uses_the_next_readable_image(tmp_path):
+    """Deterministic replacement (resume stays exact); a dataset with no readable image is one line."""
+    from hoikit.data.dataset import HOIDataset
+    from hoikit.errors import DataError
+    from hoikit.structures import Sample
+
+    class Reader:
+        meta = META
+
+        def __init__(self, paths):
+            self.paths = paths
+
+        def __len__(self):
+            return len(self.paths)
+
+        def __getitem__(self, i):
+            z = np.zeros((0, 4), np.float32)
+            return Sample(index=i, file_name=self.paths[i].name, image_path=str(self.paths[i]), size=(0, 0), boxes=z,
+                          labels=np.zeros(0, np.int64), hois=np.zeros((0, 3), np.int64),
+                          relations=np.zeros((0, 3), np.int64))
+
+    paths = [tmp_path / f"{i}.png" for i in range(4)]
+    for i, p in enumerate(paths):
+        _image(p, 60 * i)
+    for i in (1, 3):
+        paths[i].write_bytes(b"\x89PNG garbage")
+    ds = HOIDataset(Reader(paths), skip_unreadable=True)
+    with pytest.warns(UserWarning, match="1.png: image 1 cannot be read"):
+        assert ds[1][1]["index"] == 2
+    assert ds[3][1]["index"] == 0 and ds[0][1]["index"] == 0                          # wraps around
+    with pytest.raises(DataError, match="image 1 cannot be read") as e:
+        HOIDataset(Reader(paths))[1]
+    assert "data.skip_unreadable" not in str(e.value)                                     # evaluation sets: no hint
+    with pytest.raises(DataError, match="none of the 2 images can be read"):
+        HOIDataset(Reader(paths[1::2]), skip_unreadable=True)[0]
