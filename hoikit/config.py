@@ -9,14 +9,16 @@ Model classes take explicit arguments; only small ``build_*`` functions read a c
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ConfigError
+from .paths import packaged
 
 
 @dataclass
@@ -54,6 +56,10 @@ class DataConfig:
     color_jitter: float = 0.4
     random_crop: bool = True
     num_workers: int = 2
+    # a training image that cannot be read (missing, truncated): False = stop with a line naming it and
+    # the decoder's message; True = log that line and train on the next readable image in its place.
+    # Evaluation never skips (hoikit data check --images finds such files before a run).
+    skip_unreadable: bool = False
 
 
 @dataclass
@@ -247,6 +253,106 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric key: ``lo <= v <= hi`` (``<`` when open); None = unbounded.
+    Floats must also be finite."""
+
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v) -> bool:
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        return ((self.lo is None or (v > self.lo if self.lo_open else v >= self.lo))
+                and (self.hi is None or (v < self.hi if self.hi_open else v <= self.hi)))
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+GE0, GE1, GT0, UNIT, DROPOUT = Range(0), Range(1), Range(0, lo_open=True), Range(0, 1), Range(0, 1, hi_open=True)
+_LOSS_WEIGHT = GE0
+# The range of every numeric key whose other values would crash or mean nothing (checked at load by
+# :func:`validate`; list keys: every element). Keys not listed (``seed``) take any value of their type.
+RANGES: Dict[str, Range] = {
+    "data.synth_train": GE1, "data.synth_test": GE1, "data.synth_seed": GE0,
+    "data.synth_size": Range(16),                        # SynthHOI draws figures of a few pixels at least
+    "data.scales": GE1, "data.max_size": GE1, "data.test_scale": GE1, "data.color_jitter": GE0,
+    "data.num_workers": GE0,
+    "model.detr.num_classes": GE1, "model.detr.hidden_dim": Range(2), "model.detr.nheads": GE1,
+    "model.detr.enc_layers": GE0, "model.detr.dec_layers": GE1,   # predictions come from the decoder
+    "model.detr.dim_feedforward": GE1, "model.detr.dropout": DROPOUT, "model.detr.num_queries": GE1,
+    "model.detr.set_cost_class": GE0, "model.detr.set_cost_bbox": GE0, "model.detr.set_cost_giou": GE0,
+    "model.detr.eos_coef": GE0, "model.detr.ce_loss_coef": _LOSS_WEIGHT, "model.detr.bbox_loss_coef": _LOSS_WEIGHT,
+    "model.detr.giou_loss_coef": _LOSS_WEIGHT, "model.detr.dense_loss_coef": _LOSS_WEIGHT,
+    "model.rmlr.box_score_thresh": UNIT, "model.rmlr.min_instances": GE0, "model.rmlr.max_instances": GE1,
+    "model.rmlr.nms_thresh": UNIT, "model.rmlr.fg_iou_thresh": UNIT, "model.rmlr.representation_size": GE1,
+    "model.rmlr.num_coop_layers": GE0, "model.rmlr.num_comp_layers": GE0, "model.rmlr.ire_layers": GE1,
+    "model.rmlr.ire_dim": GE1, "model.rmlr.cml_sa_layers": GE0, "model.rmlr.cml_ca_layers": GE0,
+    "model.rmlr.cml_dim": GE1, "model.rmlr.alpha": UNIT, "model.rmlr.gamma": GE0,
+    "model.rmlr.prior_power_train": GE0, "model.rmlr.prior_power_test": GE0,
+    "model.rmlr.lambda_hoi": _LOSS_WEIGHT, "model.rmlr.lambda_s_m": _LOSS_WEIGHT, "model.rmlr.lambda_w_m": _LOSS_WEIGHT,
+    "model.rmlr.lambda_s_a": _LOSS_WEIGHT, "model.rmlr.lambda_w_a": _LOSS_WEIGHT, "model.rmlr.ire_ffn": GE1,
+    "model.rmlr.text_dim": GE0,
+    "model.sg2hoi.hidden_dim": Range(2), "model.sg2hoi.seg_dim": GE1, "model.sg2hoi.enc_layers": GE0,
+    "model.sg2hoi.rel_dec_layers": GE1, "model.sg2hoi.r2i_layers": GE0, "model.sg2hoi.transform_layers": GE0,
+    "model.sg2hoi.hoi_dec_layers": GE1, "model.sg2hoi.num_rel_queries": GE1, "model.sg2hoi.num_hoi_queries": GE1,
+    "model.sg2hoi.nheads": GE1, "model.sg2hoi.dim_feedforward": GE1, "model.sg2hoi.dropout": DROPOUT,
+    "model.sg2hoi.alpha_box": _LOSS_WEIGHT, "model.sg2hoi.alpha_cls": _LOSS_WEIGHT, "model.sg2hoi.alpha_rel": _LOSS_WEIGHT,
+    "model.sg2hoi.lambda_seg": _LOSS_WEIGHT, "model.sg2hoi.lambda_algn": _LOSS_WEIGHT, "model.sg2hoi.seg_convs": GE0,
+    "model.sg2hoi.eos_coef": GE0, "model.sg2hoi.clip_cls_lr": GE0,
+    "train.epochs": GE1, "train.batch_size": GE1, "train.lr": GE0, "train.lr_backbone": GE0,
+    "train.weight_decay": GE0, "train.lr_drop": GE0, "train.warmup_iters": GE0, "train.clip_max_norm": GE0,
+    "train.eval_every": GE0, "train.log_every": GE0, "train.max_steps": GE0, "train.sgg_epochs": GE0,
+    "train.sgg_lr": GE0,
+    "eval.threshold": UNIT, "eval.max_detections": GE0,
+}
+for _sub in ("rmlr", "sg2hoi"):
+    RANGES[f"model.{_sub}.text.max_length"] = Range(2)   # [CLS] and [SEP] at least
+    RANGES[f"model.{_sub}.text.cache_size"] = GE0
+
+
+def _get(cfg, key: str):
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+def validate(cfg: "Config", where: str = "config") -> "Config":
+    """Check every key of :data:`RANGES` and the keys that constrain each other.
+
+    Raises:
+        ConfigError: one line naming the key, its value and the allowed range.
+    """
+    for key, allowed in RANGES.items():
+        value = _get(cfg, key)
+        values = list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and not values:
+            raise ConfigError(f"{where}: config key '{key}': the list is empty; it needs at least one value {allowed}")
+        for i, v in enumerate(values):
+            if v not in allowed:
+                name = f"{key}[{i}]" if isinstance(value, (list, tuple)) else key
+                raise ConfigError(f"{where}: config key '{name}' = {v!r} is out of range (allowed: {allowed})")
+    pairs = [("model.detr.hidden_dim", "model.detr.nheads"), ("model.sg2hoi.hidden_dim", "model.sg2hoi.nheads")]
+    for dim, heads in pairs:   # multi-head attention splits the width evenly over the heads
+        if _get(cfg, dim) % _get(cfg, heads):
+            raise ConfigError(f"{where}: config key '{dim}' = {_get(cfg, dim)} is not a multiple of '{heads}' = "
+                              f"{_get(cfg, heads)} (allowed: multiples of {_get(cfg, heads)})")
+    for dim in ("model.detr.hidden_dim", "model.sg2hoi.hidden_dim"):   # sine position encoding: half x, half y
+        if _get(cfg, dim) % 2:
+            raise ConfigError(f"{where}: config key '{dim}' = {_get(cfg, dim)} is odd (allowed: even values >= 2)")
+    r = cfg.model.rmlr
+    if r.min_instances > r.max_instances:
+        raise ConfigError(f"{where}: config key 'model.rmlr.min_instances' = {r.min_instances} is out of range "
+                          f"(allowed: <= model.rmlr.max_instances = {r.max_instances})")
+    return cfg
+
+
 def _friendly(err: OmegaConfBaseException, where: str) -> ConfigError:
     key = getattr(err, "full_key", None) or getattr(err, "key", None)
     msg = str(err).splitlines()[0]
@@ -297,11 +403,13 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([dot]))
         except OmegaConfBaseException as e:
             raise _friendly(e, f"override '{o}'") from None
-    return OmegaConf.to_object(cfg)
+    return validate(OmegaConf.to_object(cfg), str(path) if path else "config")
 
 
 def resolve_preset(path: str) -> Path:
-    p = Path(path)
+    """A YAML path as given when it exists; else the packaged preset it names: a bare name
+    (``synth_rmlr``, ``synth_rmlr.yaml``) or a README path (``configs/synth_rmlr.yaml``), from any directory."""
+    p = packaged(path)
     if p.exists():
         return p
     for cand in (Path(__file__).parent / "configs" / f"{path}.yaml", Path(__file__).parent / "configs" / path):

@@ -21,7 +21,9 @@ def add_arguments(parser):
     p.add_argument("--format", required=True, choices=["hicodet", "vcoco", "vg", "custom", "synth", "coco"],
                    help="annotation format (synth = SynthHOI's HICO-DET-format file; coco = COCO instances, detection only)")
     p.add_argument("--anno", required=True, help="annotation file (vg: VG-SGG-with-attri.h5)")
-    p.add_argument("--images", help="image directory: check every image exists and is readable")
+    p.add_argument("--images", help="image directory: decode every image in full (finds missing, truncated and "
+                                    "corrupt files)")
+    p.add_argument("--workers", type=int, default=0, help="threads decoding images (default: one per CPU)")
     p.add_argument("--dicts", help="vg: VG-SGG-dicts-with-attri.json")
     p.add_argument("--image-data", help="vg: image_data.json")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="vg: split (default test)")
@@ -41,7 +43,11 @@ def run(args) -> int:
                   filter_empty_rels=not args.keep_empty_rels)
     elif args.format == "custom" and args.classes:
         kw = dict(classes=args.classes)
-    report = check_dataset(args.format, args.anno, args.images, **kw)
+    if args.workers < 0:
+        from ..errors import HoikitError
+
+        raise HoikitError(f"--workers {args.workers}: must be >= 0 (0 = one per CPU)")
+    report = check_dataset(args.format, args.anno, args.images, workers=args.workers, **kw)
     print(report.format(args.max_problems))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

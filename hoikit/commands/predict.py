@@ -3,16 +3,22 @@
 Writes ``DIR/<name>.json`` (named triplets, boxes, scores; SG2HOI+: also the scene graph) and
 ``DIR/<name>.png`` (boxes, human-object links, captions); SG2HOI+ adds ``DIR/<name>_graph.png``.
 A video is read frame by frame when imageio or PyAV is installed; a directory of frames always works.
+
+Inputs are never written over: when ``--out`` is the input's own directory, the outputs go into its
+``predictions/`` subfolder (and the command says so). Two inputs with the same stem (``a.jpg``,
+``a.png``) get distinct output names (``a_jpg``, ``a_png``).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 DESCRIPTION = __doc__
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v"}
+SAFE_SUBDIR = "predictions"             # where outputs go when --out is the input directory
+OUTPUT_SUFFIXES = (".json", ".png", "_graph.png")   # what one input writes: NAME + suffix
 
 
 def add_arguments(parser) -> None:
@@ -40,9 +46,12 @@ def video_frames(path: Path) -> Iterator[Tuple[str, "object"]]:
     except ImportError:
         raise DataError(f"{path}: reading videos needs imageio (pip install imageio[ffmpeg]) or av; "
                         "or extract the frames into a directory and pass that") from None
-    with av.open(str(path)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            yield f"{path.stem}_{i:06d}", frame.to_ndarray(format="rgb24")
+    try:
+        with av.open(str(path)) as container:
+            for i, frame in enumerate(container.decode(video=0)):
+                yield f"{path.stem}_{i:06d}", frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, OSError, ValueError, IndexError) as e:   # IndexError: no video stream
+        raise DataError(f"{path}: cannot read video ({type(e).__name__}: {str(e).strip() or 'no detail'})") from None
 
 
 def iter_inputs(path: Path):
@@ -53,7 +62,7 @@ def iter_inputs(path: Path):
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not files:
             raise DataError(f"{path}: directory has no images ({', '.join(sorted(IMAGE_EXTS))})")
-        return ((p.stem, p) for p in files)
+        return zip(output_names(files), files)
     if not path.exists():
         raise DataError(f"{path}: input not found")
     if path.suffix.lower() in VIDEO_EXTS:
@@ -61,26 +70,67 @@ def iter_inputs(path: Path):
     return iter([(path.stem, path)])
 
 
+def output_names(files: List[Path]) -> List[str]:
+    """One output name per input file, unique even on case-insensitive file systems.
+
+    The stem (``a.jpg`` -> ``a``) when no other input shares it, else stem and extension
+    (``a_jpg``, ``a_png``); a name whose outputs (:data:`OUTPUT_SUFFIXES`) would meet another's
+    (``x`` writes ``x_graph.png``, as does ``x_graph``) gets ``_2``, ``_3``, ...
+    """
+    stems: Dict[str, int] = {}
+    for f in files:
+        stems[f.stem.casefold()] = stems.get(f.stem.casefold(), 0) + 1
+    taken, names = set(), []
+    for f in files:
+        base = f.stem if stems[f.stem.casefold()] == 1 else f"{f.stem}_{f.suffix.lstrip('.')}"
+        name, k = base, 1
+        while any((name + s).casefold() in taken for s in OUTPUT_SUFFIXES):
+            k += 1
+            name = f"{base}_{k}"
+        taken.update((name + s).casefold() for s in OUTPUT_SUFFIXES)
+        names.append(name)
+    return names
+
+
+def output_dir(out: Path, input_path: Path) -> Path:
+    """``out``, or ``out/predictions`` when ``out`` is the directory the inputs are in (so that no
+    picture lands on an input image and a second run does not read the first run's pictures)."""
+    from ..errors import DataError
+
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out}: is a file, not a directory (nothing was written)")
+    in_dir = input_path if input_path.is_dir() else input_path.parent
+    if out.exists() and out.resolve() == in_dir.resolve():
+        safe = out / SAFE_SUBDIR
+        print(f"--out {out} is the input directory: writing into {safe} so that no input is overwritten")
+        return safe
+    return out
+
+
 def run(args) -> int:
     from ..engine.inference import Predictor, to_pil
     from ..viz.draw import draw_hoi, draw_scene_graph
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
-    out = Path(args.out)
+    out = output_dir(Path(args.out), Path(args.input))
+    inputs = iter_inputs(Path(args.input))
     out.mkdir(parents=True, exist_ok=True)
-    n = 0
-    for name, image in iter_inputs(Path(args.input)):
+    written = set()
+    for name, image in inputs:
         pil = to_pil(image)
         result = predictor.predict(pil, threshold=args.threshold)
         result["image"] = str(image) if isinstance(image, Path) else name
-        (out / f"{name}.json").write_text(json.dumps(result, indent=1))
-        draw_hoi(pil, result, args.max_triplets).save(out / f"{name}.png")
+        paths = [out / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES]
+        paths[0].write_text(json.dumps(result, indent=1))
+        draw_hoi(pil, result, args.max_triplets).save(paths[1])
         if "scene_graph" in result:
-            draw_scene_graph(pil, result).save(out / f"{name}_graph.png")
+            draw_scene_graph(pil, result).save(paths[2])
+        written.update(paths[:3 if "scene_graph" in result else 2])
         top = result["triplets"][0] if result["triplets"] else None
         desc = f"{top['subject']} {top['verb']} {top['object']} {top['score']:.2f}" if top else (
             f"{len(result['detections'])} detections")
         print(f"{name}: {len(result['triplets'])} triplets (top: {desc})")
-        n += 1
-    print(f"wrote {n} JSON files and pictures to {out}")
+    on_disk = [p for p in written if p.is_file()]   # what is there now, not what was attempted
+    n_json = sum(p.suffix == ".json" for p in on_disk)
+    print(f"wrote {n_json} JSON files and {len(on_disk) - n_json} pictures to {out}")
     return 0

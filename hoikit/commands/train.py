@@ -1,12 +1,26 @@
-"""``hoikit train CONFIG [key=value ...] [--resume] [--output-dir DIR]``.
+"""``hoikit train CONFIG [key=value ...] [--resume | --overwrite] [--output-dir DIR]``.
 
 One process on CPU or GPU, or many with ``torchrun --nproc_per_node N -m hoikit.cli train ...``
 (DDP: gloo on CPU, nccl on GPU). Writes ``config.yaml``, ``last.pt`` (every epoch, atomically),
 ``best.pt``, ``log.csv``, ``eval.csv`` and ``curves.png`` into the output directory.
+
+An output directory that already holds a run is never written over silently: continue it with
+``--resume``, train into a new ``--output-dir``, or pass ``--overwrite`` to delete that run's
+files first.
 """
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import ConfigError
+
 DESCRIPTION = __doc__
+# what a training run writes into its output directory (engine/run.py, engine/logging.py,
+# viz/plots.py); any of them there means the directory holds a run
+RUN_FILES = ("config.yaml", "last.pt", "best.pt", "log.csv", "eval.csv", "curves.png")
+RUN_DIRS = ("tb",)
 
 
 def add_arguments(parser) -> None:
@@ -14,6 +28,35 @@ def add_arguments(parser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=2e-4 train.epochs=5")
     parser.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT_DIR/last.pt")
     parser.add_argument("--output-dir", default=None, help="run directory (default: the config's output_dir)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run already in the output directory (its checkpoints and logs) and start afresh")
+
+
+def existing_run_files(out: Path) -> list:
+    """The files and folders of a previous run in ``out`` (empty when there is none)."""
+    return [out / n for n in RUN_FILES + RUN_DIRS if (out / n).exists()]
+
+
+def check_output_dir(out: Path, resume: bool, overwrite: bool, is_main: bool = True) -> None:
+    """Refuse to train into a directory that holds a run unless ``resume`` or ``overwrite``;
+    with ``overwrite``, delete that run's files (only those hoikit writes) on the main process.
+
+    Raises:
+        ConfigError: a run is there and neither flag is given, or both flags are given.
+    """
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: --resume continues the run in "
+                          f"{out}, --overwrite deletes it")
+    found = existing_run_files(out)
+    if not found or resume:
+        return
+    if not overwrite:
+        names = ", ".join(p.name for p in found)
+        raise ConfigError(f"{out} already holds a run ({names}); continue it with --resume, train into a new "
+                          "--output-dir, or delete it with --overwrite")
+    if is_main:
+        for p in found:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def train(cfg, resume: bool = False, with_eval: bool = True):
@@ -21,8 +64,6 @@ def train(cfg, resume: bool = False, with_eval: bool = True):
 
     ``with_eval=False`` skips every evaluation (callers that evaluate themselves, e.g. ``hoikit demo``).
     """
-    from pathlib import Path
-
     from ..config import to_yaml
     from ..data.dataset import collate
     from ..engine import distributed as D
@@ -55,6 +96,8 @@ def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.output_dir:
         cfg.output_dir = args.output_dir
+    # every process checks before any writes (init_distributed in train() is the rendezvous)
+    check_output_dir(Path(cfg.output_dir), args.resume, args.overwrite, os.environ.get("RANK", "0") == "0")
     try:
         state, data = train(cfg, args.resume)
         if D.is_main_process():

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..structures import Sample
-from .readers import open_reader
+from .readers import decode_image, open_reader
 from .transforms import Compose, ToTensorNormalize, make_transforms
 
 # DETR / UPT crop branch for 800-px training scales: resize to [400, 500, 600], crop 384..600.
@@ -26,18 +26,22 @@ DETR_CROP_RESIZE = (400, 500, 600)
 DETR_CROP_SIZE = (384, 600)
 
 
+class UnreadableImage(DataError):
+    """An image file that is missing or cannot be decoded (message: file, index, decoder's message)."""
+
+
 def load_image(sample: Sample) -> Image.Image:
-    """Open the sample's image as RGB; missing or unreadable files are a one-line DataError."""
+    """Decode the sample's image as RGB; a missing or undecodable file is a one-line
+    :class:`UnreadableImage` with the decoder's message."""
     if not sample.image_path:
         raise DataError(f"image {sample.index} ('{sample.file_name}'): no image directory was given")
     path = Path(sample.image_path)
     if not path.is_file():
-        raise DataError(f"{path}: image {sample.index} not found")
-    try:
-        with Image.open(path) as im:
-            return im.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{path}: image {sample.index} cannot be read ({type(e).__name__})") from None
+        raise UnreadableImage(f"{path}: image {sample.index} not found")
+    image, why = decode_image(path)
+    if image is None:
+        raise UnreadableImage(f"{path}: image {sample.index} cannot be read ({why})")
+    return image
 
 
 def sample_to_target(sample: Sample) -> Dict[str, torch.Tensor]:
@@ -53,6 +57,11 @@ class HOIDataset(Dataset):
         reader: any hoikit reader (``__len__``, ``__getitem__ -> Sample``).
         transforms: callable ``(PIL image, target) -> (FloatTensor [3, H, W], target)``; default:
             normalisation only.
+        skip_unreadable: True: a missing or undecodable image is logged (a warning with the decoder's
+            message) and the next readable index is returned in its place (deterministic, so resume
+            stays exact). False: stop with the :class:`UnreadableImage` line, which points to
+            ``data.skip_unreadable``. None (default; evaluation sets: an evaluation must not silently
+            score another image set): stop, without that hint.
 
     Returns per item:
         image: FloatTensor ``[3, H, W]``, normalised.
@@ -61,17 +70,32 @@ class HOIDataset(Dataset):
         transformed image, ``index`` (int).
     """
 
-    def __init__(self, reader, transforms: Optional[Callable] = None):
+    def __init__(self, reader, transforms: Optional[Callable] = None, skip_unreadable: Optional[bool] = None):
         self.reader = reader
         self.transforms = transforms or ToTensorNormalize()
         self.meta = reader.meta
+        self.skip_unreadable = skip_unreadable
 
     def __len__(self) -> int:
         return len(self.reader)
 
+    def _readable(self, index: int) -> Tuple[int, Sample, Image.Image]:
+        """``(index, sample, decoded image)``; with ``skip_unreadable`` the next readable index's
+        (wrapping around) when the image of ``index`` cannot be read."""
+        n = len(self.reader)
+        for k in range(n if self.skip_unreadable else 1):
+            sample = self.reader[(index + k) % n]
+            try:
+                return (index + k) % n, sample, load_image(sample)
+            except UnreadableImage as e:
+                if not self.skip_unreadable:
+                    hint = "" if self.skip_unreadable is None else " (data.skip_unreadable=true skips such images)"
+                    raise UnreadableImage(f"{e}{hint}") from None
+                warnings.warn(f"skipped: {e}")
+        raise DataError(f"{Path(sample.image_path).parent}: none of the {n} images can be read")
+
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, Dict]:
-        sample = self.reader[index]
-        image = load_image(sample)
+        index, sample, image = self._readable(index)
         target = sample_to_target(sample)
         w, h = image.size
         recorded = tuple(sample.size)

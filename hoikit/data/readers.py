@@ -15,9 +15,10 @@ import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
+from PIL import Image
 
 from ..errors import DataError
 
@@ -205,13 +206,25 @@ def check_range(values: np.ndarray, n: int, log: ProblemLog, index: int, field: 
 
 def header_size(path) -> Optional[tuple]:
     """``(W, H)`` of an image file from its header (pixels are not decoded), None if unreadable."""
-    from PIL import Image
-
     try:
         with Image.open(path) as im:
             return tuple(im.size)
     except (OSError, ValueError):
         return None
+
+
+def decode_image(path) -> Tuple[Optional[Image.Image], str]:
+    """Decode every pixel of an image file (a truncated JPEG / PNG opens fine and fails only here).
+
+    Returns:
+        ``(RGB image, "")``, or ``(None, the decoder's message)``, e.g. ``OSError: image file is
+        truncated (5 bytes not processed)``.
+    """
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB"), ""
+    except Exception as e:   # PIL raises OSError, SyntaxError, ValueError, zlib.error, DecompressionBombError...
+        return None, f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no detail'}"
 
 
 def open_reader(format: str, anno, images=None, **kw):

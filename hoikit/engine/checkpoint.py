@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..paths import packaged
 
 FORMAT = "hoikit"
 VERSION = 1
@@ -57,7 +58,7 @@ def load_checkpoint(path: os.PathLike, map_location="cpu", require_format: bool 
     Raises:
         CheckpointError: missing/unreadable file, unsafe content, or not a hoikit checkpoint.
     """
-    path = Path(path)
+    path = packaged(path)   # hoikit/assets/... from any directory
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:

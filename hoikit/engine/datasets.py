@@ -152,7 +152,7 @@ def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
         tasks, primary = eval_tasks(cfg, meta)
         if tasks:
             eval_set, make = tasks[0].dataset, tasks[0].make_evaluator
-    return TrainingData(HOIDataset(train_reader, tr_train), eval_set, meta, make, primary)
+    return TrainingData(HOIDataset(train_reader, tr_train, d.skip_unreadable), eval_set, meta, make, primary)
 
 
 def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingData:
@@ -174,13 +174,13 @@ def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingDat
             _readers(d, "train")  # generates SynthHOI when missing
         r = _readers(vg_cfg("train"), "train", **vg_kw)
         meta_sgg = r.meta
-        parts["sgg"] = HOIDataset(r, tr_train)
+        parts["sgg"] = HOIDataset(r, tr_train, d.skip_unreadable)
     if task in ("joint", "hoi"):
         if hoi_cfg is None:
             raise ConfigError("data.format: SG2HOI+ with train.task=" + task + " needs an HOI dataset (hicodet | synth)")
         r = _readers(hoi_cfg, "train")
         meta_hoi = r.meta
-        parts["hoi"] = HOIDataset(r, tr_train)
+        parts["hoi"] = HOIDataset(r, tr_train, d.skip_unreadable)
     train_set = PhasedTrainingSet(parts, lambda e: phase_for_epoch(cfg, e),
                                   {"sgg": ("sgg",), "joint": ("sgg", "hoi"), "hoi": ("hoi",), "hoi_frozen": ("hoi",)})
     evals, primary = _sg2hoi_evals(cfg, meta_hoi, meta_sgg, tr_test) if with_eval else ([], "")

@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Sequence
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass
 class DistInfo:
@@ -39,13 +41,39 @@ class DistInfo:
         return self.world_size > 1
 
 
+DEVICE_NAMES = "auto | cpu | cuda | gpu | cuda:N | mps"
+
+
+def available_devices() -> List[str]:
+    """The devices this machine offers: ``cpu``, then ``cuda:0`` ... and ``mps`` when present."""
+    found = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0)]
+    mps = getattr(torch.backends, "mps", None)
+    return found + (["mps"] if mps is not None and mps.is_available() else [])
+
+
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:<local_rank>`` when a GPU is visible, else ``cpu``."""
+    """``auto`` -> ``cuda:<local_rank>`` when a GPU is visible, else ``cpu``; ``gpu`` = ``cuda``.
+
+    Raises:
+        ConfigError: an unknown name, or a device this machine does not have (the line lists those it has).
+    """
+    given = name
+    name = str(name).strip().lower()
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
+    if name == "gpu":
+        name = "cuda"
+    here = available_devices()
+    try:
+        dev = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device '{given}' is not one of {DEVICE_NAMES} (this machine has: {', '.join(here)})") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device '{given}' is not one of {DEVICE_NAMES} (this machine has: {', '.join(here)})")
+    if dev.type != "cpu" and ("mps" if dev.type == "mps" else f"cuda:{dev.index or 0}") not in here:
+        why = "CUDA is not available" if dev.type == "cuda" and not torch.cuda.is_available() else "no such device"
+        raise ConfigError(f"device '{given}': {why} on this machine (it has: {', '.join(here)}); use cpu or auto")
+    return dev
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -27,6 +27,7 @@ from ..config import from_dict
 from ..errors import CheckpointError, ConfigError, DataError
 from ..structures import HOIPrediction, SceneGraphPrediction
 from .checkpoint import load_checkpoint, load_model_state
+from .distributed import resolve_device
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_RELATIONS = 20  # scene-graph relations kept per image (most confident first)
@@ -105,7 +106,7 @@ class Predictor:
         if getattr(model, "needs_targets", False):
             raise ConfigError("model.rmlr.detections=oracle: this model takes its boxes from ground-truth annotations "
                               "(analysis only) and cannot predict on plain images; use a model with detections=detr")
-        self.cfg, self.device = cfg, torch.device(device)
+        self.cfg, self.device = cfg, resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval()
         self.arch = cfg.model.arch
         self.meta_hoi, self.meta_sgg = meta if isinstance(meta, tuple) else (meta, None)

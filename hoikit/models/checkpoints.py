@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
+from ..paths import packaged
 from .backbone import SMALL_BODIES
 from .hf_detr import HF5_BACKBONE, HF_BACKBONE, detr_to_hf, hf_to_detr  # noqa: F401  (re-exported)
 
@@ -41,7 +42,7 @@ def read_checkpoint_file(path) -> object:
     Raises:
         CheckpointError: missing file, unreadable file, or content outside the allow-list.
     """
-    path = Path(path)
+    path = packaged(path)   # hoikit/assets/... from any directory
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     if path.suffix == ".safetensors":

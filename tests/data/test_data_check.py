@@ -90,3 +90,39 @@ def test_vg_and_vcoco_and_custom(capsys, vg_files, shared_data, tmp_path):
                                  "hoi_annotation": [{"subject_id": 0, "object_id": 3, "category_id": 0}]}]))
     rc, out, _ = _run(capsys, "--format", "custom", "--anno", anno)
     assert rc == 1 and f"{anno}: image 0: field 'hoi_annotation[0].object_id': index 3 out of range" in out
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def test_truncated_images_are_found_by_a_full_decode(capsys, hico_test_json, tmp_path):
+    """A truncated JPEG / PNG has a valid header (the old header check passed it); decoding every
+    pixel finds it, with the decoder's message, on several threads, in file order."""
+    import numpy as np
+    from PIL import Image
+
+    d = _tiny(hico_test_json, tmp_path, n=5)
+    d["filenames"][3] = d["filenames"][3].replace(".jpg", ".png")
+    images = tmp_path / "img"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for name, (w, h) in zip(d["filenames"], d["size"]):
+        w, h = int(w), int(h)
+        Image.fromarray((rng.random((h, w, 3)) * 255).astype(np.uint8)).save(images / name)
+    _truncate(images / d["filenames"][1])                     # JPEG
+    _truncate(images / d["filenames"][3], 0.9)               # PNG
+    p = tmp_path / "anno.json"
+    p.write_text(json.dumps(d))
+    rc, out, err = _run(capsys, "--format", "hicodet", "--anno", p, "--images", images, "--workers", "3",
+                        "--json", tmp_path / "r.json")
+    assert rc == 1
+    assert "unreadable images          2" in out and "missing images             0" in out
+    report = json.load(open(tmp_path / "r.json"))
+    assert [q["message"] for q in report["problems"]] == [
+        f"{images / d['filenames'][1]}: image 1 cannot be read (OSError: image file is truncated "
+        f"({report['problems'][0]['message'].split('(')[-1]}",
+        f"{images / d['filenames'][3]}: image 3 cannot be read (OSError: image file is truncated)"]
+    assert "bytes not processed" in report["problems"][0]["message"]
+    assert "decoding images" in err and "5/5" in err             # the progress bar (stderr)
