@@ -125,29 +125,41 @@ class Predictor:
         target = {"orig_size": torch.tensor(image.size), "size": torch.tensor([tensor.shape[-1], tensor.shape[-2]])}
         return tensor, target
 
-    @torch.no_grad()
     def predict(self, image: ImageLike, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
         """Named predictions for one image (see module docstring); scores below ``threshold`` dropped."""
-        pil = to_pil(image)
-        tensor, target = self.preprocess(pil)
-        outputs = self.model([tensor.to(self.device)])
-        name = str(image) if isinstance(image, (str, os.PathLike)) else None
-        result: Dict = {"image": name, "size": list(pil.size), "arch": self.arch, "triplets": [], "detections": []}
+        result = self.predict_batch([image], threshold, max_triplets)[0]
+        result["image"] = str(image) if isinstance(image, (str, os.PathLike)) else None
+        return result
+
+    @torch.no_grad()
+    def predict_batch(self, images: List[ImageLike], threshold: float = 0.2, max_triplets: int = 100) -> List[Dict]:
+        """Named predictions for several images in one forward pass (e.g. video frames).
+
+        Returns one result dict per image, in order, each as :meth:`predict` returns it with ``image`` = None.
+        """
+        pils = [to_pil(im) for im in images]
+        if not pils:
+            return []
+        tensors, targets = zip(*(self.preprocess(p) for p in pils))
+        outputs = self.model([t.to(self.device) for t in tensors])
+        results: List[Dict] = [{"image": None, "size": list(p.size), "arch": self.arch, "triplets": [],
+                                "detections": []} for p in pils]
         if self.arch == "sg2hoi":
             if self.model.hoi_decoder is not None:
-                self._add_hoi(result, self.model.postprocess(outputs, [target], task="hoi")[0], threshold, max_triplets)
+                for r, pred in zip(results, self.model.postprocess(outputs, list(targets), task="hoi")):
+                    self._add_hoi(r, pred, threshold, max_triplets)
             if self.meta_sgg is not None:
-                sg = self.model.postprocess(outputs, [target], task="sgg")[0]
-                result["scene_graph"] = self._scene_graph(sg, threshold)
-            return result
-        pred = self.model.postprocess(outputs, [target])[0]
-        if isinstance(pred, HOIPrediction):
-            self._add_hoi(result, pred, threshold, max_triplets)
-        elif isinstance(pred, SceneGraphPrediction):
-            result["scene_graph"] = self._scene_graph(pred, threshold)
-        else:  # detector: dict of boxes / scores / labels
-            self._add_detections(result, pred["boxes"], pred["labels"], pred["scores"], threshold)
-        return result
+                for r, sg in zip(results, self.model.postprocess(outputs, list(targets), task="sgg")):
+                    r["scene_graph"] = self._scene_graph(sg, threshold)
+            return results
+        for r, pred in zip(results, self.model.postprocess(outputs, list(targets))):
+            if isinstance(pred, HOIPrediction):
+                self._add_hoi(r, pred, threshold, max_triplets)
+            elif isinstance(pred, SceneGraphPrediction):
+                r["scene_graph"] = self._scene_graph(pred, threshold)
+            else:  # detector: dict of boxes / scores / labels
+                self._add_detections(r, pred["boxes"], pred["labels"], pred["scores"], threshold)
+        return results
 
     def _names(self, meta, labels) -> List[str]:
         objs = meta.objects
