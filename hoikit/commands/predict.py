@@ -99,14 +99,25 @@ def run_video(args, predictor) -> int:
 
     from ..engine.video import predict_video
 
-    with tqdm(desc=Path(args.input).name, unit="frame", dynamic_ncols=True) as bar:
-        def progress(done: int, expected: int) -> None:
-            bar.total = expected or None
-            bar.update(done - bar.n)
+    bar = None
 
+    def progress(done: int, expected: int) -> None:   # first called once the video opened
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=Path(args.input).name, total=expected or None, unit="frame", dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
         s = predict_video(predictor, args.input, args.out, threshold=args.threshold, every=args.every,
                           max_frames=args.max_frames, batch_size=args.batch_size, max_triplets=args.max_triplets,
                           progress=progress)
+    except BaseException:
+        if bar is not None:
+            bar.leave = False   # erase the bar: the error stays the only line
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     top = s["triplets"][0] if s["triplets"] else None
     desc = f"{top['subject']} {top['verb']} {top['object']} in {top['frames']} frames" if top else "no triplet"
     print(f"{s['frames_predicted']} frames in {s['seconds']:.1f} s ({s['frames_per_second']:.2f} frames/s); "

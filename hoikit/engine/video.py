@@ -48,7 +48,7 @@ def _av():
 
 
 def _decode_error(path: Path, e: Exception, where: str = "") -> DataError:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    msg = getattr(e, "strerror", None) or (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
     return DataError(f"{path}: cannot decode video{where} ({msg})")
 
 
@@ -179,6 +179,8 @@ def predict_video(predictor, video: os.PathLike, out_dir: os.PathLike, *, thresh
     paths = output_paths(video, out_dir)
     tmp_jsonl = paths["frames"].with_name(f".{paths['frames'].name}.tmp{os.getpid()}")
     tally, done, start = TripletTally(), 0, time.perf_counter()
+    if progress is not None:
+        progress(0, expected)
     try:
         with VideoWriter(paths["video"], Fraction(rate) / every) as writer, open(tmp_jsonl, "w") as jsonl:
             for batch in _batches(read_frames(video, every, max_frames), batch_size):
