@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import from_dict
+from ..config import from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, DataError
 from ..structures import HOIPrediction, SceneGraphPrediction
 from .checkpoint import load_checkpoint, load_model_state
+from .model_dir import write_model_dir
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_RELATIONS = 20  # scene-graph relations kept per image (most confident first)
@@ -87,6 +88,11 @@ def model_from_checkpoint(path: Union[str, os.PathLike], cfg=None, state: Option
     return model, cfg, meta
 
 
+def export_model_dir(checkpoint: Union[str, os.PathLike], out: Union[str, os.PathLike]) -> Dict[str, Path]:
+    """``hoikit export --format dir``: the checkpoint's inference model (strictly loaded) as a model directory."""
+    return Predictor.from_checkpoint(checkpoint).save(out)
+
+
 def _box(b) -> List[float]:
     return [round(float(x), 2) for x in b]
 
@@ -113,9 +119,17 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: str = "cpu") -> "Predictor":
-        """Load a hoikit checkpoint (training or inference) strictly."""
+        """Load a hoikit checkpoint (training or inference) or model directory strictly."""
         model, cfg, meta = model_from_checkpoint(path)
         return cls(model, cfg, meta, device)
+
+    def save(self, out: Union[str, os.PathLike]) -> Dict[str, Path]:
+        """Write this model as a model directory (config.yaml, model.safetensors, classes.json; see
+        :mod:`hoikit.engine.model_dir`) that :func:`hoikit.load` reads without pickle. Returns the paths."""
+        from ..models.build import meta_to_dict
+
+        meta = (self.meta_hoi, self.meta_sgg) if self.arch == "sg2hoi" else self.meta_hoi
+        return write_model_dir(out, to_dict(self.cfg), meta_to_dict(self.arch, meta), self.model.state_dict())
 
     def preprocess(self, image: Image.Image):
         """PIL image -> (normalised ``[3, H', W']`` tensor, target dict with ``orig_size``/``size`` (W, H))."""
