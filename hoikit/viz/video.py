@@ -18,6 +18,9 @@ from ..extras import require
 # H.264 plays everywhere; PyAV's wheels bundle libx264. MPEG-4 part 2 is the fallback of FFmpeg builds without it.
 CODECS = ("libx264", "mpeg4")
 PIX_FMT = "yuv420p"  # 4:2:0 chroma: width and height must be even
+# annotation overlays on CPU: "veryfast" encodes several times faster than x264's default "medium" at the same
+# constant quality (crf 23 = x264's default)
+X264_OPTIONS = {"preset": "veryfast", "crf": "23"}
 
 
 def even_size(image: Image.Image) -> Image.Image:
@@ -70,6 +73,8 @@ class VideoWriter:
                 continue
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = PIX_FMT
+        if self.stream.codec_context.name == "libx264":
+            self.stream.options = dict(X264_OPTIONS)
         self.size = size
 
     def write(self, image: Image.Image) -> None:
