@@ -25,6 +25,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from ..engine.model_dir import is_model_dir, read_model_dir
 from ..errors import CheckpointError
 from .backbone import SMALL_BODIES
 from .hf_detr import HF5_BACKBONE, HF_BACKBONE, detr_to_hf, hf_to_detr  # noqa: F401  (re-exported)
@@ -226,20 +227,21 @@ def read_detr_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
     """Read any supported DETR file.
 
     Args:
-        path: a file, or a Hugging Face DETR model directory (:func:`read_hf_detr_dir`).
+        path: a file, a hoikit model directory (``hoikit export --format dir``) or a Hugging Face DETR
+            model directory (:func:`read_hf_detr_dir`).
 
     Returns:
         (state dict in hoikit/official names, info dict: ``format``, ``path`` and the inferred
         architecture fields of :func:`infer_detr_config`; ``class_names`` when the source names its classes).
     """
-    if Path(path).is_dir():
+    if Path(path).is_dir() and not is_model_dir(path):
         obj, hf = read_hf_detr_dir(path)
         sd, _, _ = extract_detr_state_dict(obj, hf["weights"])
         info = {"format": "huggingface", "path": str(path), **infer_detr_config(sd, None, hf["weights"])}
         info.update(dilation=hf["dilation"], nheads=hf["nheads"], dilation_known=True,
                     class_names=[hf["id2label"].get(i, f"class_{i}") for i in range(info["num_classes"])])
         return sd, info
-    obj = read_checkpoint_file(path)
+    obj = read_model_dir(path) if is_model_dir(path) else read_checkpoint_file(path)   # hoikit export --format dir
     sd, fmt, args = extract_detr_state_dict(obj, str(path))
     info = {"format": fmt, "path": str(path), **infer_detr_config(sd, args, str(path))}
     if fmt == "hoikit" and isinstance(obj.get("config"), Mapping):

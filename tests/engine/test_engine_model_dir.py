@@ -94,3 +94,19 @@ def test_broken_model_directories_are_one_line_errors(rmlr_checkpoint, tmp_path,
     assert main(["predict", str(tmp_path), "--checkpoint", str(out2)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model.safetensors: cannot read safetensors file" in err[0], err
+
+
+def test_an_exported_detector_directory_loads_as_a_detr_checkpoint(tmp_path):
+    """model.detr.checkpoint may name an exported detector directory (read like the checkpoint file)."""
+    from hoikit.models.checkpoints import load_detr
+
+    cfg = load_config(None, ["model.arch=detr", *TINY_DETR])
+    torch.manual_seed(0)
+    model = build_model(cfg, META)
+    save_checkpoint(model_checkpoint(model, to_dict(cfg), meta_to_dict("detr", META)), tmp_path / "detr.pt")
+    hoikit.load(str(tmp_path / "detr.pt")).save(tmp_path / "detr_dir")
+    from_file, info_file = load_detr(tmp_path / "detr.pt")
+    from_dir, info_dir = load_detr(tmp_path / "detr_dir")
+    assert info_dir["format"] == "hoikit" and info_dir["backbone"] == info_file["backbone"] == "tiny"
+    a, b = from_file.state_dict(), from_dir.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
