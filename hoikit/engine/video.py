@@ -9,7 +9,8 @@ Frames are decoded with PyAV (the ``video`` extra), every ``every``-th frame is 
     DIR/<stem>_summary.json    the video (size, rate, frames), the settings, frames/s, and per triplet
                                (subject, verb, object) the frames it appears in, its best score, first/last time
 
-A file that is not a decodable video gives one :class:`~hoikit.errors.DataError` line naming it.
+A file that is not a decodable video gives one :class:`~hoikit.errors.DataError` line naming it. Outputs of an
+earlier run are kept: the next run writes ``<stem>-2_*`` (:func:`output_paths`).
 """
 from __future__ import annotations
 
@@ -105,13 +106,19 @@ def read_frames(path: os.PathLike, every: int = 1, max_frames: int = 0) -> Itera
 
 
 def output_paths(video: os.PathLike, out_dir: os.PathLike) -> Dict[str, Path]:
-    """The three output files of ``video`` in ``out_dir`` (see module docstring); never the input itself."""
+    """The three output files of ``video`` in ``out_dir`` (see module docstring).
+
+    Earlier outputs are never replaced: when one of ``<stem>_annotated.mp4`` / ``_frames.jsonl`` /
+    ``_summary.json`` exists, the stem becomes ``<stem>-2``, ``<stem>-3``, ... (the first free one for all three).
+    """
     video, out_dir = Path(video), Path(out_dir)
-    paths = {k: out_dir / f"{video.stem}{s}" for k, s in OUTPUT_SUFFIXES.items()}
-    for p in paths.values():
-        if p.exists() and p.resolve() == video.resolve():
-            raise ConfigError(f"{p}: output would overwrite the input video; choose another --out")
-    return paths
+    n = 1
+    while True:
+        stem = video.stem if n == 1 else f"{video.stem}-{n}"
+        paths = {k: out_dir / f"{stem}{s}" for k, s in OUTPUT_SUFFIXES.items()}
+        if not any(p.exists() for p in paths.values()):
+            return paths
+        n += 1
 
 
 class TripletTally:

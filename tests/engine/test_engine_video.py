@@ -141,3 +141,20 @@ def test_bad_every_is_a_config_error(tmp_path, capsys):
     clip = write_clip(tmp_path / "c.mp4", synth_frames(2, (64, 48)))
     assert main(["predict", str(clip), "--checkpoint", str(ck), "--out", str(tmp_path / "o"), "--every", "0"]) == 2
     assert "--every 0" in capsys.readouterr().err
+
+
+@needs_av
+def test_a_second_run_keeps_the_first_outputs(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    ck = _checkpoint(tmp_path, "engine_toy:build_toy_hoi")
+    clip = write_clip(tmp_path / "clip.mp4", synth_frames(2, (100, 50)))
+    out = tmp_path / "o"
+    from hoikit.engine.video import predict_video
+    predictor = hoikit.load(str(ck))
+    first = predict_video(predictor, clip, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    second = predict_video(predictor, clip, out, max_frames=1)
+    assert sorted(before) == ["clip_annotated.mp4", "clip_frames.jsonl", "clip_summary.json"]
+    assert second["outputs"]["video"] == str(out / "clip-2_annotated.mp4") != first["outputs"]["video"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in before} == before   # untouched
+    assert len((out / "clip-2_frames.jsonl").read_text().splitlines()) == 1
