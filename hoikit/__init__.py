@@ -7,11 +7,14 @@ __version__ = "0.1.0"
 
 
 def load(checkpoint: str, device: str = "cpu"):
-    """Load a trained hoikit checkpoint as a :class:`hoikit.engine.inference.Predictor`.
+    """Load a trained hoikit checkpoint or model directory (``hoikit export --format dir``) as a
+    :class:`hoikit.engine.inference.Predictor`.
 
     Example:
         >>> model = hoikit.load("runs/demo/rmlr.pt")
         >>> result = model.predict("image.jpg")
+        >>> model.save("models/demo")            # config.yaml, model.safetensors, classes.json
+        >>> hoikit.load("models/demo")           # no pickle involved
     """
     from .engine.inference import Predictor
 

@@ -227,7 +227,7 @@ class TrainConfig:
     device: str = "auto"             # auto | cpu | cuda
     eval_every: int = 1
     log_every: int = 20
-    tensorboard: bool = False
+    tensorboard: bool = False        # TensorBoard events in <output_dir>/tb (needs the 'tensorboard' extra)
     max_steps: int = 0               # >0: stop after this many optimizer steps (tests, benchmarks)
     # SG2HOI+: two-phase schedule and alternating datasets
     sgg_epochs: int = 0              # phase 1: SGG only

@@ -2,7 +2,9 @@
 
 Writes ``DIR/<name>.json`` (named triplets, boxes, scores; SG2HOI+: also the scene graph) and
 ``DIR/<name>.png`` (boxes, human-object links, captions); SG2HOI+ adds ``DIR/<name>_graph.png``.
-A video is read frame by frame when imageio or PyAV is installed; a directory of frames always works.
+A video file (needs the 'video' extra: pip install "hoikit[video]") gives ``DIR/<stem>_annotated.mp4``,
+``DIR/<stem>_frames.jsonl`` (one JSON per predicted frame) and ``DIR/<stem>_summary.json``; frames are
+predicted in batches (--batch-size), one in --every, at most --max-frames. A directory of frames always works.
 
 Inputs are never written over: when ``--out`` is the input's own directory, the outputs go into its
 ``predictions/`` subfolder (and the command says so). Two inputs with the same stem (``a.jpg``,
@@ -28,6 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", default="predictions", help="output directory (default ./predictions)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--max-triplets", type=int, default=8, help="triplets drawn per picture")
+    parser.add_argument("--every", type=int, default=1, help="video: predict one frame in N (default 1)")
+    parser.add_argument("--max-frames", type=int, default=0, help="video: stop after N predicted frames (0 = all)")
+    parser.add_argument("--batch-size", type=int, default=8, help="video: frames per forward pass (default 8)")
 
 
 def video_frames(path: Path) -> Iterator[Tuple[str, "object"]]:
@@ -112,6 +117,8 @@ def run(args) -> int:
     from ..viz.draw import draw_hoi, draw_scene_graph
 
     predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    if Path(args.input).suffix.lower() in VIDEO_EXTS and Path(args.input).is_file():
+        return run_video(args, predictor)
     out = output_dir(Path(args.out), Path(args.input))
     inputs = iter_inputs(Path(args.input))
     out.mkdir(parents=True, exist_ok=True)
@@ -133,4 +140,38 @@ def run(args) -> int:
     on_disk = [p for p in written if p.is_file()]   # what is there now, not what was attempted
     n_json = sum(p.suffix == ".json" for p in on_disk)
     print(f"wrote {n_json} JSON files and {len(on_disk) - n_json} pictures to {out}")
+    return 0
+
+
+def run_video(args, predictor) -> int:
+    """Annotated video + per-frame JSON + summary (hoikit.engine.video), with a progress bar."""
+    from tqdm import tqdm
+
+    from ..engine.video import predict_video
+
+    bar = None
+
+    def progress(done: int, expected: int) -> None:   # first called once the video opened
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=Path(args.input).name, total=expected or None, unit="frame", dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        s = predict_video(predictor, args.input, args.out, threshold=args.threshold, every=args.every,
+                          max_frames=args.max_frames, batch_size=args.batch_size, max_triplets=args.max_triplets,
+                          progress=progress)
+    except BaseException:
+        if bar is not None:
+            bar.leave = False   # erase the bar: the error stays the only line
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    top = s["triplets"][0] if s["triplets"] else None
+    desc = f"{top['subject']} {top['verb']} {top['object']} in {top['frames']} frames" if top else "no triplet"
+    print(f"{s['frames_predicted']} frames in {s['seconds']:.1f} s ({s['frames_per_second']:.2f} frames/s); "
+          f"most frequent: {desc}")
+    for path in s["outputs"].values():
+        print(f"wrote {path}")
     return 0

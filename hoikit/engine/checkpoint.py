@@ -23,6 +23,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..paths import packaged
+from .model_dir import is_model_dir, read_model_dir
 
 FORMAT = "hoikit"
 VERSION = 1
@@ -53,12 +54,18 @@ def save_checkpoint(state: Mapping, path: os.PathLike) -> Path:
 
 
 def load_checkpoint(path: os.PathLike, map_location="cpu", require_format: bool = True) -> Dict:
-    """Read a checkpoint with ``torch.load(weights_only=True)`` and the :data:`SAFE_GLOBALS`.
+    """Read a checkpoint with ``torch.load(weights_only=True)`` and the :data:`SAFE_GLOBALS`, or a model
+    directory (config.yaml + model.safetensors + classes.json, :mod:`hoikit.engine.model_dir`) without pickle.
 
     Raises:
         CheckpointError: missing/unreadable file, unsafe content, or not a hoikit checkpoint.
     """
     path = packaged(path)   # hoikit/assets/... from any directory
+    if path.is_dir():
+        if not is_model_dir(path):
+            raise CheckpointError(f"{path}: a directory but not a hoikit model directory "
+                                  "(needs config.yaml and model.safetensors; hoikit export --format dir)")
+        return read_model_dir(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:

@@ -23,11 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import from_dict
+from ..config import from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, DataError
 from ..structures import HOIPrediction, SceneGraphPrediction
 from .checkpoint import load_checkpoint, load_model_state
 from .distributed import resolve_device
+from .model_dir import write_model_dir
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_RELATIONS = 20  # scene-graph relations kept per image (most confident first)
@@ -88,6 +89,11 @@ def model_from_checkpoint(path: Union[str, os.PathLike], cfg=None, state: Option
     return model, cfg, meta
 
 
+def export_model_dir(checkpoint: Union[str, os.PathLike], out: Union[str, os.PathLike]) -> Dict[str, Path]:
+    """``hoikit export --format dir``: the checkpoint's inference model (strictly loaded) as a model directory."""
+    return Predictor.from_checkpoint(checkpoint).save(out)
+
+
 def _box(b) -> List[float]:
     return [round(float(x), 2) for x in b]
 
@@ -114,9 +120,17 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, os.PathLike], device: str = "cpu") -> "Predictor":
-        """Load a hoikit checkpoint (training or inference) strictly."""
+        """Load a hoikit checkpoint (training or inference) or model directory strictly."""
         model, cfg, meta = model_from_checkpoint(path)
         return cls(model, cfg, meta, device)
+
+    def save(self, out: Union[str, os.PathLike]) -> Dict[str, Path]:
+        """Write this model as a model directory (config.yaml, model.safetensors, classes.json; see
+        :mod:`hoikit.engine.model_dir`) that :func:`hoikit.load` reads without pickle. Returns the paths."""
+        from ..models.build import meta_to_dict
+
+        meta = (self.meta_hoi, self.meta_sgg) if self.arch == "sg2hoi" else self.meta_hoi
+        return write_model_dir(out, to_dict(self.cfg), meta_to_dict(self.arch, meta), self.model.state_dict())
 
     def preprocess(self, image: Image.Image):
         """PIL image -> (normalised ``[3, H', W']`` tensor, target dict with ``orig_size``/``size`` (W, H))."""
@@ -126,29 +140,41 @@ class Predictor:
         target = {"orig_size": torch.tensor(image.size), "size": torch.tensor([tensor.shape[-1], tensor.shape[-2]])}
         return tensor, target
 
-    @torch.no_grad()
     def predict(self, image: ImageLike, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
         """Named predictions for one image (see module docstring); scores below ``threshold`` dropped."""
-        pil = to_pil(image)
-        tensor, target = self.preprocess(pil)
-        outputs = self.model([tensor.to(self.device)])
-        name = str(image) if isinstance(image, (str, os.PathLike)) else None
-        result: Dict = {"image": name, "size": list(pil.size), "arch": self.arch, "triplets": [], "detections": []}
+        result = self.predict_batch([image], threshold, max_triplets)[0]
+        result["image"] = str(image) if isinstance(image, (str, os.PathLike)) else None
+        return result
+
+    @torch.no_grad()
+    def predict_batch(self, images: List[ImageLike], threshold: float = 0.2, max_triplets: int = 100) -> List[Dict]:
+        """Named predictions for several images in one forward pass (e.g. video frames).
+
+        Returns one result dict per image, in order, each as :meth:`predict` returns it with ``image`` = None.
+        """
+        pils = [to_pil(im) for im in images]
+        if not pils:
+            return []
+        tensors, targets = zip(*(self.preprocess(p) for p in pils))
+        outputs = self.model([t.to(self.device) for t in tensors])
+        results: List[Dict] = [{"image": None, "size": list(p.size), "arch": self.arch, "triplets": [],
+                                "detections": []} for p in pils]
         if self.arch == "sg2hoi":
             if self.model.hoi_decoder is not None:
-                self._add_hoi(result, self.model.postprocess(outputs, [target], task="hoi")[0], threshold, max_triplets)
+                for r, pred in zip(results, self.model.postprocess(outputs, list(targets), task="hoi")):
+                    self._add_hoi(r, pred, threshold, max_triplets)
             if self.meta_sgg is not None:
-                sg = self.model.postprocess(outputs, [target], task="sgg")[0]
-                result["scene_graph"] = self._scene_graph(sg, threshold)
-            return result
-        pred = self.model.postprocess(outputs, [target])[0]
-        if isinstance(pred, HOIPrediction):
-            self._add_hoi(result, pred, threshold, max_triplets)
-        elif isinstance(pred, SceneGraphPrediction):
-            result["scene_graph"] = self._scene_graph(pred, threshold)
-        else:  # detector: dict of boxes / scores / labels
-            self._add_detections(result, pred["boxes"], pred["labels"], pred["scores"], threshold)
-        return result
+                for r, sg in zip(results, self.model.postprocess(outputs, list(targets), task="sgg")):
+                    r["scene_graph"] = self._scene_graph(sg, threshold)
+            return results
+        for r, pred in zip(results, self.model.postprocess(outputs, list(targets))):
+            if isinstance(pred, HOIPrediction):
+                self._add_hoi(r, pred, threshold, max_triplets)
+            elif isinstance(pred, SceneGraphPrediction):
+                r["scene_graph"] = self._scene_graph(pred, threshold)
+            else:  # detector: dict of boxes / scores / labels
+                self._add_detections(r, pred["boxes"], pred["labels"], pred["scores"], threshold)
+        return results
 
     def _names(self, meta, labels) -> List[str]:
         objs = meta.objects

@@ -3,7 +3,10 @@
 Files in the run directory:
 
 * ``log.csv``  - one row every ``log_every`` optimizer steps: epoch, step, lr, loss, each loss_*;
-* ``eval.csv`` - one row per evaluation: epoch, step, each metric.
+* ``eval.csv`` - one row per evaluation: epoch, step, each metric;
+* ``tb/``      - with ``train.tensorboard=true`` (the ``tensorboard`` extra): TensorBoard events,
+  ``train/<loss>`` and ``train/lr`` every ``log_every`` steps and ``eval/<metric>`` per evaluation,
+  against the optimizer step (``tensorboard --logdir <output_dir>/tb``).
 
 On resume, rows written after the checkpoint's step (by the killed run) are dropped so the logs
 match an uninterrupted run.
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from tqdm import tqdm
+
+from ..extras import require
 
 
 class CSVLog:
@@ -64,7 +69,7 @@ class TrainLogger:
     Args:
         out_dir: run directory.
         enabled: True on rank 0.
-        tensorboard: also write TensorBoard events when the package is installed.
+        tensorboard: also write TensorBoard events (``MissingExtraError`` when the extra is not installed).
         keep_until_step: resume position (see :class:`CSVLog`).
     """
 
@@ -73,16 +78,16 @@ class TrainLogger:
         self.enabled = enabled
         self.bar: Optional[tqdm] = None
         self.tb = None
+        if tensorboard:   # on every rank, so all of them stop before training when the extra is missing
+            require("tensorboard", extra="tensorboard", purpose="train.tensorboard=true")
         if not enabled:
             return
         self.train_csv = CSVLog(Path(out_dir) / "log.csv", keep_until_step)
         self.eval_csv = CSVLog(Path(out_dir) / "eval.csv", keep_until_step)
         if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(Path(out_dir) / "tb"))
-            except Exception:  # tensorboard not installed
-                self.info("tensorboard is not installed; logging to CSV only (pip install tensorboard)")
+            from torch.utils.tensorboard import SummaryWriter   # optional extra: imported only when asked for
+
+            self.tb = SummaryWriter(str(Path(out_dir) / "tb"))
 
     def info(self, msg: str) -> None:
         if self.enabled:

@@ -179,7 +179,8 @@ class _Run:
         """Run every evaluation after epoch ``state.epoch - 1``; log; update the best metric."""
         s, metrics = self.state, {}
         for eval_loader, task in eval_loaders:
-            metrics.update(evaluate(self.model, eval_loader, task.make_evaluator, self.device, task.task))
+            desc = f"eval epoch {s.epoch}" + (f" ({task.task})" if task.task else "")
+            metrics.update(evaluate(self.model, eval_loader, task.make_evaluator, self.device, task.task, desc))
         s.metrics = metrics
         self.logger.log_eval(s.epoch - 1, s.step, metrics)
         value = metrics.get(primary_metric)

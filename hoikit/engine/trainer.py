@@ -187,7 +187,7 @@ def _optimizer_step(loss: torch.Tensor, optimizer, scheduler, scaler, params: Li
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: torch.device,
-             task: Optional[str] = None) -> Dict[str, float]:
+             task: Optional[str] = None, progress: Optional[str] = None) -> Dict[str, float]:
     """Run the model over ``loader``, gather predictions on rank 0, score them there.
 
     Args:
@@ -195,6 +195,7 @@ def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: t
             (prediction = one element of ``model.postprocess``; index = ``target["index"]``).
         task: passed as ``model.postprocess(..., task=task)`` (multi-task models, e.g. SG2HOI+'s
             ``sgg`` / ``hoi``); None = the model's default.
+        progress: description of a progress bar over the batches, shown on rank 0 (None = no bar).
 
     Returns:
         metrics (identical on every rank).
@@ -204,13 +205,13 @@ def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: t
     """
     saved = rng_state()
     try:
-        return _evaluate(model, loader, make_evaluator, device, task)
+        return _evaluate(model, loader, make_evaluator, device, task, progress)
     finally:
         set_rng_state(saved)
 
 
-def _evaluate(model, loader, make_evaluator, device, task) -> Dict[str, float]:
-    merged = collect_predictions(model, loader, device, task)   # shared with `hoikit test`
+def _evaluate(model, loader, make_evaluator, device, task, progress) -> Dict[str, float]:
+    merged = collect_predictions(model, loader, device, task, progress=progress)   # shared with `hoikit test`
     metrics = None
     if merged is not None:
         ev = make_evaluator()

@@ -20,11 +20,12 @@ import argparse
 import pickle
 import re
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ..engine.model_dir import is_model_dir, read_model_dir
 from ..errors import CheckpointError
 from ..paths import packaged
 from .backbone import SMALL_BODIES
@@ -58,6 +59,39 @@ def read_checkpoint_file(path) -> object:
         raise CheckpointError(f"{path}: refused to load (not weights-only safe): {_first_line(e)}") from None
     except Exception as e:
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+
+
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def read_hf_detr_dir(path) -> Tuple[Dict[str, Tensor], Dict]:
+    """A Hugging Face DETR model directory (``save_pretrained`` / Hub snapshot): ``config.json`` and
+    ``model.safetensors`` (or ``pytorch_model.bin``).
+
+    Returns:
+        (the weights as stored, architecture facts the weights cannot tell: ``dilation``, ``nheads`` and
+        ``class_names`` from ``id2label`` (index i = class i; unnamed indices become ``class_<i>``)).
+    """
+    import json
+
+    path = Path(path)
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise CheckpointError(f"{path}: a directory without config.json (expected a Hugging Face DETR model directory)")
+    try:
+        hf = json.loads(cfg_file.read_text())
+    except ValueError as e:
+        raise CheckpointError(f"{cfg_file}: cannot parse JSON ({_first_line(e)})") from None
+    if not isinstance(hf, dict) or hf.get("model_type") != "detr":
+        found = hf.get("model_type") if isinstance(hf, dict) else None
+        raise CheckpointError(f"{cfg_file}: key 'model_type' is {found!r}, expected 'detr'")
+    weights = next((path / n for n in HF_WEIGHT_FILES if (path / n).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{path}: no {' or '.join(HF_WEIGHT_FILES)} next to config.json")
+    labels = {int(k): str(v) for k, v in (hf.get("id2label") or {}).items()}
+    facts = {"dilation": bool(hf.get("dilation", False)), "nheads": int(hf.get("encoder_attention_heads", 8)),
+             "id2label": labels, "weights": str(weights)}
+    return read_checkpoint_file(weights), facts
 
 
 def _first_line(e: Exception) -> str:
@@ -195,11 +229,22 @@ def check_state_dict(model: nn.Module, sd: Mapping[str, Tensor], path: str = "ch
 def read_detr_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
     """Read any supported DETR file.
 
+    Args:
+        path: a file, a hoikit model directory (``hoikit export --format dir``) or a Hugging Face DETR
+            model directory (:func:`read_hf_detr_dir`).
+
     Returns:
         (state dict in hoikit/official names, info dict: ``format``, ``path`` and the inferred
-        architecture fields of :func:`infer_detr_config`).
+        architecture fields of :func:`infer_detr_config`; ``class_names`` when the source names its classes).
     """
-    obj = read_checkpoint_file(path)
+    if Path(path).is_dir() and not is_model_dir(path):
+        obj, hf = read_hf_detr_dir(path)
+        sd, _, _ = extract_detr_state_dict(obj, hf["weights"])
+        info = {"format": "huggingface", "path": str(path), **infer_detr_config(sd, None, hf["weights"])}
+        info.update(dilation=hf["dilation"], nheads=hf["nheads"], dilation_known=True,
+                    class_names=[hf["id2label"].get(i, f"class_{i}") for i in range(info["num_classes"])])
+        return sd, info
+    obj = read_model_dir(path) if is_model_dir(path) else read_checkpoint_file(path)   # hoikit export --format dir
     sd, fmt, args = extract_detr_state_dict(obj, str(path))
     info = {"format": fmt, "path": str(path), **infer_detr_config(sd, args, str(path))}
     if fmt == "hoikit" and isinstance(obj.get("config"), Mapping):
@@ -250,10 +295,15 @@ def load_detr(path, **overrides):
 # ----------------------------------------------------------------------------------------------
 # conversion to a hoikit checkpoint (`hoikit convert detr`)
 
-def _class_meta(classes: str, num_classes: int, path: str) -> Dict:
+def _class_meta(classes: Optional[str], num_classes: int, path: str, names: Optional[List[str]] = None) -> Dict:
+    """The checkpoint meta: ``classes`` = hicodet / vcoco tables, generic ``class_<i>``, or None = the
+    source's own names (Hugging Face ``id2label``) when it has them, else generic."""
     from ..data.metadata import DatasetMeta, hicodet_meta, vcoco_meta
 
-    if classes == "generic":
+    if classes is None and names:
+        person = names.index("person") if "person" in names else 0
+        return DatasetMeta("detector", list(names), person_label=person).to_dict()
+    if classes in (None, "generic"):
         return DatasetMeta("detector", [f"class_{i}" for i in range(num_classes)]).to_dict()
     meta = hicodet_meta() if classes == "hicodet" else vcoco_meta()
     if len(meta.objects) != num_classes:
@@ -262,14 +312,16 @@ def _class_meta(classes: str, num_classes: int, path: str) -> Dict:
     return meta.to_dict()
 
 
-def convert_detr_checkpoint(src, out, classes: str = "generic", dilation: Optional[bool] = None) -> Dict:
+def convert_detr_checkpoint(src, out, classes: Optional[str] = None, dilation: Optional[bool] = None) -> Dict:
     """Convert any supported DETR file into a hoikit checkpoint (``model.arch = detr``).
 
     The weights are checked strictly against a DETR built with the inferred architecture, and
     stored under ``detr.*`` exactly as :class:`hoikit.models.detr.DETRDetector` names them.
 
     Args:
-        src: input file. out: output ``.pth``. classes: ``generic | hicodet | vcoco`` class names.
+        src: input file or Hugging Face DETR directory. out: output ``.pth``.
+        classes: ``generic | hicodet | vcoco`` class names; None = the source's names (Hugging Face
+            ``id2label``) when it has them, else generic.
         dilation: DC5 when the file cannot tell (overrides the inferred value).
 
     Returns:
@@ -288,19 +340,21 @@ def convert_detr_checkpoint(src, out, classes: str = "generic", dilation: Option
     cfg.model.detr = DETRConfig(**fields)
     with torch.device("meta"):  # shapes only: no memory for a second copy of the weights
         check_state_dict(build_detr(cfg.model.detr), sd, str(src))
-    meta = _class_meta(classes, info["num_classes"], str(src))
+    meta = _class_meta(classes, info["num_classes"], str(src), info.get("class_names"))
     save_checkpoint({"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "meta": meta,
                      "model": {"detr." + k: v.contiguous() for k, v in sd.items()},
                      "source": {"path": str(src), "format": info["format"]}}, out)
-    return {**info, "out": str(out)}
+    return {**info, "out": str(out), "meta_objects": meta["objects"]}
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="DETR file: official .pth, UPT .pth, HuggingFace "
-                        ".bin/.safetensors, hoikit checkpoint or bare state dict")
+                        ".bin/.safetensors, hoikit checkpoint or bare state dict; or a HuggingFace DETR "
+                        "model directory (config.json + model.safetensors; its id2label names are kept)")
     parser.add_argument("--out", required=True, help="hoikit checkpoint to write")
-    parser.add_argument("--classes", default="generic", choices=["generic", "hicodet", "vcoco"],
-                        help="class names stored in the checkpoint meta (must match num_classes)")
+    parser.add_argument("--classes", default=None, choices=["generic", "hicodet", "vcoco"],
+                        help="class names stored in the checkpoint meta (must match num_classes); default: the "
+                        "source's names (HuggingFace id2label) when it has them, else generic class_<i>")
     parser.add_argument("--dc5", action="store_true", default=None,
                         help="the file is a DC5 model (weights cannot tell; official files say so in args)")
 
@@ -311,6 +365,8 @@ def run_cli(args) -> int:
     print(f"source format: {info['format']}")
     print(f"backbone:      {info['backbone']}  DC5: {dc5}")
     print(f"num_classes:   {info['num_classes']} (+1 no-object)")
+    names = info.get("meta_objects", [])
+    print(f"class names:   {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
     print(f"transformer:   d={info['hidden_dim']} heads={info['nheads']} enc={info['enc_layers']} "
           f"dec={info['dec_layers']} ffn={info.get('dim_feedforward')} queries={info['num_queries']}")
     print(f"wrote {info['out']}")

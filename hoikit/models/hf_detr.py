@@ -82,11 +82,15 @@ def _hf5_backbone_name(rest: str) -> str:
 
 
 def normalize_hf_names(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Bring transformers-5 in-memory names to the Hub (v4, timm) names that :func:`hf_to_detr` maps."""
+    """Bring transformers-5 names (in memory, or native-ResNet names in ``save_pretrained`` files) to the
+    Hub (v4, timm) names that :func:`hf_to_detr` maps."""
     out = {}
     for k, v in sd.items():
         if k.startswith(HF5_BACKBONE):
             k = HF_BACKBONE + _hf5_backbone_name(k[len(HF5_BACKBONE):])
+        elif k.startswith(HF_BACKBONE + "embedder.") or k.startswith(HF_BACKBONE + "encoder.stages."):
+            # save_pretrained files of transformers 5 with the native ResNet: Hub prefix, native names
+            k = HF_BACKBONE + _hf5_backbone_name(k[len(HF_BACKBONE):])
         k = k.replace(".o_proj.", ".out_proj.").replace(".mlp.fc1.", ".fc1.").replace(".mlp.fc2.", ".fc2.")
         out[k] = v
     return out

@@ -251,3 +251,41 @@ def test_small_trainable_backbones_are_recognised_from_their_keys(tmp_path, back
     broken = {k: v for k, v in sd.items() if not k.startswith(f"backbone.0.body.layers.{3 * (convs - 1)}.")}
     with pytest.raises(CheckpointError, match=r"backbone\.0\.body\.layers"):
         load_detr(write(tmp_path / "broken.pth", broken))
+
+
+def test_huggingface_model_directory_converts_with_its_class_names(tmp_path, capsys):
+    """A transformers ``save_pretrained`` directory (config.json + model.safetensors, native ResNet-18 names
+    under the Hub prefix) converts strictly, keeps id2label as class names, and gives the reference outputs."""
+    tf = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = tf.DetrConfig(use_timm_backbone=False, use_pretrained_backbone=False,
+                        backbone_config=tf.ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], embedding_size=64,
+                                                        hidden_sizes=[64, 128, 256, 512], out_features=["stage4"]),
+                        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+                        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=5,
+                        dropout=0.0, auxiliary_loss=False, id2label={0: "N/A", 1: "person", 2: "bicycle", 3: "cup"})
+    ref = tf.DetrForObjectDetection(cfg).eval()
+    ref.load_state_dict({k: (torch.rand_like(v) + 0.5) if k.endswith("running_var") else torch.randn_like(v) * 0.1
+                         for k, v in ref.state_dict().items()})
+    ref.save_pretrained(tmp_path / "hf")
+    assert cli_main(["convert", "detr", "--src", str(tmp_path / "hf"), "--out", str(tmp_path / "d.pth")]) == 0
+    assert "class names:   N/A, person, bicycle, cup" in capsys.readouterr().out
+    stored = torch.load(tmp_path / "d.pth", weights_only=True)
+    assert stored["meta"]["objects"] == ["N/A", "person", "bicycle", "cup"] and stored["meta"]["person_label"] == 1
+    mine, info = load_detr(tmp_path / "d.pth")
+    assert info["backbone"] == "resnet18" and info["nheads"] == 4
+    images = [torch.randn(3, 64, 80)]
+    with torch.no_grad():
+        a = mine.eval()(images)
+        b = ref(pixel_values=torch.stack(images), pixel_mask=torch.ones(1, 64, 80, dtype=torch.long))
+    assert torch.allclose(a["pred_logits"], b.logits, atol=1e-5)
+    assert torch.allclose(a["pred_boxes"], b.pred_boxes, atol=1e-5)
+
+
+def test_huggingface_directory_errors_name_the_file(tmp_path):
+    (tmp_path / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(CheckpointError, match=r"config.json: key 'model_type' is 'bert', expected 'detr'"):
+        load_detr(tmp_path)
+    (tmp_path / "config.json").write_text('{"model_type": "detr"}')
+    with pytest.raises(CheckpointError, match="no model.safetensors or pytorch_model.bin next to config.json"):
+        load_detr(tmp_path)
