@@ -119,6 +119,26 @@ class SceneGraphPrediction:
     pairs: np.ndarray
     predicate_scores: np.ndarray
 
+    def ranked_relations(self):
+        """One predicate per pair, pairs ranked by triplet score (the graph-constrained ranking).
+
+        The predicate of a pair is the first maximum over the foreground columns ``1..P``; its triplet
+        score is ``p_predicate * s_subject * s_object``, the ranking of Scene-Graph-Benchmark
+        (KaihuaTang/Scene-Graph-Benchmark.pytorch, relation_head/inference.py ``triple_scores``), which
+        the one-stage SGTR and SG2HOI+'s SGDet results are evaluated with. Both the SGDet evaluator
+        (:func:`hoikit.eval.sgg.match_image`) and :class:`hoikit.engine.inference.Predictor` use it.
+
+        Returns:
+            ``(order [R], predicate [R], score [R])``: pair indices by descending score (stable), the
+            0-based predicate and the triplet score of each pair (in pair order, not ranked).
+        """
+        pairs = np.asarray(self.pairs, np.int64).reshape(-1, 2)
+        ps = np.asarray(self.predicate_scores, np.float32).reshape(len(pairs), -1)[:, 1:]
+        s = np.asarray(self.scores, np.float32)
+        predicate = ps.argmax(1) if len(pairs) else np.zeros(0, np.int64)
+        score = ps[np.arange(len(pairs)), predicate] * s[pairs[:, 0]] * s[pairs[:, 1]]
+        return np.argsort(-score, kind="stable"), predicate, score
+
 
 def hoi_lookup(correspondence: np.ndarray, num_objects: int, num_verbs: int) -> np.ndarray:
     """int64 ``[max(num_objects, 1), max(num_verbs, 1)]`` table: the HOI class of (object, verb), -1 if none.
