@@ -217,7 +217,9 @@ class TrainConfig:
 class EvalConfig:
     hicodet_skip_empty: bool = False  # UPT-style: do not run images listed in `empty`
     threshold: float = 0.0
-    max_detections: int = 0           # 0 = keep all
+    # HOI evaluation (HICO-DET and V-COCO): keep the top-K (pair, verb) triplets per image, the
+    # one-stage convention (QPIC: 100; the SG2HOI+ presets); 0 = keep all (UPT / RmLR)
+    max_detections: int = 0
 
 
 @dataclass

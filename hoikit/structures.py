@@ -70,11 +70,13 @@ class HOIPrediction:
     pairs: np.ndarray
     verb_scores: np.ndarray
 
-    def triplets(self, correspondence: np.ndarray, threshold: float = 0.0):
+    def triplets(self, correspondence: np.ndarray, threshold: float = 0.0, max_triplets: int = 0):
         """Expand to (hoi, score, box_h, box_o) rows using a [hoi, object, verb] table.
 
         Only (verb, object) combinations present in ``correspondence`` are kept, so an empty table
-        (no HOI classes, e.g. V-COCO's) gives no rows.
+        (no HOI classes, e.g. V-COCO's) gives no rows. ``max_triplets > 0`` keeps only the that many
+        highest-scoring rows (ties: the earlier row; rows stay in their order), the one-stage
+        convention of QPIC's HICO-DET evaluation (``max_hois = 100``); 0 keeps every row.
 
         Returns:
             dict with ``hoi`` int64 [T], ``score`` float32 [T], ``box_h`` and ``box_o``
@@ -96,9 +98,23 @@ class HOIPrediction:
         hoi = lut[obj, vi]
         keep = hoi >= 0
         pi, vi, hoi = pi[keep], vi[keep], hoi[keep]
+        if 0 < max_triplets < len(pi):
+            top = np.sort(np.argsort(-self.verb_scores[pi, vi], kind="stable")[:max_triplets])
+            pi, vi, hoi = pi[top], vi[top], hoi[top]
         return dict(hoi=hoi, score=self.verb_scores[pi, vi].astype(np.float32),
                     box_h=self.boxes[self.pairs[pi, 0]].astype(np.float32),
                     box_o=self.boxes[self.pairs[pi, 1]].astype(np.float32), pair=pi, verb=vi)
+
+
+def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """bool mask of the ``k`` highest entries of ``scores`` (any shape; ties: the earlier entry in
+    row-major order); ``k <= 0`` or ``k >= scores.size`` selects everything."""
+    flat = np.asarray(scores).reshape(-1)
+    mask = np.ones(flat.shape, bool)
+    if 0 < k < flat.size:
+        mask[:] = False
+        mask[np.argsort(-flat, kind="stable")[:k]] = True
+    return mask.reshape(np.shape(scores))
 
 
 @dataclass

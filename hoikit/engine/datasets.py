@@ -126,11 +126,13 @@ def eval_tasks(cfg: Config, meta, split: str = "test"):
         return [EvalTask(dataset, lambda: DetectionEvaluation(samples, n))], DetectionEvaluation.primary
     if d.format in ("hicodet", "synth"):
         anno = hoi_annotation(d, split)
-        make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold)  # noqa: E731
+        make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold,  # noqa: E731
+                                     cfg.eval.max_detections)
         return [EvalTask(dataset, make)], HOIEvaluation.primary
     if d.format == "vcoco" and has_vcoco_ground_truth(d):
         ids, verbs = list(reader.image_ids), list(meta.verbs)
-        make = lambda: VCOCOEvaluation(d.vcoco_json, d.coco_json, d.vcoco_ids, ids, verbs)  # noqa: E731
+        make = lambda: VCOCOEvaluation(d.vcoco_json, d.coco_json, d.vcoco_ids, ids, verbs,  # noqa: E731
+                                       cfg.eval.max_detections)
         return [EvalTask(dataset, make)], VCOCOEvaluation.primary
     return [], ""
 
@@ -216,6 +218,7 @@ def _sg2hoi_evals(cfg: Config, meta_hoi, meta_sgg, tr_test, split: str = "test")
     if meta_hoi is not None and hoi_cfg is not None and hoi_cfg.format in ("hicodet", "synth"):
         anno = hoi_annotation(hoi_cfg, split)
         evals.append(EvalTask(HOIDataset(_readers(hoi_cfg, split), tr_test),
-                              lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold), "hoi"))
+                              lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold,
+                                                    cfg.eval.max_detections), "hoi"))
         primary = HOIEvaluation.primary
     return evals, primary
