@@ -33,6 +33,9 @@ class Sample:
             predicate 0-based (no background).
         image_id: dataset-specific id (e.g. the COCO image id), or None.
         image_path: absolute path of the image file, or None when unknown.
+        task: what kind of dataset the image comes from, set by its reader: ``"sgg"`` (scene graphs,
+            VG150), ``"hoi"`` (HICO-DET, V-COCO, custom HOI files) or None (detection data). Joint
+            models (SG2HOI+) choose their losses by it, not by whether annotations survived a crop.
     """
 
     index: int
@@ -44,6 +47,7 @@ class Sample:
     relations: np.ndarray = field(default_factory=lambda: _empty((0, 3), np.int64))
     image_id: Optional[int] = None
     image_path: Optional[str] = None
+    task: Optional[str] = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
