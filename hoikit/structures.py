@@ -102,9 +102,8 @@ class HOIPrediction:
         hoi = lut[obj, vi]
         keep = hoi >= 0
         pi, vi, hoi = pi[keep], vi[keep], hoi[keep]
-        if 0 < max_triplets < len(pi):
-            top = np.sort(np.argsort(-self.verb_scores[pi, vi], kind="stable")[:max_triplets])
-            pi, vi, hoi = pi[top], vi[top], hoi[top]
+        top = top_k_mask(self.verb_scores[pi, vi], max_triplets)
+        pi, vi, hoi = pi[top], vi[top], hoi[top]
         return dict(hoi=hoi, score=self.verb_scores[pi, vi].astype(np.float32),
                     box_h=self.boxes[self.pairs[pi, 0]].astype(np.float32),
                     box_o=self.boxes[self.pairs[pi, 1]].astype(np.float32), pair=pi, verb=vi)
