@@ -239,7 +239,12 @@ class TrainConfig:
 class EvalConfig:
     hicodet_skip_empty: bool = False  # UPT-style: do not run images listed in `empty`
     threshold: float = 0.0
-    max_detections: int = 0           # 0 = keep all
+    # metric that selects best.pt (higher is better); "" = the protocol's primary metric: HICO-DET
+    # mAP_full, V-COCO role_mAP_S1, SGDet mR@50, detection AP50; SG2HOI+ with an HOI dataset: its HOI metric
+    primary_metric: str = ""
+    # HOI evaluation (HICO-DET and V-COCO): keep the top-K (pair, verb) triplets per image, the
+    # one-stage convention (QPIC: 100; the SG2HOI+ presets); 0 = keep all (UPT / RmLR)
+    max_detections: int = 0
 
 
 @dataclass

@@ -33,6 +33,9 @@ class Sample:
             predicate 0-based (no background).
         image_id: dataset-specific id (e.g. the COCO image id), or None.
         image_path: absolute path of the image file, or None when unknown.
+        task: what kind of dataset the image comes from, set by its reader: ``"sgg"`` (scene graphs,
+            VG150), ``"hoi"`` (HICO-DET, V-COCO, custom HOI files) or None (detection data). Joint
+            models (SG2HOI+) choose their losses by it, not by whether annotations survived a crop.
     """
 
     index: int
@@ -44,6 +47,7 @@ class Sample:
     relations: np.ndarray = field(default_factory=lambda: _empty((0, 3), np.int64))
     image_id: Optional[int] = None
     image_path: Optional[str] = None
+    task: Optional[str] = None
 
     def __post_init__(self):
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -70,11 +74,13 @@ class HOIPrediction:
     pairs: np.ndarray
     verb_scores: np.ndarray
 
-    def triplets(self, correspondence: np.ndarray, threshold: float = 0.0):
+    def triplets(self, correspondence: np.ndarray, threshold: float = 0.0, max_triplets: int = 0):
         """Expand to (hoi, score, box_h, box_o) rows using a [hoi, object, verb] table.
 
         Only (verb, object) combinations present in ``correspondence`` are kept, so an empty table
-        (no HOI classes, e.g. V-COCO's) gives no rows.
+        (no HOI classes, e.g. V-COCO's) gives no rows. ``max_triplets > 0`` keeps only the that many
+        highest-scoring rows (ties: the earlier row; rows stay in their order), the one-stage
+        convention of QPIC's HICO-DET evaluation (``max_hois = 100``); 0 keeps every row.
 
         Returns:
             dict with ``hoi`` int64 [T], ``score`` float32 [T], ``box_h`` and ``box_o``
@@ -96,9 +102,22 @@ class HOIPrediction:
         hoi = lut[obj, vi]
         keep = hoi >= 0
         pi, vi, hoi = pi[keep], vi[keep], hoi[keep]
+        top = top_k_mask(self.verb_scores[pi, vi], max_triplets)
+        pi, vi, hoi = pi[top], vi[top], hoi[top]
         return dict(hoi=hoi, score=self.verb_scores[pi, vi].astype(np.float32),
                     box_h=self.boxes[self.pairs[pi, 0]].astype(np.float32),
                     box_o=self.boxes[self.pairs[pi, 1]].astype(np.float32), pair=pi, verb=vi)
+
+
+def top_k_mask(scores: np.ndarray, k: int) -> np.ndarray:
+    """bool mask of the ``k`` highest entries of ``scores`` (any shape; ties: the earlier entry in
+    row-major order); ``k <= 0`` or ``k >= scores.size`` selects everything."""
+    flat = np.asarray(scores).reshape(-1)
+    mask = np.ones(flat.shape, bool)
+    if 0 < k < flat.size:
+        mask[:] = False
+        mask[np.argsort(-flat, kind="stable")[:k]] = True
+    return mask.reshape(np.shape(scores))
 
 
 @dataclass
@@ -118,6 +137,26 @@ class SceneGraphPrediction:
     scores: np.ndarray
     pairs: np.ndarray
     predicate_scores: np.ndarray
+
+    def ranked_relations(self):
+        """One predicate per pair, pairs ranked by triplet score (the graph-constrained ranking).
+
+        The predicate of a pair is the first maximum over the foreground columns ``1..P``; its triplet
+        score is ``p_predicate * s_subject * s_object``, the ranking of Scene-Graph-Benchmark
+        (KaihuaTang/Scene-Graph-Benchmark.pytorch, relation_head/inference.py ``triple_scores``), which
+        the one-stage SGTR and SG2HOI+'s SGDet results are evaluated with. Both the SGDet evaluator
+        (:func:`hoikit.eval.sgg.match_image`) and :class:`hoikit.engine.inference.Predictor` use it.
+
+        Returns:
+            ``(order [R], predicate [R], score [R])``: pair indices by descending score (stable), the
+            0-based predicate and the triplet score of each pair (in pair order, not ranked).
+        """
+        pairs = np.asarray(self.pairs, np.int64).reshape(-1, 2)
+        ps = np.asarray(self.predicate_scores, np.float32).reshape(len(pairs), -1)[:, 1:]
+        s = np.asarray(self.scores, np.float32)
+        predicate = ps.argmax(1) if len(pairs) else np.zeros(0, np.int64)
+        score = ps[np.arange(len(pairs)), predicate] * s[pairs[:, 0]] * s[pairs[:, 1]]
+        return np.argsort(-score, kind="stable"), predicate, score
 
 
 def hoi_lookup(correspondence: np.ndarray, num_objects: int, num_verbs: int) -> np.ndarray:

@@ -229,7 +229,7 @@ def test_out_of_range_values_are_one_line(tmp_path, synth_root, override, key, v
 
 def test_keys_that_constrain_each_other(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)   # were a check missing, the preset's data/synthhoi would be generated here
-    for argv, text in ((["model.detr.hidden_dim=30"], "'model.detr.hidden_dim' = 30 is not a multiple of 'model.detr.nheads' = 4"),
+    for argv, text in ((["model.detr.hidden_dim=30"], "'model.detr.hidden_dim' = 30 is not a multiple of 'model.detr.nheads' = 8"),
                        (["model.detr.hidden_dim=9", "model.detr.nheads=3"], "'model.detr.hidden_dim' = 9 is odd"),
                        (["model.rmlr.min_instances=16"], "'model.rmlr.min_instances' = 16 is out of range (allowed: <= "
                                                          "model.rmlr.max_instances = 15)"),

@@ -180,4 +180,4 @@ class CustomReader:
             raise IndexError(index)
         s, fn = self._samples[index], self.filenames[index]
         return Sample(index=index, file_name=fn, size=self.sizes[index], boxes=s["boxes"], labels=s["labels"],
-                      hois=s["hois"], image_path=str(self.image_dir / fn) if self.image_dir else None)
+                      hois=s["hois"], image_path=str(self.image_dir / fn) if self.image_dir else None, task="hoi")

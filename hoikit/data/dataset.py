@@ -45,9 +45,13 @@ def load_image(sample: Sample) -> Image.Image:
 
 
 def sample_to_target(sample: Sample) -> Dict[str, torch.Tensor]:
-    """Tensor copies of a sample's ``boxes [N, 4]``, ``labels [N]``, ``hois [K, 3]``, ``relations [R, 3]``."""
-    return dict(boxes=torch.from_numpy(sample.boxes.copy()), labels=torch.from_numpy(sample.labels.copy()),
-                hois=torch.from_numpy(sample.hois.copy()), relations=torch.from_numpy(sample.relations.copy()))
+    """Tensor copies of a sample's ``boxes [N, 4]``, ``labels [N]``, ``hois [K, 3]``, ``relations [R, 3]``,
+    and its reader's ``task`` (``"sgg"`` | ``"hoi"``, a str) when the reader sets one."""
+    target = dict(boxes=torch.from_numpy(sample.boxes.copy()), labels=torch.from_numpy(sample.labels.copy()),
+                  hois=torch.from_numpy(sample.hois.copy()), relations=torch.from_numpy(sample.relations.copy()))
+    if sample.task is not None:
+        target["task"] = sample.task
+    return target
 
 
 class HOIDataset(Dataset):
@@ -67,7 +71,8 @@ class HOIDataset(Dataset):
         image: FloatTensor ``[3, H, W]``, normalised.
         target: ``boxes [N, 4]`` xyxy pixels of the transformed image, ``labels [N]``, ``hois [K, 3]``,
         ``relations [R, 3]``, ``orig_size`` LongTensor ``(W, H)``, ``size`` LongTensor ``(W, H)`` of the
-        transformed image, ``index`` (int).
+        transformed image, ``index`` (int), ``task`` (str: ``"sgg"`` | ``"hoi"``, the kind of dataset the
+        image comes from, from the reader; absent for detection data).
     """
 
     def __init__(self, reader, transforms: Optional[Callable] = None, skip_unreadable: Optional[bool] = None):

@@ -173,4 +173,4 @@ class HICODetReader:
         fn = self.filenames[index]
         return Sample(index=index, file_name=fn, size=self.sizes[index], boxes=boxes, labels=labels,
                       hois=np.stack([hi, oi, p["verb"]], 1) if len(hi) else np.zeros((0, 3), np.int64),
-                      image_path=str(self.image_dir / fn) if self.image_dir else None)
+                      image_path=str(self.image_dir / fn) if self.image_dir else None, task="hoi")

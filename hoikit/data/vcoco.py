@@ -116,4 +116,4 @@ class VCOCOReader:
         return Sample(index=index, file_name=fn, size=self.image_size(index), boxes=boxes, labels=labels,
                       hois=np.stack([hi, oi, p["actions"]], 1) if len(hi) else np.zeros((0, 3), np.int64),
                       image_id=None if image_id is None else int(image_id),
-                      image_path=str(self.image_dir / fn) if self.image_dir else None)
+                      image_path=str(self.image_dir / fn) if self.image_dir else None, task="hoi")

@@ -247,7 +247,7 @@ class VisualGenomeReader:
         file_name = _file_name(info, self.image_dir)
         return Sample(index=index, file_name=file_name, size=(w, h), boxes=cxcywh_to_xyxy(boxes),
                       labels=labels, relations=relations, image_id=image_id,
-                      image_path=str(self.image_dir / file_name) if self.image_dir else None)
+                      image_path=str(self.image_dir / file_name) if self.image_dir else None, task="sgg")
 
     def h5_row(self, index: int) -> int:
         """Row of image ``index`` in the h5 / image_data.json."""

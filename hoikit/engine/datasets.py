@@ -8,7 +8,8 @@
   ``joint`` alternates batches of both, ``hoi`` / ``hoi_frozen`` use the HOIs
   (:func:`hoikit.models.sg2hoi.build.phase_for_epoch`). Evaluated with SGDet recall (R@K, mR@K, ng,
   zero-shot, head/body/tail) on the scene-graph test split whenever the model has an SGG part trained,
-  and with the HICO-DET protocol whenever it has an HOI dataset.
+  and with the HOI dataset's protocol (HICO-DET mAP or V-COCO role AP) whenever it has an HOI dataset;
+  ``best.pt`` follows the HOI metric (``eval.primary_metric`` chooses another).
 
   SynthHOI (``data.format = synth``): the VG150 files come from its ``vg/`` folder, with its own
   ``zeroshot_triplets.json`` and ``longtail_split.json``. SynthHOI has train and test images only
@@ -106,11 +107,22 @@ def has_vcoco_ground_truth(data_cfg) -> bool:
 def eval_tasks(cfg: Config, meta, split: str = "test"):
     """The evaluations of ``split`` for ``cfg`` (what ``fit`` runs every few epochs and ``hoikit test``
     runs once). Returns ``(tasks: list[EvalTask], primary metric)``; no task when the data has no
-    evaluator (V-COCO without the official ground-truth files, custom data).
+    evaluator (V-COCO without the official ground-truth files, custom data). The primary metric
+    (the one that selects ``best.pt``) is ``cfg.eval.primary_metric`` when set, else the protocol's.
 
     Args:
         meta: DatasetMeta of the HOI / detection dataset; ``(meta_hoi, meta_sgg)`` for ``sg2hoi``.
     """
+    tasks, primary = _protocol_tasks(cfg, meta, split)
+    return tasks, chosen_primary(cfg, tasks, primary)
+
+
+def chosen_primary(cfg: Config, tasks, default: str) -> str:
+    """``cfg.eval.primary_metric`` when set (and there is an evaluation), else ``default``."""
+    return (cfg.eval.primary_metric or default) if tasks else default
+
+
+def _protocol_tasks(cfg: Config, meta, split: str):
     from ..data.dataset import HOIDataset, build_transforms
 
     arch, d = cfg.model.arch, cfg.data
@@ -126,11 +138,13 @@ def eval_tasks(cfg: Config, meta, split: str = "test"):
         return [EvalTask(dataset, lambda: DetectionEvaluation(gt, names))], DetectionEvaluation.primary
     if d.format in ("hicodet", "synth"):
         anno = hoi_annotation(d, split)
-        make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold)  # noqa: E731
+        make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold,  # noqa: E731
+                                     cfg.eval.max_detections)
         return [EvalTask(dataset, make)], HOIEvaluation.primary
     if d.format == "vcoco" and has_vcoco_ground_truth(d):
         ids, verbs = list(reader.image_ids), list(meta.verbs)
-        make = lambda: VCOCOEvaluation(d.vcoco_json, d.coco_json, d.vcoco_ids, ids, verbs)  # noqa: E731
+        make = lambda: VCOCOEvaluation(d.vcoco_json, d.coco_json, d.vcoco_ids, ids, verbs,  # noqa: E731
+                                       cfg.eval.max_detections)
         return [EvalTask(dataset, make)], VCOCOEvaluation.primary
     return [], ""
 
@@ -184,12 +198,16 @@ def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingDat
     train_set = PhasedTrainingSet(parts, lambda e: phase_for_epoch(cfg, e),
                                   {"sgg": ("sgg",), "joint": ("sgg", "hoi"), "hoi": ("hoi",), "hoi_frozen": ("hoi",)})
     evals, primary = _sg2hoi_evals(cfg, meta_hoi, meta_sgg, tr_test) if with_eval else ([], "")
+    primary = chosen_primary(cfg, evals, primary)
     return TrainingData(train_set, None, (meta_hoi, meta_sgg), None, primary, evals)
 
 
 def _sg2hoi_evals(cfg: Config, meta_hoi, meta_sgg, tr_test, split: str = "test"):
-    """SG2HOI+ evaluations: SGDet recall when the model has a scene-graph part (``meta_sgg``), the
-    HICO-DET protocol when it has an HOI dataset (``meta_hoi``)."""
+    """SG2HOI+ evaluations: SGDet recall when the model has a scene-graph part (``meta_sgg``); when it
+    has an HOI dataset (``meta_hoi``) the HOI protocol of that dataset: HICO-DET (HICO-DET, SynthHOI) or
+    official V-COCO role AP (when ``data.vcoco_json`` / ``coco_json`` / ``vcoco_ids`` are set). The
+    primary metric is the HOI one when there is an HOI evaluation (``mAP_full`` / ``role_mAP_S1``), else
+    ``mR@50``."""
     from ..data.dataset import HOIDataset
     from ..eval.sgg import load_longtail, load_zeroshot
 
@@ -216,6 +234,14 @@ def _sg2hoi_evals(cfg: Config, meta_hoi, meta_sgg, tr_test, split: str = "test")
     if meta_hoi is not None and hoi_cfg is not None and hoi_cfg.format in ("hicodet", "synth"):
         anno = hoi_annotation(hoi_cfg, split)
         evals.append(EvalTask(HOIDataset(_readers(hoi_cfg, split), tr_test),
-                              lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold), "hoi"))
+                              lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold,
+                                                    cfg.eval.max_detections), "hoi"))
         primary = HOIEvaluation.primary
+    elif meta_hoi is not None and hoi_cfg is not None and hoi_cfg.format == "vcoco" and has_vcoco_ground_truth(hoi_cfg):
+        reader = _readers(hoi_cfg, split)
+        ids, verbs = list(reader.image_ids), list(meta_hoi.verbs)
+        make = lambda: VCOCOEvaluation(d.vcoco_json, d.coco_json, d.vcoco_ids, ids, verbs,  # noqa: E731
+                                       cfg.eval.max_detections)
+        evals.append(EvalTask(HOIDataset(reader, tr_test), make, "hoi"))
+        primary = VCOCOEvaluation.primary
     return evals, primary

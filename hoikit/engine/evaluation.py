@@ -15,11 +15,14 @@ test set); their metric keys do not collide and are merged.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from ..structures import top_k_mask
 
 
 @dataclass
@@ -39,25 +42,28 @@ class EvalTask:
 
 class HOIEvaluation:
     """Args: anno: HICO-DET-format annotation file of the evaluated split; skip_empty: UPT rule;
-    threshold: minimum (pair, verb) score kept (``cfg.eval.threshold``)."""
+    threshold: minimum (pair, verb) score kept (``cfg.eval.threshold``); max_detections: keep the
+    top-K (pair, verb) triplets per image (``cfg.eval.max_detections``, QPIC: 100; 0 = all)."""
 
     protocol = "hicodet"
     primary = "mAP_full"
 
     file_name = "detections.npz"
 
-    def __init__(self, anno, skip_empty: bool = False, threshold: float = 0.0):
+    def __init__(self, anno, skip_empty: bool = False, threshold: float = 0.0, max_detections: int = 0):
         from ..eval.hicodet import HICODetEvaluator
 
         self.ev = HICODetEvaluator(anno, skip_empty=skip_empty)
-        self.threshold = threshold
+        self.threshold, self.max_detections = threshold, max_detections
         self.results: Dict = {}
         self._parts: List[Dict[str, np.ndarray]] = []
 
     def prepare(self, index: int, prediction) -> Dict[str, np.ndarray]:
-        """HOIPrediction -> the image's (pair, verb) entries as HOI classes (scores >= threshold):
-        ``hoi [T]``, ``score [T]``, ``box_h`` / ``box_o [T, 4]`` (original pixels)."""
-        t = prediction.triplets(self.ev.gt.correspondence, threshold=self.threshold)
+        """HOIPrediction -> the image's (pair, verb) entries as HOI classes (scores >= threshold,
+        at most ``max_detections`` of the highest): ``hoi [T]``, ``score [T]``, ``box_h`` / ``box_o [T, 4]``
+        (original pixels)."""
+        t = prediction.triplets(self.ev.gt.correspondence, threshold=self.threshold,
+                                max_triplets=self.max_detections)
         return {k: t[k] for k in ("hoi", "score", "box_h", "box_o")}
 
     def add(self, index: int, prediction) -> None:
@@ -188,6 +194,8 @@ class VCOCOEvaluation:
             ``data.coco_json``, ``data.vcoco_ids``).
         image_ids: COCO image id of each reader index (``VCOCOReader.image_ids``).
         classes: the model's "action role" verb names (``meta.verbs``).
+        max_detections: keep the top-K (pair, action-role) scores per image (``cfg.eval.max_detections``);
+            the others become "no prediction" (NaN) in the pair's record. 0 = all.
 
     Each detected pair becomes one official record (:func:`hoikit.eval.vcoco.pairs_to_detections`).
     """
@@ -196,17 +204,22 @@ class VCOCOEvaluation:
     primary = "role_mAP_S1"
     file_name = "detections.pkl"      # official records (s-gupta/v-coco cache format)
 
-    def __init__(self, vcoco_json, coco_json, ids_file, image_ids: Sequence[int], classes: Sequence[str]):
+    def __init__(self, vcoco_json, coco_json, ids_file, image_ids: Sequence[int], classes: Sequence[str],
+                 max_detections: int = 0):
         from ..eval.vcoco import load_ground_truth
 
         self.gt = load_ground_truth(vcoco_json, coco_json, ids_file)
         self.image_ids, self.classes = list(image_ids), list(classes)
+        self.max_detections = max_detections
         self.parts: List = []
         self.results: Dict = {}
 
     def prepare(self, index: int, prediction):
         from ..eval.vcoco import pairs_to_detections
 
+        if self.max_detections > 0:
+            keep = top_k_mask(prediction.verb_scores, self.max_detections)
+            prediction = dataclasses.replace(prediction, verb_scores=np.where(keep, prediction.verb_scores, np.nan))
         return pairs_to_detections([prediction], [int(self.image_ids[index])], self.classes)
 
     def add(self, index: int, prediction) -> None:

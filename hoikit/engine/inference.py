@@ -210,13 +210,11 @@ class Predictor:
     def _scene_graph(self, sg: SceneGraphPrediction, threshold: float) -> Dict:
         meta = self.meta_sgg
         names = self._names(meta, sg.labels)
-        ps = np.asarray(sg.predicate_scores)
         if len(sg.pairs) == 0:
             return {"relations": []}
-        pred = ps[:, 1:].argmax(1)          # column 0 = background
-        score = ps[np.arange(len(ps)), pred + 1]
+        order, pred, score = sg.ranked_relations()    # the SGDet evaluator's ranking (p_pred x s_sub x s_obj)
         rows = []
-        for i in np.argsort(-score, kind="stable"):
+        for i in order:
             if score[i] < threshold or len(rows) >= MAX_RELATIONS:
                 break
             s, o = sg.pairs[i]

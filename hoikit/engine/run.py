@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, to_dict
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from . import distributed as D
 from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
                          training_checkpoint)
@@ -187,6 +187,14 @@ class _Run:
         if isinstance(value, float) and (s.best is None or value > s.best):
             s.best, s.best_epoch = value, s.epoch - 1
         return metrics
+
+    @staticmethod
+    def check_primary(metrics: Dict[str, float], primary_metric: str) -> None:
+        """A ``best.pt`` metric the evaluation does not produce is a one-line ConfigError (raised after
+        ``last.pt`` is written, so the epoch is kept: fix ``eval.primary_metric`` and ``--resume``)."""
+        if metrics and primary_metric and primary_metric not in metrics:
+            raise ConfigError(f"eval.primary_metric: '{primary_metric}' is not a metric of this run's evaluation "
+                              f"(choose one of {', '.join(sorted(metrics))})")
 
     def save(self, epoch_done_metrics: Optional[Dict[str, float]] = None) -> None:
         """Write ``last.pt`` (rank 0; every rank's RNG state inside) and ``best.pt`` when the epoch just

@@ -272,5 +272,7 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
         if eval_loaders and (state.epoch % max(1, t.eval_every) == 0 or state.epoch == t.epochs or stopped):
             metrics = run.evaluate_epoch(eval_loaders, primary_metric)
         run.save(metrics)
+        if metrics is not None:
+            run.check_primary(metrics, primary_metric)
     run.logger.close()
     return state

@@ -109,9 +109,7 @@ def match_image(gt, pred: SceneGraphPrediction, num_predicates: int) -> Tuple[np
     plab = np.asarray(pred.labels, np.int64)
     pbox = np.asarray(pred.boxes, np.float32).reshape(-1, 4)
     # graph constraint: predicate = first max over 1..P; rank by predicate x subject x object
-    predicate = scores.argmax(1)
-    triple = scores[np.arange(len(pairs)), predicate] * obj_s[pairs[:, 0]] * obj_s[pairs[:, 1]]
-    order = np.argsort(-triple, kind="stable")
+    order, predicate, _ = pred.ranked_relations()
     pairs, scores, predicate = pairs[order], scores[order], predicate[order]
     top = slice(0, max(KS))
     first_gc = _first_match(gt_key, gt_boxes, enc(plab[pairs[top, 0]], predicate[top], plab[pairs[top, 1]]),

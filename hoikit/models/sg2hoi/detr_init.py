@@ -7,7 +7,10 @@ What maps (DETR name -> SG2HOI+ name), everything else keeps its random initiali
 - ``transformer.encoder.layers.i.*`` -> ``encoder.encoder.layers.i.*`` (i < enc_layers)
 - ``transformer.decoder.layers.i.*`` and ``transformer.decoder.norm.*`` -> the relation decoder and
   the HOI decoder (HOI-Trans initialises its interaction decoder from DETR's decoder the same way)
-- ``query_embed.weight`` -> the relation queries (and the HOI queries) when N equals DETR's num_queries
+- ``query_embed.weight`` -> the relation queries ``Q_rel`` when N equals DETR's num_queries. The HOI
+  queries ``Q_hoi`` keep their random initialisation: the paper "start[s] by randomly initializing a
+  set of HOI query vectors" (Sec. III-C), and -QUTR "learns a set of HOI queries from scratch"
+  (Sec. IV); copying DETR's queries into both would start -QUTR as RELQ
 - ``bbox_embed.layers.*`` -> the four box MLPs (subject / object, human / object)
 
 - ``input_proj.*`` -> ``hss.detr_proj.*`` when ``model.sg2hoi.detr_proj`` builds it (``f_agg`` then
@@ -44,7 +47,7 @@ def _targets(model: nn.Module, key: str) -> List[str]:
     if m:
         return [f"{d}.decoder.{m.group(1)}" for d in ("rel_decoder", "hoi_decoder")]
     if key == "query_embed.weight":
-        return ["rel_decoder.query_embed.weight", "query_transform.query_embed.weight"]
+        return ["rel_decoder.query_embed.weight"]             # Q_hoi stays random (Sec. III-C)
     m = re.match(r"input_proj\.(weight|bias)", key)
     if m:                                                   # only with model.sg2hoi.detr_proj
         return ["hss.detr_proj." + m.group(1)]

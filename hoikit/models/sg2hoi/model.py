@@ -4,8 +4,8 @@ images -> backbone -> channel reduction + BBSeg + semantic map + Eq. (3) -> enco
 (Eq. 4) + VL distillation (Eq. 5) -> relation decoder (Eq. 6) -> R2ITrans (Eq. 7), feature and
 query transformation -> HOI decoder (Eq. 8). Losses Eq. (9)-(10).
 
-A training batch comes either from an SGG dataset (targets carry ``relations``) or from an HOI
-dataset (targets carry ``hois``): joint training alternates such batches (paper Section III-D).
+A training image comes either from an SGG dataset or from an HOI dataset, as its reader says in
+``target["task"]`` (``sgg`` | ``hoi``): joint training alternates such batches (paper Section III-D).
 ``task`` (joint | sgg | hoi, Table V) selects which set losses may be computed at all.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ...data.metadata import DatasetMeta
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from ...ops import box_cxcywh_to_xyxy
 from ...structures import HOIPrediction, SceneGraphPrediction
 from ..detr import nested_tensor_from_images
@@ -34,16 +34,21 @@ TASKS = ("joint", "sgg", "hoi")
 PHASES = TASKS + ("hoi_frozen",)
 
 
-def batch_source(target: Dict[str, Tensor]) -> Optional[str]:
-    """Which dataset an image comes from: ``target["task"]`` if given, else ``sgg`` when it has
-    relations, ``hoi`` when it has HOIs, None when it has neither (then undecidable)."""
-    if "task" in target:
-        return str(target["task"])
-    if len(target.get("relations", ())):
-        return "sgg"
-    if len(target.get("hois", ())):
-        return "hoi"
-    return None
+def batch_source(target: Dict[str, Tensor], only: Optional[str] = None) -> str:
+    """Which dataset an image comes from: ``target["task"]`` (``sgg`` | ``hoi``), set by the reader
+    (:attr:`hoikit.structures.Sample.task`), never guessed from the annotations: a scene-graph image
+    whose relations were all cropped away is still an ``sgg`` image (set loss towards no-relation,
+    segmentation loss). ``only``: the model's single dataset, used when the target has no ``task``.
+
+    Raises:
+        DataError: no ``task`` and a model with two datasets, or an unknown value.
+    """
+    task = target.get("task", only)
+    if task not in ("sgg", "hoi"):
+        where = f"image {int(target['index'])}" if "index" in target else "a training image"
+        raise DataError(f"SG2HOI+: target of {where} has task={task!r}; every image must say which dataset it "
+                        f"comes from (target['task'] = 'sgg' | 'hoi', set by hoikit's readers as Sample.task)")
+    return task
 
 
 class SG2HOIPlus(nn.Module):
@@ -133,22 +138,20 @@ class SG2HOIPlus(nn.Module):
                 mask, mem_pos = en_mask, pos
         return self.hoi_decoder(memory, mask, mem_pos, queries)
 
+    def _source(self, target: Dict[str, Tensor]) -> str:
+        """``sgg`` | ``hoi``: the dataset of a training image (:func:`batch_source`)."""
+        only = "hoi" if self.meta_sgg is None else "sgg" if self.meta_hoi is None else None
+        return batch_source(target, only)
+
     def _seg_targets(self, targets: List[Dict[str, Tensor]], seg: Tensor, padded_hw, fmask: Tensor):
         """Box-filled targets ``[B, No+1, h, w]`` in the union vocabulary and the valid mask."""
         h, w = seg.shape[-2:]
         stride = (padded_hw[0] / h, padded_hw[1] / w)
         ys, valid = [], ~fmask
-        for i, t in enumerate(targets):
-            src = batch_source(t) or ("hoi" if self.meta_sgg is None else "sgg" if self.meta_hoi is None else None)
-            if src is None:
-                valid = valid.clone()
-                valid[i] = False
-                labels = t["labels"].new_zeros(0)
-                boxes = t["boxes"].new_zeros(0, 4)
-            else:
-                labels = getattr(self, f"seg_map_{src}")[t["labels"].long()]
-                boxes = t["boxes"]
-            ys.append(box_seg_targets(boxes.to(seg.device), labels.to(seg.device), self.hss.num_classes, (h, w), stride))
+        for t in targets:
+            labels = getattr(self, f"seg_map_{self._source(t)}")[t["labels"].long()]
+            ys.append(box_seg_targets(t["boxes"].to(seg.device), labels.to(seg.device), self.hss.num_classes, (h, w),
+                                      stride))
         return torch.stack(ys), valid
 
     def forward(self, images: Sequence[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
@@ -172,7 +175,7 @@ class SG2HOIPlus(nn.Module):
             return self._predict(rel, hoi, images)
         if targets is None:
             raise ConfigError("SG2HOI+ forward in training mode needs targets")
-        sources = {batch_source(t) for t in targets}
+        sources = {self._source(t) for t in targets}
         losses: Dict[str, Tensor] = {}
         if seg is not None and self.lambda_seg > 0 and not self.sgg_frozen:                    # Eq. (2)
             y, valid = self._seg_targets(targets, seg, tensor.shape[-2:], fmask)
@@ -183,11 +186,11 @@ class SG2HOIPlus(nn.Module):
             f_clip = self.clip.encode_image(list(images))                                       # Eq. (5)
             losses["loss_algn"] = self.lambda_algn * self.distill(f_en, en_mask, f_clip)
         if "sgg" in sources and self.task in ("joint", "sgg") and self.meta_sgg is not None:
-            sel = [i for i, t in enumerate(targets) if batch_source(t) == "sgg"]
+            sel = [i for i, t in enumerate(targets) if self._source(t) == "sgg"]
             out = {k: x[sel] for k, x in rel.items()}
             losses.update(self.criterion.relation_losses(out, [relation_tuples(targets[i]) for i in sel]))
         if "hoi" in sources and self.task in ("joint", "hoi") and self.hoi_decoder is not None:
-            sel = [i for i, t in enumerate(targets) if batch_source(t) == "hoi"]
+            sel = [i for i, t in enumerate(targets) if self._source(t) == "hoi"]
             hoi = self._hoi_branch(f_en, en_mask, pos, rel)                                     # Eq. (7)-(8)
             out = {k: x[sel] for k, x in hoi.items()}
             nv = hoi["verb_logits"].shape[-1]

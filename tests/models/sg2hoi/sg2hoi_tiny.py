@@ -25,10 +25,10 @@ def sgg_batch():
     imgs = [torch.randn(3, 64, 64, generator=g), torch.randn(3, 48, 64, generator=g)]
     t0 = dict(boxes=torch.tensor([[4., 4., 30., 60.], [20., 30., 60., 62.]]), labels=torch.tensor([0, 1]),
               relations=torch.tensor([[0, 1, 0]]), hois=torch.zeros(0, 3, dtype=torch.long),
-              size=torch.tensor([64, 64]), orig_size=torch.tensor([128, 128]))
+              size=torch.tensor([64, 64]), orig_size=torch.tensor([128, 128]), task="sgg")
     t1 = dict(boxes=torch.tensor([[2., 2., 20., 40.], [30., 10., 60., 40.]]), labels=torch.tensor([0, 2]),
               relations=torch.tensor([[0, 1, 1]]), hois=torch.zeros(0, 3, dtype=torch.long),
-              size=torch.tensor([64, 48]), orig_size=torch.tensor([128, 96]))
+              size=torch.tensor([64, 48]), orig_size=torch.tensor([128, 96]), task="sgg")
     return imgs, [t0, t1]
 
 
@@ -38,8 +38,8 @@ def hoi_batch():
     imgs = [torch.randn(3, 64, 64, generator=g), torch.randn(3, 64, 48, generator=g)]
     t0 = dict(boxes=torch.tensor([[4., 4., 30., 60.], [20., 30., 60., 62.]]), labels=torch.tensor([0, 1]),
               hois=torch.tensor([[0, 1, 0], [0, 1, 1]]), relations=torch.zeros(0, 3, dtype=torch.long),
-              size=torch.tensor([64, 64]), orig_size=torch.tensor([64, 64]))
+              size=torch.tensor([64, 64]), orig_size=torch.tensor([64, 64]), task="hoi")
     t1 = dict(boxes=torch.tensor([[2., 2., 20., 40.], [24., 10., 46., 40.]]), labels=torch.tensor([0, 2]),
               hois=torch.tensor([[0, 1, 1]]), relations=torch.zeros(0, 3, dtype=torch.long),
-              size=torch.tensor([48, 64]), orig_size=torch.tensor([96, 128]))
+              size=torch.tensor([48, 64]), orig_size=torch.tensor([96, 128]), task="hoi")
     return imgs, [t0, t1]

@@ -79,3 +79,18 @@ def test_detr_proj_makes_the_encoder_input_detrs_projection(metas, tmp_path):
     assert model.hss.w_v.weight.grad.abs().sum() > 0 and model.hss.w_s.weight.grad.abs().sum() > 0
     # without detr_proj there is no such module and DETR's input projection stays unused
     assert _build(metas, tmp_path / "detr.pth").hss.detr_proj is None
+
+
+def test_hoi_queries_start_random_not_as_detrs_relation_queries(metas, tmp_path):
+    """Paper Sec. III-C: "we start by randomly initializing a set of HOI query vectors Q_hoi";
+    -QUTR "learns a set of HOI queries from scratch". Only Q_rel starts from DETR's query_embed."""
+    sd = _detr(tmp_path / "detr.pth")
+    for switch in ({}, {"query_transform": False}):                 # FULL and -QUTR
+        m = _build(metas, tmp_path / "detr.pth", **switch)
+        q_rel, q_hoi = m.rel_decoder.query_embed.weight, m.query_transform.query_embed.weight
+        assert torch.equal(q_rel, sd["query_embed.weight"])
+        assert q_hoi.shape == q_rel.shape
+        # no row of Q_hoi is a row of DETR's / the relation queries
+        assert torch.cdist(q_hoi, q_rel).min() > 1e-3, switch
+        # random: N(0, 1) like nn.Embedding's default (6 x 32 values)
+        assert abs(float(q_hoi.detach().std()) - 1.0) < 0.3
