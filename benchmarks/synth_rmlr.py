@@ -56,7 +56,11 @@ def detector_ap(detector: str, data_root: str, score_thresh: float = 0.2) -> Dic
     from hoikit.models.build import build_model
     from hoikit.ops import box_iou
 
-    cfg = load_config("synth_detr", [f"data.root={data_root}", f"model.detr.checkpoint={detector}"])
+    from hoikit.engine.checkpoint import load_checkpoint
+
+    kind = load_checkpoint(detector).get("config", {}).get("model", {}).get("detr", {}).get("type", "detr")
+    preset = "synth_deformable" if kind == "deformable" else "synth_detr"   # the detector's own dimensions
+    cfg = load_config(preset, [f"data.root={data_root}", f"model.detr.checkpoint={detector}"])
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=8, collate_fn=collate)

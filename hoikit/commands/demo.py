@@ -1,9 +1,8 @@
 """``hoikit demo [--out DIR]``: the main job on a fresh machine, CPU only, in minutes.
 
 1. generate a SynthHOI dataset (``DIR/synthhoi``; default seed 0, 256 px, 400 train / 200 test images);
-2. detector: the shipped ``hoikit/assets/synth_detr.pt`` (trained on the default-size SynthHOI by
-   ``hoikit train synth_detr_stage1 train.max_steps=5750`` then ``hoikit train synth_detr``;
-   docs/synthhoi-training.md), its COCO box AP / AP50 (pycocotools)
+2. detector: the shipped ``hoikit/assets/synth_deformable.pt`` (Deformable DETR trained from scratch on
+   the default-size SynthHOI by ``hoikit train synth_deformable``; docs/synthhoi-training.md), its COCO box AP / AP50 (pycocotools)
    on the demo's test images; without it (or with ``--retrain``) a detector is trained here, which is weak in minutes;
 3. train RmLR on the frozen detector (``synth_rmlr`` preset on the demo's training images);
 4. evaluate with the official HICO-DET protocol, print the table, write ``DIR/metrics.json``;
@@ -54,7 +53,7 @@ def _detector_ap(common, detr_ckpt: str) -> dict:
     from ..engine.trainer import evaluate
     from ..models.build import build_model
 
-    cfg = load_config("synth_detr", common + [f"model.detr.checkpoint={detr_ckpt}"])
+    cfg = load_config("synth_deformable", common + [f"model.detr.checkpoint={detr_ckpt}"])
     data = build_training_data(cfg)
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=8, collate_fn=collate)
     return evaluate(build_model(cfg, data.meta), loader, data.make_evaluator, torch.device("cpu"))
@@ -90,20 +89,20 @@ def run(args) -> int:
     common = _common(args, str(data_root))
     timings, detector_metrics = {}, {}
 
-    detr_ckpt = None if args.retrain else _asset("synth_detr.pt")
+    detr_ckpt = None if args.retrain else _asset("synth_deformable.pt")
     if detr_ckpt:
-        print(f"[2/5] detector: shipped checkpoint {detr_ckpt}\n      (reproduce: hoikit train synth_detr_stage1 "
-              "train.max_steps=5750, then hoikit train synth_detr; docs/synthhoi-training.md)")
+        print(f"[2/5] detector: shipped checkpoint {detr_ckpt}\n      (reproduce: hoikit train synth_deformable; "
+              "docs/synthhoi-training.md)")
         t = time.time()
         detector_metrics = _detector_ap(common, detr_ckpt)
         timings["detector_eval_s"] = round(time.time() - t, 1)
     else:
         why = "--retrain" if args.retrain else "no shipped detector in hoikit/assets"
         print(f"[2/5] {why}: training the detector here ({args.detr_epochs} epochs on {args.train} images; "
-              "expect a weak detector: the shipped one trained ~40 min in two stages on 2,000 images)")
+              "expect a weak detector: the shipped one trained ~95 min on 2,000 images)")
         t = time.time()
-        cfg = load_config("synth_detr", common + [f"output_dir={out / 'detr'}", f"train.epochs={args.detr_epochs}",
-                                                   "model.detr.checkpoint="])   # from scratch, not from stage 1
+        cfg = load_config("synth_deformable", common + [f"output_dir={out / 'detr'}",
+                                                         f"train.epochs={args.detr_epochs}"])
         state, _ = train(cfg)
         detr_ckpt, timings["detector_s"] = str(out / "detr" / "last.pt"), round(time.time() - t, 1)
         detector_metrics = state.metrics or {}
