@@ -25,6 +25,7 @@ COMMANDS = {
     "predict": "run a trained model on images (JSON + pictures)",
     "test": "evaluate a checkpoint on its dataset's test split (evaluator files + official metrics)",
     "convert": "convert DETR / UPT checkpoints into hoikit checkpoints",
+    "export": "export a checkpoint for deployment (ONNX graphs + manifest)",
     "analyze": "analyses (DETR token similarity, Fig. 1 / Appendix E)",
 }
 
