@@ -54,6 +54,9 @@ class DataConfig:
     color_jitter: float = 0.4
     random_crop: bool = True
     num_workers: int = 2
+    # zero-shot setting (hoikit/data/zero_shot.py): "" | rf_uc | nf_uc | uo | uv. Training drops every
+    # pair with an unseen HOI class (GEN-VLKT's --del_unseen); evaluation adds Unseen / Seen / Full mAP
+    zero_shot: str = ""
 
 
 @dataclass
