@@ -24,18 +24,10 @@ from .traceable import select_detections_indices
 
 
 def _pixel_scale(images: Tensor) -> Tensor:
-    """``[4]`` = (W, H, W, H) of a ``[1, 3, H, W]`` input, from its traced shape."""
-    h = torch.tensor(images.shape[-2], dtype=torch.float32) if not isinstance(images.shape[-2], Tensor) \
-        else images.shape[-2].float()
-    w = torch.tensor(images.shape[-1], dtype=torch.float32) if not isinstance(images.shape[-1], Tensor) \
-        else images.shape[-1].float()
+    """``[4]`` float = (W, H, W, H) of a ``[1, 3, H, W]`` input. Under ONNX tracing the shape entries
+    are traced 0-dim tensors, so the scale follows the input size (a dynamic axis)."""
+    h, w = (torch.as_tensor(s, dtype=torch.float32) for s in images.shape[-2:])
     return torch.stack([w, h, w, h])
-
-
-def _image_hw(images: Tensor) -> Tensor:
-    """``[2]`` float (H, W) of a ``[1, 3, H, W]`` input, dynamic under tracing."""
-    scale = _pixel_scale(images)
-    return torch.stack([scale[1], scale[0]])
 
 
 class DETRGraph(nn.Module):
