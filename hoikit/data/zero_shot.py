@@ -51,6 +51,17 @@ def unseen_hois(setting: str, num_hois: int, dataset: Optional[str] = None) -> n
     return np.array(sorted(table[setting]), dtype=np.int64)
 
 
+def pair_ids(boxes_h: np.ndarray, boxes_o: np.ndarray, objects: np.ndarray) -> np.ndarray:
+    """``[K]`` int64 id of each row's pair: rows with the same human box, object box and object class
+    share an id (the entity pairs of :func:`~hoikit.data.hicodet.merge_entities`; GEN-VLKT's
+    (subject_id, object_id))."""
+    if len(objects) == 0:
+        return np.zeros(0, np.int64)
+    rows = np.concatenate([boxes_h.reshape(-1, 4), boxes_o.reshape(-1, 4),
+                           np.asarray(objects, np.float64).reshape(-1, 1)], 1)
+    return np.unique(rows, axis=0, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
 def seen_pair_rows(boxes_h: np.ndarray, boxes_o: np.ndarray, objects: np.ndarray, hoi: np.ndarray,
                    unseen: np.ndarray) -> np.ndarray:
     """Rows kept in training: ``[K]`` bool, False for every row of a pair with an unseen annotation.
@@ -58,14 +69,9 @@ def seen_pair_rows(boxes_h: np.ndarray, boxes_o: np.ndarray, objects: np.ndarray
     Args:
         boxes_h, boxes_o: ``[K, 4]`` pair boxes; objects, hoi: ``[K]`` (one row per annotated HOI).
         unseen: the unseen HOI classes.
-
-    A pair is a (human box, object box, object class) triple, as GEN-VLKT's (subject_id, object_id)
-    and :func:`~hoikit.data.hicodet.merge_entities`.
     """
-    _, _, hi, oi = merge_entities(boxes_h, boxes_o, objects, -1)
-    pair = hi * (int(oi.max()) + 1 if len(oi) else 1) + oi
-    bad_pairs = np.unique(pair[np.isin(hoi, unseen)])
-    return ~np.isin(pair, bad_pairs)
+    pair = pair_ids(boxes_h, boxes_o, objects)
+    return ~np.isin(pair, pair[np.isin(hoi, unseen)])
 
 
 class SeenPairsReader:
@@ -92,11 +98,13 @@ class SeenPairsReader:
                      unseen_annotations=0, pairs_dropped=0)
         for i in range(len(reader)):
             p = reader.pairs(i)
-            keep = seen_pair_rows(p["boxes_h"], p["boxes_o"], p["object"], p["hoi"], self.unseen)
+            pair = pair_ids(p["boxes_h"], p["boxes_o"], p["object"])
+            unseen_rows = np.isin(p["hoi"], self.unseen)
+            keep = ~np.isin(pair, pair[unseen_rows])                   # as seen_pair_rows
             stats["annotations"] += len(keep)
             stats["annotations_dropped"] += int((~keep).sum())
-            stats["unseen_annotations"] += int(np.isin(p["hoi"], self.unseen).sum())
-            stats["pairs_dropped"] += len(_unique_pairs(p, ~keep))
+            stats["unseen_annotations"] += int(unseen_rows.sum())
+            stats["pairs_dropped"] += len(np.unique(pair[~keep]))
             if keep.any():
                 self.indices.append(i)
                 self._pairs[i] = {k: v[keep] for k, v in p.items()}
@@ -128,8 +136,3 @@ class SeenPairsReader:
         sample.boxes, sample.labels = boxes, labels
         sample.hois = np.stack([hi, oi, p["verb"]], 1)
         return sample
-
-
-def _unique_pairs(p: dict, rows: np.ndarray) -> set:
-    return {(tuple(h), tuple(o), int(c)) for h, o, c in zip(p["boxes_h"][rows].tolist(), p["boxes_o"][rows].tolist(),
-                                                            p["object"][rows])}

@@ -22,6 +22,11 @@ def hico_file(shared_data):
     return path, json.loads(path.read_text())
 
 
+@pytest.fixture(scope="module")
+def hico_reader(hico_file):
+    return HICODetReader(hico_file[0])
+
+
 def test_hicodet_lists_have_the_published_sizes_and_meaning(hico_file):
     _, d = hico_file
     corr = np.asarray(d["correspondence"])
@@ -86,9 +91,9 @@ def _reference_drops(d, unseen):
 
 
 @pytest.mark.parametrize("setting", ["rf_uc", "nf_uc", "uo", "uv"])
-def test_dropped_pairs_on_the_real_test_file(hico_file, setting):
-    path, d = hico_file
-    reader = SeenPairsReader(HICODetReader(path), setting)
+def test_dropped_pairs_on_the_real_test_file(hico_file, hico_reader, setting):
+    _, d = hico_file
+    reader = SeenPairsReader(hico_reader, setting)
     s = reader.stats
     rows, pairs, images = _reference_drops(d, reader.unseen)
     assert (s["annotations_dropped"], s["pairs_dropped"]) == (rows, pairs)
