@@ -25,7 +25,7 @@ COMMANDS = {
     "predict": "run a trained model on images (JSON + pictures)",
     "test": "evaluate a checkpoint on its dataset's test split (evaluator files + official metrics)",
     "convert": "convert DETR / UPT checkpoints into hoikit checkpoints",
-    "export": "export a trained model (model directory: config.yaml + model.safetensors + classes)",
+    "export": "export a trained model (model directory: config.yaml + model.safetensors + classes; ONNX graphs)",
     "analyze": "analyses (DETR token similarity, Fig. 1 / Appendix E)",
 }
 

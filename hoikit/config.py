@@ -60,6 +60,9 @@ class DataConfig:
     # the decoder's message; True = log that line and train on the next readable image in its place.
     # Evaluation never skips (hoikit data check --images finds such files before a run).
     skip_unreadable: bool = False
+    # zero-shot setting (hoikit/data/zero_shot.py): "" | rf_uc | nf_uc | uo | uv. Training drops every
+    # pair with an unseen HOI class (GEN-VLKT's --del_unseen); evaluation adds Unseen / Seen / Full mAP
+    zero_shot: str = ""
 
 
 @dataclass

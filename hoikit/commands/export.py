@@ -3,6 +3,9 @@
 Formats:
   dir   config.yaml + model.safetensors + classes.json, loadable without pickle by hoikit.load(DIR),
         hoikit predict --checkpoint DIR and hoikit test --checkpoint DIR (docs/formats.md, "Model directories")
+  onnx  DETR (``model.arch=detr``) and UPT / RmLR (``model.arch=rmlr``) as ONNX graphs plus a
+        ``manifest.json`` (docs/onnx.md); run them with ``hoikit predict IMAGE --onnx DIR``. Needs the
+        extra ``pip install 'hoikit[onnx]'``.
 """
 from __future__ import annotations
 
@@ -12,6 +15,8 @@ DESCRIPTION = __doc__
 # format -> (module, function(checkpoint, out) -> {name: written path}, help)
 EXPORTERS = {
     "dir": ("hoikit.engine.inference", "export_model_dir", "model directory: config.yaml, model.safetensors, classes.json"),
+    "onnx": ("hoikit.deploy.onnx_export", "export_onnx_files", "ONNX graphs + manifest.json (onnxruntime runner: "
+             "hoikit predict --onnx DIR)"),
 }
 
 

@@ -1,4 +1,7 @@
-"""``hoikit predict IMAGE_OR_DIR_OR_VIDEO --checkpoint CKPT [--threshold 0.2] [--out DIR]``.
+"""``hoikit predict IMAGE_OR_DIR_OR_VIDEO (--checkpoint CKPT | --onnx DIR) [--threshold 0.2] [--out DIR]``.
+
+``--onnx DIR`` runs a model exported by ``hoikit export --format onnx`` with onnxruntime
+(DETR, UPT, RmLR; the extra ``pip install 'hoikit[onnx]'``); the JSON is the same.
 
 Writes ``DIR/<name>.json`` (named triplets, boxes, scores; SG2HOI+: also the scene graph) and
 ``DIR/<name>.png`` (boxes, human-object links, captions); SG2HOI+ adds ``DIR/<name>_graph.png``.
@@ -25,7 +28,9 @@ OUTPUT_SUFFIXES = (".json", ".png", "_graph.png")   # what one input writes: NAM
 
 def add_arguments(parser) -> None:
     parser.add_argument("input", help="an image, a directory of images (e.g. video frames) or a video file")
-    parser.add_argument("--checkpoint", required=True, help="hoikit checkpoint (hoikit train / demo / convert)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="hoikit checkpoint (hoikit train / demo / convert)")
+    source.add_argument("--onnx", metavar="DIR", help="directory written by 'hoikit export --format onnx' (onnxruntime)")
     parser.add_argument("--threshold", type=float, default=0.2, help="minimum score kept (default 0.2)")
     parser.add_argument("--out", default="predictions", help="output directory (default ./predictions)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
@@ -116,7 +121,12 @@ def run(args) -> int:
     from ..engine.inference import Predictor, to_pil
     from ..viz.draw import draw_hoi, draw_scene_graph
 
-    predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
+    if args.onnx:
+        from ..deploy.onnx_runtime import OnnxPredictor
+
+        predictor = OnnxPredictor(args.onnx)
+    else:
+        predictor = Predictor.from_checkpoint(args.checkpoint, device=args.device)
     if Path(args.input).suffix.lower() in VIDEO_EXTS and Path(args.input).is_file():
         return run_video(args, predictor)
     out = output_dir(Path(args.out), Path(args.input))

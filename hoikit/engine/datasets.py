@@ -139,7 +139,7 @@ def _protocol_tasks(cfg: Config, meta, split: str):
     if d.format in ("hicodet", "synth"):
         anno = hoi_annotation(d, split)
         make = lambda: HOIEvaluation(anno, cfg.eval.hicodet_skip_empty, cfg.eval.threshold,  # noqa: E731
-                                     cfg.eval.max_detections)
+                                     cfg.eval.max_detections, d.zero_shot)
         return [EvalTask(dataset, make)], HOIEvaluation.primary
     if d.format == "vcoco" and has_vcoco_ground_truth(d):
         ids, verbs = list(reader.image_ids), list(meta.verbs)
@@ -158,6 +158,8 @@ def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
     if arch == "sg2hoi":
         return _sg2hoi_data(cfg, tr_train, tr_test, with_eval)
     train_reader = _readers(detector_data_config(d, "train") if arch == "detr" else d, "train")
+    if d.zero_shot:
+        train_reader = seen_pairs_reader(cfg, train_reader)
     meta = train_reader.meta
     eval_set = make = None
     primary = ""
@@ -167,6 +169,17 @@ def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
         if tasks:
             eval_set, make = tasks[0].dataset, tasks[0].make_evaluator
     return TrainingData(HOIDataset(train_reader, tr_train, d.skip_unreadable), eval_set, meta, make, primary)
+
+
+def seen_pairs_reader(cfg: Config, reader):
+    """``data.zero_shot``: the training reader without the pairs of unseen HOI classes (HICO-DET /
+    SynthHOI with ``model.arch=rmlr``; :class:`~hoikit.data.zero_shot.SeenPairsReader`)."""
+    from ..data.zero_shot import SeenPairsReader
+
+    if cfg.model.arch != "rmlr" or cfg.data.format not in ("hicodet", "synth"):
+        raise ConfigError(f"data.zero_shot: '{cfg.data.zero_shot}' needs model.arch=rmlr on data.format hicodet | "
+                          f"synth (got {cfg.model.arch} on {cfg.data.format})")
+    return SeenPairsReader(reader, cfg.data.zero_shot)   # fit() logs its summary()
 
 
 def _sg2hoi_data(cfg: Config, tr_train, tr_test, with_eval: bool) -> TrainingData:

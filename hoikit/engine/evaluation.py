@@ -43,17 +43,19 @@ class EvalTask:
 class HOIEvaluation:
     """Args: anno: HICO-DET-format annotation file of the evaluated split; skip_empty: UPT rule;
     threshold: minimum (pair, verb) score kept (``cfg.eval.threshold``); max_detections: keep the
-    top-K (pair, verb) triplets per image (``cfg.eval.max_detections``, QPIC: 100; 0 = all)."""
+    top-K (pair, verb) triplets per image (``cfg.eval.max_detections``, QPIC: 100; 0 = all); zero_shot:
+    ``data.zero_shot`` (adds ``mAP_unseen`` / ``mAP_seen``, Default setting)."""
 
     protocol = "hicodet"
     primary = "mAP_full"
 
     file_name = "detections.npz"
 
-    def __init__(self, anno, skip_empty: bool = False, threshold: float = 0.0, max_detections: int = 0):
+    def __init__(self, anno, skip_empty: bool = False, threshold: float = 0.0, max_detections: int = 0,
+                 zero_shot: str = ""):
         from ..eval.hicodet import HICODetEvaluator
 
-        self.ev = HICODetEvaluator(anno, skip_empty=skip_empty)
+        self.ev = HICODetEvaluator(anno, skip_empty=skip_empty, zero_shot=zero_shot)
         self.threshold, self.max_detections = threshold, max_detections
         self.results: Dict = {}
         self._parts: List[Dict[str, np.ndarray]] = []
@@ -75,6 +77,8 @@ class HOIEvaluation:
         self.results = r = self.ev.compute()
         out = {f"mAP_{k}": float(v) for k, v in r["default"].items()}
         out.update({f"ko_mAP_{k}": float(v) for k, v in r["known_object"].items()})
+        if "zero_shot" in r:
+            out.update({f"mAP_{k}": float(r["zero_shot"]["default"][k]) for k in ("unseen", "seen")})
         return out
 
     def detections(self) -> Dict[str, np.ndarray]:

@@ -104,6 +104,8 @@ class _Run:
             s = self.state
             self.logger.info(f"resumed from {self.ckpt_path} at epoch {s.epoch + 1}, iteration {s.iteration}, "
                              f"step {s.step}" + (f", phase {self.phase}" if self.phased else ""))
+        if self.cfg.data.zero_shot and not self.phased:      # a SeenPairsReader (engine/datasets.py)
+            self.logger.info(self.train_set.reader.summary())
         if not self.phased:
             self.seeded = SeededDataset(self.train_set, self.cfg.seed)
             self.sampler = ResumableSampler(len(self.train_set), info.world_size, info.rank, self.cfg.seed,

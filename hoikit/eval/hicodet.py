@@ -33,6 +33,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..data.zero_shot import SETTINGS, unseen_hois
 from ..errors import DataError
 from .ap import mean_ap, precision_recall, voc_ap_11point
 from .hicodet_io import DETECTION_KEYS, HICODetGroundTruth, check_detections, load_detections
@@ -190,15 +191,19 @@ class HICODetEvaluator:
         skip_empty: drop detections in the file's ``empty`` images (UPT) instead of
             counting them as false positives (official).
         min_overlap: overlap threshold on ``min(IoU_h, IoU_o)`` (official 0.5, ``>=``).
+        zero_shot: rf_uc | nf_uc | uo | uv: also report Unseen / Seen / Full mAP of that setting
+            (:mod:`hoikit.data.zero_shot`); "" = no.
 
     Either call :meth:`evaluate` with arrays, or feed images with :meth:`add` /
     :meth:`add_prediction` and call :meth:`compute`.
     """
 
-    def __init__(self, anno, skip_empty: bool = False, min_overlap: float = MIN_OVERLAP):
+    def __init__(self, anno, skip_empty: bool = False, min_overlap: float = MIN_OVERLAP, zero_shot: str = ""):
         self.gt = anno if isinstance(anno, HICODetGroundTruth) else HICODetGroundTruth(anno)
         self.skip_empty = bool(skip_empty)
         self.min_overlap = float(min_overlap)
+        self.zero_shot = zero_shot
+        self.unseen = unseen_hois(zero_shot, self.gt.num_classes) if zero_shot else None
         self.reset()
 
     # ------------------------------------------------------------------ incremental API
@@ -286,10 +291,23 @@ class HICODetEvaluator:
                           recall=100 * float(rec_def[c]), recall_known_object=100 * float(rec_ko[c]),
                           detections=int(n_def[c]), detections_known_object=int(n_ko[c]))
                      for c in range(gt.num_classes)]
-        return {"default": means(ap_def), "known_object": means(ap_ko), "per_class": per_class,
-                "setting": {"skip_empty": self.skip_empty, "min_overlap": self.min_overlap,
-                            "num_detections": int(n_total), "num_classes": gt.num_classes,
-                            "annotation": gt.source}}
+        out = {"default": means(ap_def), "known_object": means(ap_ko), "per_class": per_class,
+               "setting": {"skip_empty": self.skip_empty, "min_overlap": self.min_overlap,
+                           "num_detections": int(n_total), "num_classes": gt.num_classes,
+                           "annotation": gt.source}}
+        if self.unseen is not None:
+            out["zero_shot"] = {"setting": self.zero_shot, "unseen_classes": self.unseen.tolist(),
+                                "default": split_means(ap_def, self.unseen),
+                                "known_object": split_means(ap_ko, self.unseen)}
+        return out
+
+
+def split_means(ap: np.ndarray, unseen: np.ndarray) -> Dict[str, float]:
+    """Unseen / Seen / Full mAP (percent) of per-class APs ``[C]`` (fractions): plain means, as
+    Full / Rare / Non-rare."""
+    mask = np.zeros(len(ap), bool)
+    mask[unseen] = True
+    return {"unseen": 100 * mean_ap(ap[mask]), "seen": 100 * mean_ap(ap[~mask]), "full": 100 * mean_ap(ap)}
 
 
 def predictions_to_arrays(predictions: Sequence, correspondence, image_indices: Optional[Sequence[int]] = None,
@@ -320,10 +338,21 @@ def predictions_to_arrays(predictions: Sequence, correspondence, image_indices: 
 
 
 def format_results(results: Dict) -> str:
-    """The Default / Known-Object x Full / Rare / Non-rare table in percent, two decimals."""
+    """The Default / Known-Object x Full / Rare / Non-rare table in percent, two decimals; with a
+    zero-shot setting also its Unseen / Seen / Full table."""
     rows = {"Default": results["default"], "Known-Object": results["known_object"]}
-    return format_table("HICO-DET mAP (%)", rows, ["full", "rare", "non_rare"],
+    text = format_table("HICO-DET mAP (%)", rows, ["full", "rare", "non_rare"],
                         headers={"full": "Full", "rare": "Rare", "non_rare": "Non-rare"})
+    zs = results.get("zero_shot")
+    if zs:
+        n = len(zs["unseen_classes"])
+        rows = {"Default": zs["default"], "Known-Object": zs["known_object"]}
+        text += "\n" + format_table(f"{SETTINGS[zs['setting']].split(' (')[0]} mAP (%)", rows,
+                                     ["unseen", "seen", "full"],
+                                     headers={"unseen": f"Unseen ({n})",
+                                              "seen": f"Seen ({results['setting']['num_classes'] - n})",
+                                              "full": "Full"})
+    return text
 
 
 # ---------------------------------------------------------------------- command line
@@ -333,6 +362,8 @@ def add_cli_arguments(parser) -> None:
                         "box_o) or .json ({\"detections\": [...]}); see docs/formats.md")
     parser.add_argument("--anno", required=True, help="HICO-DET-format annotation file, e.g. instances_test2015.json")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the metrics (percent) to this JSON file")
+    parser.add_argument("--zero-shot", default="", choices=["", *SETTINGS], metavar="SETTING",
+                        help="also report Unseen / Seen / Full mAP of a zero-shot setting: rf_uc | nf_uc | uo | uv")
     parser.add_argument("--skip-empty", action="store_true",
                         help="drop detections in the file's `empty` images (UPT) instead of counting them as FP")
 
@@ -340,7 +371,7 @@ def add_cli_arguments(parser) -> None:
 def run_cli(args) -> int:
     """``hoikit eval hicodet``: print the table, optionally write JSON. Errors raise DataError."""
     t0 = time.perf_counter()
-    evaluator = HICODetEvaluator(args.anno, skip_empty=args.skip_empty)
+    evaluator = HICODetEvaluator(args.anno, skip_empty=args.skip_empty, zero_shot=args.zero_shot)
     det = load_detections(args.pred)
     results = evaluator.evaluate(*(det[k] for k in DETECTION_KEYS), source=str(args.pred))
     print(format_results(results))

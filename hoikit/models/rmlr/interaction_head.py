@@ -100,6 +100,14 @@ class InteractionHead(nn.Module):
         if n_h == 0 or n <= 1:
             empty = torch.zeros(0, dtype=torch.long, device=boxes.device)
             return boxes.new_zeros(0, self.representation_size), empty, empty, []
+        return self.pair_tokens_nonempty(unary_tokens, boxes, labels, global_features, image_size)
+
+    def pair_tokens_nonempty(self, unary_tokens: Tensor, boxes: Tensor, labels: Tensor, global_features: Tensor,
+                             image_size) -> Tuple[Tensor, Tensor, Tensor, list]:
+        """:meth:`pair_tokens` for an image with a human and at least two boxes, without Python
+        branches on tensor values (the ONNX interaction graph traces it; ``image_size`` may be a
+        ``[2]`` tensor there)."""
+        n = boxes.shape[0]
         gx, gy = torch.meshgrid(torch.arange(n, device=boxes.device), torch.arange(n, device=boxes.device),
                                 indexing="ij")
         gx, gy = gx.flatten(), gy.flatten()

@@ -80,7 +80,7 @@ def select_detections(boxes: Tensor, scores: Tensor, labels: Tensor, hidden_stat
         n_passed = int(group[passed].sum())
         if n_passed < min_instances or n_passed > max_instances:
             limit = min_instances if n_passed < min_instances else max_instances
-            order = sc[members].argsort(descending=True)[:limit]
+            order = sc[members].argsort(descending=True, stable=True)[:limit]   # ties: NMS order
             return members[order]
         return passed[torch.nonzero(group[passed]).squeeze(1)]
 
@@ -142,8 +142,8 @@ def pair_indices(labels: Tensor, human_idx: int) -> Tuple[Tensor, Tensor]:
         ``(x [P], y [P])`` indices of the human and of the other box, in row-major order of the
         ``N x N`` grid (UPT's ``nonzero(logical_and(x != y, x < n_h))``).
     """
-    n = len(labels)
-    n_h = int((labels == human_idx).sum())
+    n = labels.shape[0]                      # shape, not len(): stays dynamic under ONNX tracing
+    n_h = (labels == human_idx).sum()
     x, y = torch.meshgrid(torch.arange(n, device=labels.device), torch.arange(n, device=labels.device),
                           indexing="ij")
     x_keep, y_keep = torch.nonzero(torch.logical_and(x != y, x < n_h)).unbind(1)

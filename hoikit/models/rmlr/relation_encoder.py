@@ -44,19 +44,21 @@ def pair_region_mask(boxes_h: Tensor, boxes_o: Tensor, feat_hw, stride: float) -
     Returns:
         ``[P, h, w]`` float mask in {0, 1}.
     """
-    h, w = int(feat_hw[0]), int(feat_hw[1])
+    h, w = feat_hw[0], feat_hw[1]           # ints, or traced sizes in the ONNX graph (no int())
     dev = boxes_h.device
-    cy = (torch.arange(h, device=dev, dtype=torch.float32) + 0.5) * stride
-    cx = (torch.arange(w, device=dev, dtype=torch.float32) + 0.5) * stride
+    rows = torch.arange(h, device=dev)
+    cols = torch.arange(w, device=dev)
+    cy = (rows.float() + 0.5) * stride
+    cx = (cols.float() + 0.5) * stride
 
     def inside(b: Tensor) -> Tensor:
         in_x = (cx[None] >= b[:, 0:1]) & (cx[None] <= b[:, 2:3])       # [P, w]
         in_y = (cy[None] >= b[:, 1:2]) & (cy[None] <= b[:, 3:4])       # [P, h]
-        m = in_y[:, :, None] & in_x[:, None, :]
-        ctr_c = (((b[:, 0] + b[:, 2]) / 2) / stride).floor().long().clamp(0, w - 1)
-        ctr_r = (((b[:, 1] + b[:, 3]) / 2) / stride).floor().long().clamp(0, h - 1)
-        m[torch.arange(len(b), device=dev), ctr_r, ctr_c] = True
-        return m
+        # the cell of the box centre, clamped into the map, as a one-hot [P, h, w] (no index_put)
+        ctr_c = torch.minimum((((b[:, 0] + b[:, 2]) / 2) / stride).floor().long().clamp(min=0), cols[-1])
+        ctr_r = torch.minimum((((b[:, 1] + b[:, 3]) / 2) / stride).floor().long().clamp(min=0), rows[-1])
+        centre = (rows[None] == ctr_r[:, None])[:, :, None] & (cols[None] == ctr_c[:, None])[:, None, :]
+        return (in_y[:, :, None] & in_x[:, None, :]) | centre
 
     return (inside(boxes_h) | inside(boxes_o)).float()
 
@@ -169,7 +171,7 @@ class InteractiveRelationEncoder(nn.Module):
         if self.pool == "masked":
             denom = roi.flatten(1).sum(1, keepdim=True).clamp(min=1)
         else:
-            denom = valid.float().sum().clamp(min=1).expand(len(roi), 1)
+            denom = valid.float().sum().clamp(min=1).expand(roi.shape[0], 1)
         return self.fc_m(summed / denom)                               # FC(GAP(.))
 
     def global_context(self, features: Tensor, valid: Tensor) -> Tensor:

@@ -11,10 +11,22 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
-from ...ops import box_iou
+from ...ops import box_area
 
 #: number of handcrafted box-pair features (doubled by the log branch)
 NUM_BOX_PAIR_FEATURES = 18
+
+
+def aligned_box_iou(a: Tensor, b: Tensor) -> Tensor:
+    """IoU of aligned pairs ``a [M, 4]``, ``b [M, 4]`` xyxy -> ``[M]``: the diagonal of
+    :func:`hoikit.ops.box_iou`, same arithmetic, without the ``M x M`` matrix (and no ``diag``,
+    which ONNX lacks)."""
+    lt = torch.max(a[:, :2], b[:, :2])
+    rb = torch.min(a[:, 2:], b[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, 0] * wh[:, 1]
+    union = box_area(a) + box_area(b) - inter
+    return inter / union.clamp(min=1e-12)
 
 
 def box_pair_features(boxes_1: Tensor, boxes_2: Tensor, image_size: Tuple[float, float],
@@ -24,7 +36,7 @@ def box_pair_features(boxes_1: Tensor, boxes_2: Tensor, image_size: Tuple[float,
     Args:
         boxes_1: ``[M, 4]`` first (human) boxes, xyxy pixels.
         boxes_2: ``[M, 4]`` second (object) boxes, xyxy pixels.
-        image_size: ``(height, width)`` of the (transformed, unpadded) image.
+        image_size: ``(height, width)`` of the (transformed, unpadded) image (numbers or a ``[2]`` tensor).
         eps: numerical-stability constant (UPT: 1e-10).
 
     Returns:
@@ -32,7 +44,9 @@ def box_pair_features(boxes_1: Tensor, boxes_2: Tensor, image_size: Tuple[float,
         image area, area ratio, aspect ratios (2), IoU, and 4 directional centre distances
         normalised by the first box's width / height.
     """
-    h, w = float(image_size[0]), float(image_size[1])
+    h, w = image_size[0], image_size[1]
+    if not isinstance(h, Tensor):            # a [2] tensor stays a tensor (ONNX graphs)
+        h, w = float(h), float(w)
     b1, b2 = boxes_1, boxes_2
     c1_x = (b1[:, 0] + b1[:, 2]) / 2
     c1_y = (b1[:, 1] + b1[:, 3]) / 2
@@ -44,7 +58,7 @@ def box_pair_features(boxes_1: Tensor, boxes_2: Tensor, image_size: Tuple[float,
     b2_h = b2[:, 3] - b2[:, 1]
     d_x = torch.abs(c2_x - c1_x) / (b1_w + eps)
     d_y = torch.abs(c2_y - c1_y) / (b1_h + eps)
-    iou = torch.diag(box_iou(b1, b2)[0]) if len(b1) else b1.new_zeros(0)
+    iou = aligned_box_iou(b1, b2)
     return torch.stack([
         c1_x / w, c1_y / h, c2_x / w, c2_y / h,
         b1_w / w, b1_h / h, b2_w / w, b2_h / h,

@@ -91,7 +91,7 @@ class ModifiedEncoderLayer(nn.Module):
     def _heads(self, x: Tensor) -> Tensor:
         """``[..., R] -> [H, ..., R/H]``."""
         x = x.view(*x.shape[:-1], self.num_heads, self.sub_repr_size)
-        return x.movedim(-2, 0)
+        return x.movedim(x.dim() - 2, 0)        # positive dim: the ONNX Transpose rejects perm -2
 
     def forward(self, x: Tensor, y: Tensor) -> Tuple[Tensor, List[Tensor]]:
         """x ``[N, hidden]`` unary tokens; y ``[N, N, R]`` pairwise features.
@@ -99,7 +99,7 @@ class ModifiedEncoderLayer(nn.Module):
         Returns:
             ``(x [N, hidden], weights: H tensors [N, N, 1])``.
         """
-        n = len(x)
+        n = x.shape[0]                                  # not len(): dynamic under ONNX tracing
         u_r = self._heads(F.relu(self.unary(x)))        # [H, N, L]
         p_r = self._heads(F.relu(self.pairwise(y)))     # [H, N, N, L]
         i, j = torch.meshgrid(torch.arange(n, device=x.device), torch.arange(n, device=x.device), indexing="ij")
@@ -146,13 +146,13 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, attn_mask: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """x ``[N, K]`` -> ``(messages [N, K], weights [H, N, N])``."""
         def heads(t):
-            return t.view(len(t), self.num_heads, self.sub).permute(1, 0, 2)
+            return t.view(t.shape[0], self.num_heads, self.sub).permute(1, 0, 2)   # shape: dynamic in ONNX
         q, k, v = heads(self.query(x)), heads(self.key(x)), heads(self.value(x))
         w = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.sub)
         if attn_mask is not None:
             w = w.masked_fill(attn_mask == 0, -1e9)
         w = self.dropout(F.softmax(w, dim=-1))
-        m = torch.matmul(w, v).permute(1, 0, 2).reshape(len(x), -1)
+        m = torch.matmul(w, v).permute(1, 0, 2).reshape(x.shape[0], -1)
         return m, w
 
 

@@ -1,0 +1,124 @@
+"""The modules that ``torch.onnx`` traces: each wraps a loaded hoikit model and runs its inference
+path for ONE unpadded image with tensor-only control flow.
+
+* :class:`DETRGraph` (``model.arch = detr``): ``image [1, 3, H, W] -> boxes [Q, 4], scores [Q], labels [Q]``
+  (DETR's post-processing, boxes in pixels of the input).
+* :class:`ProposalGraph` (UPT / RmLR, first graph): DETR + UPT's proposal filter
+  (:func:`~hoikit.deploy.traceable.select_detections_indices`) -> the ``N`` kept detections, their
+  DETR tokens and the per-image features the interaction head reads.
+* :class:`InteractionGraph` (UPT / RmLR, second graph): pair construction + interaction head for the
+  ``N`` proposals -> ``pairs [P, 2]``, ``verb_scores [P, K]``.
+
+Two graphs because the head only runs when the image has a human and at least two boxes: the
+runner checks that between them (docs/onnx.md, "glue"). Both are dynamic in ``H, W``, ``N`` and ``P``.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..ops import box_cxcywh_to_xyxy
+from .traceable import select_detections_indices
+
+
+def _pixel_scale(images: Tensor) -> Tensor:
+    """``[4]`` float = (W, H, W, H) of a ``[1, 3, H, W]`` input. Under ONNX tracing the shape entries
+    are traced 0-dim tensors, so the scale follows the input size (a dynamic axis)."""
+    h, w = (torch.as_tensor(s, dtype=torch.float32) for s in images.shape[-2:])
+    return torch.stack([w, h, w, h])
+
+
+class DETRGraph(nn.Module):
+    """DETR + :func:`~hoikit.models.detr.postprocess_detections` for one image.
+
+    Args:
+        detr: a :class:`~hoikit.models.detr.DETR` in eval mode.
+    """
+
+    def __init__(self, detr: nn.Module):
+        super().__init__()
+        self.detr = detr
+
+    def forward(self, images: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``images [1, 3, H, W]`` normalised -> ``boxes [Q, 4]`` xyxy pixels, ``scores [Q]``, ``labels [Q]``."""
+        out = self.detr(images)
+        prob = out["pred_logits"][0].softmax(-1)[:, :-1]
+        scores, labels = prob.max(-1)
+        boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0]) * _pixel_scale(images)
+        return boxes, scores, labels
+
+
+class ProposalGraph(nn.Module):
+    """First UPT / RmLR graph: DETR, label mapping and the proposal filter (``RmLR._proposals``).
+
+    Args:
+        model: an eval-mode :class:`~hoikit.models.rmlr.model.RmLR` with ``detections='detr'``.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.has_ire = hasattr(model, "ire")
+
+    def output_names(self) -> list:
+        names = ["boxes", "scores", "labels", "hidden", "global_features"]
+        return names + (["encoded", "context"] if self.has_ire else [])
+
+    def forward(self, images: Tensor):
+        """``images [1, 3, H, W]`` -> ``boxes [N, 4]`` (pixels), ``scores [N]``, ``labels [N]`` (dataset ids,
+        humans first), ``hidden [N, D]``, ``global_features [Cb]`` (UPT's pooled C5); with IRE also
+        ``encoded [d, h, w]`` (Eq. 4, X_e) and ``context [R/2]`` (Eq. 6, g)."""
+        m = self.model
+        out = m.detector(images)
+        prob = out["pred_logits"][0].softmax(-1)
+        scores, det_labels = prob[:, :-1].max(-1)
+        boxes = box_cxcywh_to_xyxy(out["pred_boxes"][0]) * _pixel_scale(images)
+        mapped = m.detector_to_object[det_labels]
+        valid = mapped >= 0
+        labels = mapped.clamp(min=0)
+        sel = select_detections_indices(boxes, scores, labels, valid, m.human_idx, m.score_thresh, m.nms_thresh,
+                                        m.min_instances, m.max_instances)
+        feats = out["features"]
+        res = [boxes[sel], scores[sel], labels[sel], out["hs"][-1][0][sel], feats.mean(dim=(2, 3))[0]]
+        if self.has_ire:
+            valid_map = ~out["mask"]
+            res += [m.ire.encode(feats, out["mask"], out.get("pos"))[0],                  # Eq. (4)
+                    m.ire.global_context(feats, valid_map)[0]]                          # Eq. (6)
+        return tuple(res)
+
+
+class InteractionGraph(nn.Module):
+    """Second UPT / RmLR graph: pairs and verb scores of the proposals (``RmLR._pairs`` per image).
+
+    Only valid for proposals with at least one human and two boxes (the runner's check).
+
+    Args:
+        model: the same eval-mode RmLR.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.has_ire = hasattr(model, "ire")
+
+    def input_names(self) -> list:
+        names = ["boxes", "scores", "labels", "hidden", "global_features", "image_hw"]
+        return names + (["encoded", "context"] if self.has_ire else [])
+
+    def forward(self, boxes: Tensor, scores: Tensor, labels: Tensor, hidden: Tensor, global_features: Tensor,
+                image_hw: Tensor, encoded: Tensor = None, context: Tensor = None):
+        """Proposals of :class:`ProposalGraph` and ``image_hw [2]`` float (H, W) -> ``pairs [P, 2]`` int64
+        (indices into the proposals, human first) and ``verb_scores [P, K]`` = sigmoid(logits) * s_h^p * s_o^p."""
+        m, head = self.model, self.model.interaction_head
+        tokens, x, y, _ = head.pair_tokens_nonempty(hidden, boxes, labels, global_features, image_hw)
+        if self.has_ire:
+            valid = torch.ones_like(encoded[0], dtype=torch.bool)                    # one unpadded image
+            stride = image_hw[0] / encoded.shape[-2]
+            rel = m.ire.relation_features(encoded, valid, boxes[x], boxes[y], stride)  # Eq. (5)
+            tokens = m.fusion(torch.cat([context[None].expand(tokens.shape[0], -1), tokens, rel], dim=1))  # Eq. (9)
+        o, _ = head.comp_layer(tokens)                                              # F_IR
+        logits = head.box_pair_predictor(o)                                         # Eq. (20)
+        prior = head.prior(x, y, scores, labels, m.prior_power[1])
+        return torch.stack([x, y], 1), torch.sigmoid(logits) * prior.prod(0)
