@@ -165,7 +165,7 @@ class RmLR(nn.Module):
             valid = ~fmask
             x_e = self.ire.encode(feats, fmask, out.get("pos"))                      # Eq. (4)
             g = self.ire.global_context(feats, valid)                                # Eq. (6)
-            stride = images_padded_height(images) / feats.shape[-2]
+            stride = (self.detector.backbone.stride,) * 2                            # (s_y, s_x) of C5
         p = self.prior_power[0] if self.training else self.prior_power[1]
         results = []
         for b, size in enumerate(sizes):
@@ -309,7 +309,3 @@ def map_detector_labels(table: Tensor, scores: Tensor, labels: Tensor, boxes: Te
         return scores, mapped, boxes, hidden
     return scores[keep], mapped[keep], boxes[keep], hidden[keep]
 
-
-def images_padded_height(images: List[Tensor]) -> float:
-    """Height of the padded batch (bottom-right padding to the largest image)."""
-    return float(max(int(im.shape[-2]) for im in images))
