@@ -9,15 +9,17 @@ from hoikit.models.rmlr.relation_encoder import InteractiveRelationEncoder
 
 from rmlr_tiny import build_tiny, targets_from_detections, tiny_config, tiny_images
 
+# loss_hoi_lang: language_reasoning (default on) classifies the language-enhanced IRM tokens, which
+# exist where the IRM word-level alignment does
 EXPECTED_LOSSES = {
     "plain": {"loss_hoi"},
     "wo_cl": {"loss_hoi"},
-    "wo_rm": {"loss_hoi", "loss_s_m", "loss_w_m"},
+    "wo_rm": {"loss_hoi", "loss_s_m", "loss_w_m", "loss_hoi_lang"},
     "wo_wa": {"loss_hoi", "loss_s_a", "loss_s_m"},
-    "wo_sa": {"loss_hoi", "loss_w_a", "loss_w_m"},
+    "wo_sa": {"loss_hoi", "loss_w_a", "loss_w_m", "loss_hoi_lang"},
     "wo_irm_kt": {"loss_hoi", "loss_s_a", "loss_w_a"},
-    "wo_ire_kt": {"loss_hoi", "loss_s_m", "loss_w_m"},
-    "full": {"loss_hoi", "loss_s_a", "loss_w_a", "loss_s_m", "loss_w_m"},
+    "wo_ire_kt": {"loss_hoi", "loss_s_m", "loss_w_m", "loss_hoi_lang"},
+    "full": {"loss_hoi", "loss_s_a", "loss_w_a", "loss_s_m", "loss_w_m", "loss_hoi_lang"},
 }
 
 
