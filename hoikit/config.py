@@ -98,6 +98,15 @@ class TextEncoderConfig:
 
 
 @dataclass
+class RmLRTextConfig(TextEncoderConfig):
+    """RmLR's text encoder: also how a sentence vector E_cls (Eq. 8) is read from its outputs."""
+
+    # auto = what the encoder was trained with: mean for sentence-transformers models whose
+    # 1_Pooling/config.json says so (all-MiniLM-L6-v2), else cls ([CLS] output: BERT / MobileBERT NSP)
+    pooling: str = "auto"            # auto | cls | mean; the resolved value is saved with the config
+
+
+@dataclass
 class RmLRConfig:
     """RmLR (and its plain model = UPT). Symbols follow the paper."""
 
@@ -136,7 +145,7 @@ class RmLRConfig:
     word_target: str = "joint"       # L_w (Eq. 16/17): joint (both sides trained) | detached (V^_a a stop-gradient teacher)
     language_reasoning: bool = True  # Sec. 3.5 / Alg. 1 stage 3: also classify language-enhanced IRM tokens in training
     text_dim: int = 0                # D_l; 0 = read from the text encoder's config.json
-    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    text: RmLRTextConfig = field(default_factory=RmLRTextConfig)
 
 
 @dataclass
@@ -319,8 +328,15 @@ def to_dict(cfg: Config) -> dict:
 
 def stored_config(d: dict) -> dict:
     """A config dict stored in a checkpoint, its legacy keys upgraded (a copy; see
-    :func:`_move_legacy_keys`): what :func:`from_dict` and ``hoikit test`` merge."""
-    return _move_legacy_keys(copy.deepcopy(dict(d)), "config", strict=False)
+    :func:`_move_legacy_keys`): what :func:`from_dict` and ``hoikit test`` merge.
+
+    A checkpoint saved before ``model.rmlr.text.pooling`` existed took the [CLS] output as E_cls:
+    its config gets ``pooling: cls`` (not the new ``auto`` default), so it keeps that behaviour."""
+    d = _move_legacy_keys(copy.deepcopy(dict(d)), "config", strict=False)
+    text = ((d.get("model") or {}).get("rmlr") or {}).get("text")
+    if isinstance(text, dict) and "pooling" not in text:
+        text["pooling"] = "cls"
+    return d
 
 
 def from_dict(d: dict) -> Config:

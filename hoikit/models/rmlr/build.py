@@ -23,7 +23,7 @@ from typing import List, Optional
 from torch import nn
 
 from ...errors import ConfigError
-from ..text import load_text_encoder, text_encoder_dim
+from ..text import POOLINGS, encoder_pooling, load_text_encoder, text_encoder_dim
 from .cross_modal import WORD_TARGETS, CrossModalBranch
 from .detector_classes import detector_to_dataset
 from .interaction_head import InteractionHead
@@ -88,7 +88,8 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     for key, value, choices in (("ire_pool", r.ire_pool, ("masked", "full")), ("word_scope", r.word_scope, ("image", "pair")),
                                 ("word_context", r.word_context, ("joint", "separate")),
                                 ("detections", r.detections, ("detr", "oracle")),
-                                ("word_target", r.word_target, WORD_TARGETS)):
+                                ("word_target", r.word_target, WORD_TARGETS),
+                                ("text.pooling", r.text.pooling, ("auto",) + POOLINGS)):
         if value not in choices:   # checked here, whatever the ablation uses, not on the first training step
             raise ConfigError(f"model.rmlr.{key}: '{value}' is not one of {' | '.join(choices)}")
     if detector is None:
@@ -118,6 +119,7 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
                               f"({r.cml_dim} != {r.representation_size})")
         if not r.text_dim:
             r.text_dim = text_encoder_dim(r.text.name, r.text.path)
+        r.text.pooling = encoder_pooling(r.text.name, r.text.path, r.text.pooling)   # saved resolved
         common = dict(text_dim=r.text_dim, cml_dim=r.cml_dim, sa_layers=r.cml_sa_layers, ca_layers=r.cml_ca_layers,
                       dropout=d.dropout, word_scope=r.word_scope, query_stop_grad=r.query_stop_grad,
                       word_target=r.word_target)
@@ -132,5 +134,5 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     model = RmLR(detector, head, meta, meta.person_label, ire, fusion, cml_ire, cml_irm, transfer, loader, weights,
                  r.word_context, r.language_reasoning, r.alpha, r.gamma, (r.prior_power_train, r.prior_power_test),
                  r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh, det_to_obj,
-                 r.detections, (d.set_cost_bbox, d.set_cost_giou))
+                 r.detections, (d.set_cost_bbox, d.set_cost_giou), r.text.pooling)
     return model

@@ -63,6 +63,7 @@ class RmLR(nn.Module):
             :func:`~hoikit.models.rmlr.pairs.oracle_proposals`). ``oracle`` needs targets in eval too
             (:attr:`needs_targets`).
         oracle_cost: ``(cost_bbox, cost_giou)`` of the oracle's query matching (DETR's matcher weights).
+        pooling: E_cls of a sub-sentence, ``cls`` | ``mean`` (``model.rmlr.text.pooling`` resolved).
     """
 
     #: state-dict prefixes of modules that only training uses (cross-modal learning, Sec. 3.4)
@@ -77,7 +78,7 @@ class RmLR(nn.Module):
                  prior_power=(1.0, 2.8), score_thresh: float = 0.2, nms_thresh: float = 0.5,
                  min_instances: int = 3, max_instances: int = 15, fg_iou_thresh: float = 0.5,
                  detector_to_object: Optional[Tensor] = None, detections: str = "detr",
-                 oracle_cost=(5.0, 2.0)):
+                 oracle_cost=(5.0, 2.0), pooling: str = "cls"):
         super().__init__()
         if detections not in ("detr", "oracle"):
             raise ConfigError(f"model.rmlr.detections: '{detections}' is not one of detr | oracle")
@@ -97,6 +98,7 @@ class RmLR(nn.Module):
         self._text_encoder = None        # plain attribute, never part of the state dict
         self.weights = {**dict(hoi=1.0, s_m=1.0, w_m=1.0, s_a=1.0, w_a=1.0), **(weights or {})}
         self.word_context = word_context
+        self.pooling = pooling
         self.language_reasoning = language_reasoning
         self.alpha, self.gamma = alpha, gamma
         self.prior_power = tuple(prior_power)
@@ -233,9 +235,11 @@ class RmLR(nn.Module):
                                 f"{sorted(self.transfer)} needs build_rmlr(..., inference=False)")
         rows = [torch.nonzero(mt)[:, 0] for mt in matches]                          # associated pairs
         text_rows = [torch.nonzero(mt)[:, 1] for mt in matches]                     # their sub-sentences
+        extra = getattr(self.meta, "extra", None) or {}
         sentences = [image_sentences(t["hois"].reshape(-1, 3), t["labels"], self.meta.objects, self.meta.verbs,
-                                     self.meta.person_label) for t in targets]
-        texts = encode_knowledge(self.text_encoder, sentences, self.word_context)  # Eq. (7)-(8)
+                                     self.meta.person_label, extra.get("phrases"), extra.get("plural_objects", ()))
+                     for t in targets]
+        texts = encode_knowledge(self.text_encoder, sentences, self.word_context, self.pooling)  # Eq. (7)-(8)
         if "s_a" in self.transfer or "w_a" in self.transfer:
             ms = [r["m"] if r["m"] is not None else r["o"].new_zeros(0, 1) for r in res]
             a = self.cml_ire(ms, rows, text_rows, texts, "w_a" in self.transfer, "s_a" in self.transfer)
