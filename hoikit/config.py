@@ -72,7 +72,7 @@ class DETRConfig:
     num_queries: int = 100
     aux_loss: bool = True
     checkpoint: str = ""             # pretrained detector weights (any supported format)
-    # UPT / RmLR always freeze it (RmLR Alg. 1, Sec. 4.2); the old key model.detr.freeze is refused
+    # UPT / RmLR always freeze it (RmLR Alg. 1, Sec. 4.2); old key model.detr.freeze: true dropped, false refused
     # matcher / criterion (DETR: class 1, L1 5, GIoU 2, eos 0.1)
     set_cost_class: float = 1.0
     set_cost_bbox: float = 5.0
@@ -142,7 +142,7 @@ class RmLRConfig:
     word_scope: str = "image"        # words a pair attends to (Eq. 13-14): image | pair
     word_context: str = "joint"      # word embeddings from the [SEP]-joined text | each sub-sentence
     query_stop_grad: bool = False    # detach the visual query of the cross-attention
-    word_target: str = "joint"       # L_w (Eq. 16/17): joint (both sides trained) | detached (V^_a a stop-gradient teacher)
+    word_target: str = "joint"       # L_w (Eq. 16/17): joint (both sides trained) | detached (V^_a: stop-grad teacher)
     language_reasoning: bool = True  # Sec. 3.5 / Alg. 1 stage 3: also classify language-enhanced IRM tokens in training
     text_dim: int = 0                # D_l; 0 = read from the text encoder's config.json
     text: RmLRTextConfig = field(default_factory=RmLRTextConfig)

@@ -2,7 +2,8 @@
 
 Every ground-truth triplet ``<person, verb, object>`` of an image is serialised as a sub-sentence
 ("person ride bicycle"; V-COCO's action-role classes through its class table's natural phrases:
-"person talks on a cell phone", not "person talk_on_phone instr cell phone"); the sub-sentences of an image are joined by the encoder's separator token
+"person talks on a cell phone", not "person talk_on_phone instr cell phone"); the sub-sentences of
+an image are joined by the encoder's separator token
 ("[SEP]" for BERT-family WordPiece tokenisers) into the annotation text ``T``. A frozen text encoder
 gives:
 

@@ -62,7 +62,8 @@ def read_upt_file(path) -> Tuple[Dict[str, Tensor], Dict]:
     detr = infer_detr_config(det, None, str(path), key_prefix=DETECTOR_PREFIX)
     coop = {k.split(".")[3] for k in sd if k.startswith(HEAD_PREFIX + "coop_layer.mod_enc.")}
     head = HEAD_PREFIX + "comp_layer."
-    repr_keys = [(key, 1), (head + "attention.attention.query.weight", 0), (head + "attention.attention.query.weight", 1),
+    repr_keys = [(key, 1), (head + "attention.attention.query.weight", 0),
+                 (head + "attention.attention.query.weight", 1),
                  (head + "attention.output.norm.weight", 0), (head + "ffn.norm.weight", 0), (head + "ffn.ffn.0.weight", 1)]
     info = dict(detr={k: v for k, v in detr.items() if k != "dilation_known"},
                 num_verbs=agreed_size(sd, "the number of verbs", [(key, 0), (HEAD_PREFIX + "box_pair_predictor.bias", 0)],
