@@ -84,7 +84,7 @@ class DETRConfig:
     num_queries: int = 100
     aux_loss: bool = True
     checkpoint: str = ""             # pretrained detector weights (any supported format)
-    freeze: bool = True              # frozen for two-stage HOI training
+    # UPT / RmLR always freeze it (RmLR Alg. 1, Sec. 4.2); old key model.detr.freeze: true dropped, false refused
     # matcher / criterion (DETR: class 1, L1 5, GIoU 2, eos 0.1)
     set_cost_class: float = 1.0
     set_cost_bbox: float = 5.0
@@ -123,6 +123,15 @@ class TextEncoderConfig:
 
 
 @dataclass
+class RmLRTextConfig(TextEncoderConfig):
+    """RmLR's text encoder: also how a sentence vector E_cls (Eq. 8) is read from its outputs."""
+
+    # auto = what the encoder was trained with: mean for sentence-transformers models whose
+    # 1_Pooling/config.json says so (all-MiniLM-L6-v2), else cls ([CLS] output: BERT / MobileBERT NSP)
+    pooling: str = "auto"            # auto | cls | mean; the resolved value is saved with the config
+
+
+@dataclass
 class RmLRConfig:
     """RmLR (and its plain model = UPT). Symbols follow the paper."""
 
@@ -158,9 +167,10 @@ class RmLRConfig:
     word_scope: str = "image"        # words a pair attends to (Eq. 13-14): image | pair
     word_context: str = "joint"      # word embeddings from the [SEP]-joined text | each sub-sentence
     query_stop_grad: bool = False    # detach the visual query of the cross-attention
-    language_reasoning: bool = False  # also classify language-enhanced IRM tokens in training
+    word_target: str = "joint"       # L_w (Eq. 16/17): joint (both sides trained) | detached (V^_a: stop-grad teacher)
+    language_reasoning: bool = True  # Sec. 3.5 / Alg. 1 stage 3: also classify language-enhanced IRM tokens in training
     text_dim: int = 0                # D_l; 0 = read from the text encoder's config.json
-    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    text: RmLRTextConfig = field(default_factory=RmLRTextConfig)
 
 
 @dataclass
@@ -370,12 +380,26 @@ def _friendly(err: OmegaConfBaseException, where: str) -> ConfigError:
     return ConfigError(f"{where}: config key '{key}': {msg}" if key else f"{where}: {msg}")
 
 
+def _drop_detr_freeze(detr: dict, where: str, strict: bool) -> None:
+    """``model.detr.freeze`` (older files) was read nowhere: the two-stage models always froze DETR.
+    ``true`` said what happens and is dropped; ``false`` asked for something that never happened and
+    is refused in a user's file (``strict``); a stored checkpoint's copy is dropped either way."""
+    if "freeze" not in detr:
+        return
+    value = detr.pop("freeze")
+    if strict and value is not True and str(value).lower() != "true":
+        raise ConfigError(f"{where}: config key 'model.detr.freeze' ({value}) was removed: UPT / RmLR always "
+                          f"freeze the detector (RmLR Algorithm 1) and the key was never read; delete it")
+
+
 def _move_legacy_keys(d, where: str, strict: bool = True):
     """``model.detr.lr_backbone`` (older files: a second copy of ``train.lr_backbone`` that only
     decided whether DETR's backbone trains) -> ``train.lr_backbone``. ``strict``: a file giving both
     with different values is refused; otherwise (stored checkpoints) ``train``'s value, the rate
-    the optimizer used, is kept."""
+    the optimizer used, is kept. ``model.detr.freeze``: :func:`_drop_detr_freeze`."""
     detr = (d.get("model") or {}).get("detr") if isinstance(d, dict) else None
+    if isinstance(detr, dict):
+        _drop_detr_freeze(detr, where, strict)
     if not isinstance(detr, dict) or "lr_backbone" not in detr:
         return d
     value = detr.pop("lr_backbone")
@@ -437,6 +461,19 @@ def to_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
 
 
-def from_dict(d: dict) -> Config:
+def stored_config(d: dict) -> dict:
+    """A config dict stored in a checkpoint, its legacy keys upgraded (a copy; see
+    :func:`_move_legacy_keys`): what :func:`from_dict` and ``hoikit test`` merge.
+
+    A checkpoint saved before ``model.rmlr.text.pooling`` existed took the [CLS] output as E_cls:
+    its config gets ``pooling: cls`` (not the new ``auto`` default), so it keeps that behaviour."""
     d = _move_legacy_keys(copy.deepcopy(dict(d)), "config", strict=False)
+    text = ((d.get("model") or {}).get("rmlr") or {}).get("text")
+    if isinstance(text, dict) and "pooling" not in text:
+        text["pooling"] = "cls"
+    return d
+
+
+def from_dict(d: dict) -> Config:
+    d = stored_config(d)
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))

@@ -100,7 +100,8 @@ def vcoco_meta() -> DatasetMeta:
     81 objects with background at 0, person = 1)."""
     d = load_class_file("vcoco")
     return DatasetMeta(name="vcoco", objects=list(d["objects"]), verbs=list(d["classes"]), person_label=1,
-                       extra={"action_to_object": d["action_to_object"], "official_actions": d["official_actions"]})
+                       extra={"action_to_object": d["action_to_object"], "official_actions": d["official_actions"],
+                              "phrases": d["phrases"], "plural_objects": d["plural_objects"]})
 
 
 def vg150_meta() -> DatasetMeta:

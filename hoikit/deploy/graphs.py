@@ -115,7 +115,7 @@ class InteractionGraph(nn.Module):
         tokens, x, y, _ = head.pair_tokens_nonempty(hidden, boxes, labels, global_features, image_hw)
         if self.has_ire:
             valid = torch.ones_like(encoded[0], dtype=torch.bool)                    # one unpadded image
-            stride = image_hw[0] / encoded.shape[-2]
+            stride = (float(m.detector.backbone.stride),) * 2                         # (s_y, s_x) of C5
             rel = m.ire.relation_features(encoded, valid, boxes[x], boxes[y], stride)  # Eq. (5)
             tokens = m.fusion(torch.cat([context[None].expand(tokens.shape[0], -1), tokens, rel], dim=1))  # Eq. (9)
         o, _ = head.comp_layer(tokens)                                              # F_IR

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import Config
+from ..config import Config, stored_config
 from ..errors import ConfigError
 from . import distributed as D
 
@@ -98,7 +98,7 @@ def test_config(ck_config: dict, config_file: Optional[str] = None, overrides: S
     from ..config import resolve_preset
 
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), ck_config)
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), stored_config(ck_config))
         if config_file:
             y = OmegaConf.load(resolve_preset(config_file))
             cfg = OmegaConf.merge(cfg, {k: y[k] for k in ("data", "eval") if k in y})

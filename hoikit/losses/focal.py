@@ -40,6 +40,15 @@ def binary_focal_loss_with_logits(x: Tensor, y: Tensor, alpha: float = 0.5, gamm
     raise ValueError(f"unsupported reduction '{reduction}' (mean | sum | none)")
 
 
+def fuse_logits(logits: Tensor, prior: Tensor, eps: float = 1e-8) -> Tensor:
+    """Logit ``z`` with ``sigmoid(z) = prior * sigmoid(logits)`` (UPT's prior-fused logit).
+
+    ``z = log(prior / (1 + exp(-logits) - prior) + eps)``; ``prior`` already multiplied over
+    human and object, only used where ``prior > 0``. Shapes: any, equal.
+    """
+    return torch.log(prior / (1 + torch.exp(-logits) - prior) + eps)
+
+
 def num_positives(labels: Tensor) -> float:
     """Number of positive labels, averaged over processes under DDP (UPT's normaliser)."""
     n = float((labels > 0).sum())
@@ -66,6 +75,6 @@ def interaction_focal_loss(logits: Tensor, prior: Tensor, labels: Tensor, alpha:
     """
     x, y = torch.nonzero(prior).unbind(1)
     lg, pr, lb = logits[x, y], prior[x, y], labels[x, y]
-    fused = torch.log(pr / (1 + torch.exp(-lg) - pr) + 1e-8)
+    fused = fuse_logits(lg, pr)
     loss = binary_focal_loss_with_logits(fused, lb, alpha=alpha, gamma=gamma, reduction="sum")
     return loss / max(num_positives(lb), 1.0)

@@ -125,6 +125,8 @@ class ResNetBody(nn.Module):
         self.layer3 = self._make_layer(block, 256, blocks[2], stride=2)
         self.layer4 = self._make_layer(block, 512, blocks[3], stride=2, dilate=dilation)
         self.num_channels = 512 * block.expansion
+        #: pixels per C5 cell (conv1 2 x maxpool 2 x layer2-4 2 each; layer4 not strided with DC5)
+        self.stride = 16 if dilation else 32
 
     def _make_layer(self, block, planes: int, n: int, stride: int = 1, dilate: bool = False) -> nn.Sequential:
         # Same rule as torchvision: the first block of a dilated stage uses the previous dilation.
@@ -182,6 +184,8 @@ class TinyBody(nn.Module):
                 cin = w
         self.layers = nn.Sequential(*layers)
         self.num_channels = cin
+        #: pixels per output cell: one stride-2 convolution per stage
+        self.stride = 2 ** len(widths)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, 3, H, W]`` -> ``[B, C, ~H/16, ~W/16]``."""
@@ -231,6 +235,8 @@ class ResidualSmallBody(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.num_channels = cin
         self.level_channels = list(widths[1:])
+        #: pixels per C5 cell (two stem convolutions and three strided stages)
+        self.stride = 2 ** (1 + len(widths))
 
     def forward_levels(self, x: Tensor) -> List[Tensor]:
         """``x [B, 3, H, W]`` -> maps at strides 8, 16, 32."""
@@ -260,6 +266,9 @@ class Backbone(nn.Module):
         super().__init__()
         self.body = body
         self.num_channels: int = body.num_channels
+        #: pixels per feature cell on both axes: cell ``(r, c)`` covers ``[c*s, (c+1)*s) x [r*s, (r+1)*s)``
+        #: of the padded image (the map has ``ceil(H / s)`` rows; the last may be partly outside)
+        self.stride: int = body.stride
 
     def forward(self, images: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor]:
         """Run the body and downsample the mask.
@@ -269,7 +278,8 @@ class Backbone(nn.Module):
             mask: ``[B, H, W]`` bool, True on padding.
 
         Returns:
-            features ``[B, C, h, w]`` and mask ``[B, h, w]`` (nearest interpolation, as DETR).
+            features ``[B, C, h, w]`` (``h = ceil(H / stride)``) and mask ``[B, h, w]`` (nearest
+            interpolation, as DETR).
         """
         feats = self.body(images)
         m = nn.functional.interpolate(mask[None].float(), size=feats.shape[-2:]).to(torch.bool)[0]

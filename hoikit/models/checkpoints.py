@@ -20,7 +20,7 @@ import argparse
 import pickle
 import re
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -153,28 +153,59 @@ def extract_detr_state_dict(obj, path="checkpoint") -> Tuple[Dict[str, Tensor], 
     return dict(sd), fmt, args
 
 
+def agreed_size(sd: Mapping[str, Tensor], name: str, witnesses: Sequence[Tuple[str, int]], path: str = "checkpoint",
+                key_prefix: str = "") -> int:
+    """The size ``name`` that every present ``(key, axis)`` of ``witnesses`` implies.
+
+    A dimension read from one tensor alone would build the model around a misshapen tensor and blame
+    a correct key for the mismatch; reading it from several keys lets the error name the culprit.
+
+    Raises:
+        CheckpointError: one line naming the keys that disagree and the size each implies (the
+            minority first, with the key holding the odd value), ``key_prefix`` before each key.
+    """
+    seen: Dict[int, List[str]] = {}
+    for key, axis in witnesses:
+        t = sd.get(key)
+        if isinstance(t, Tensor) and t.dim() > axis:
+            seen.setdefault(int(t.shape[axis]), []).append(key)
+    if not seen:
+        raise CheckpointError(f"{path}: none of the keys {', '.join(repr(key_prefix + k) for k, _ in witnesses)} "
+                              f"is present: cannot infer {name}")
+    if len(seen) > 1:
+        groups = sorted(seen.items(), key=lambda kv: len(kv[1]))
+        parts = [", ".join(f"'{key_prefix}{k}' {tuple(sd[k].shape)}" for k in keys) + f" imply {name} = {v}"
+                 for v, keys in groups]
+        raise CheckpointError(f"{path}: keys disagree on {name}: " + "; ".join(parts))
+    return next(iter(seen))
+
+
 def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespace] = None,
-                      path: str = "checkpoint") -> Dict:
+                      path: str = "checkpoint", key_prefix: str = "") -> Dict:
     """Architecture fields of :class:`hoikit.config.DETRConfig` implied by the weights.
 
-    num_classes = ``class_embed.weight.shape[0] - 1``; backbone from the block counts; hidden_dim,
-    num_queries, FFN width and layer counts from shapes. Dilation (DC5) and heads leave no trace in the
+    num_classes = ``class_embed`` rows - 1; backbone from the block counts; hidden_dim,
+    num_queries, FFN width and layer counts from shapes, each size checked against every key that
+    implies it (:func:`agreed_size`). Dilation (DC5) and heads leave no trace in the
     weights: they come from ``args`` when present (official files), else the DETR defaults
-    (no DC5, 8 heads) and ``dilation_known`` is False.
+    (no DC5, 8 heads) and ``dilation_known`` is False. ``key_prefix``: written before keys in errors.
     """
     for key in ("class_embed.weight", "query_embed.weight"):
         if key not in sd:
             raise CheckpointError(f"{path}: key '{key}' missing: not a DETR checkpoint")
-    cfg = {"num_classes": int(sd["class_embed.weight"].shape[0]) - 1,
-           "hidden_dim": int(sd["class_embed.weight"].shape[1]),
+    cfg = {"num_classes": agreed_size(sd, "num_classes + 1", [("class_embed.weight", 0), ("class_embed.bias", 0)],
+                                      path, key_prefix) - 1,
+           "hidden_dim": agreed_size(sd, "hidden_dim", [("class_embed.weight", 1), ("query_embed.weight", 1),
+                                                        ("input_proj.weight", 0), ("input_proj.bias", 0),
+                                                        ("bbox_embed.layers.0.weight", 1)], path, key_prefix),
            "num_queries": int(sd["query_embed.weight"].shape[0])}
     for part in ("encoder", "decoder"):
         idx = {int(m.group(1)) for k in sd for m in [re.match(rf"transformer\.{part}\.layers\.(\d+)\.", k)] if m}
         cfg["enc_layers" if part == "encoder" else "dec_layers"] = max(idx) + 1 if idx else 0
-    ffn = "transformer.encoder.layers.0.linear1.weight"
-    ffn = ffn if ffn in sd else "transformer.decoder.layers.0.linear1.weight"
-    if ffn in sd:
-        cfg["dim_feedforward"] = int(sd[ffn].shape[0])
+    ffn = [(f"transformer.{part}.layers.{i}.{name}", axis) for part in ("encoder", "decoder") for i in range(2)
+           for name, axis in (("linear1.weight", 0), ("linear1.bias", 0), ("linear2.weight", 1))]
+    if any(k in sd for k, _ in ffn):
+        cfg["dim_feedforward"] = agreed_size(sd, "dim_feedforward", ffn, path, key_prefix)
     cfg["backbone"] = _infer_backbone(sd, path)
     cfg["dilation"] = bool(getattr(args, "dilation", False))
     cfg["nheads"] = int(getattr(args, "nheads", 8))

@@ -43,6 +43,7 @@ class MultiScaleJoiner(nn.Sequential):
         super().__init__(backbone, position_embedding)
         self.level_channels: List[int] = list(backbone.body.level_channels)
         self.num_channels: int = self.level_channels[-1]     # C5, the map the HOI heads re-mine
+        self.stride: int = backbone.stride                   # pixels per C5 cell
 
     def forward(self, images: Tensor, mask: Tensor) -> Tuple[List[Tensor], List[Tensor], List[Tensor]]:
         """``images [B,3,H,W]``, ``mask [B,H,W]`` -> per level features, masks, position encodings."""

@@ -55,6 +55,7 @@ class Joiner(nn.Sequential):
     def __init__(self, backbone: Backbone, position_embedding: PositionEmbeddingSine):
         super().__init__(backbone, position_embedding)
         self.num_channels = backbone.num_channels
+        self.stride = backbone.stride
 
     def forward(self, images: Tensor, mask: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """``images [B,3,H,W]``, ``mask [B,H,W]`` -> C5 ``[B,Cb,h,w]``, mask ``[B,h,w]``, pos ``[B,D,h,w]``."""

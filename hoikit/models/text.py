@@ -242,6 +242,46 @@ def load_text_encoder(name: str = "minilm", path: str = "", max_length: int = 25
     return FrozenTextEncoder(resolve_text_encoder(name, path), max_length, cache_size)
 
 
+#: how a sentence vector is read from the encoder's token outputs (RmLR E_cls, Eq. 8)
+POOLINGS = ("cls", "mean")
+
+
+def encoder_pooling(name: str = "minilm", path: str = "", pooling: str = "auto") -> str:
+    """``cls`` | ``mean``: ``pooling`` itself, or for ``auto`` what the encoder was trained with.
+
+    A sentence-transformers directory (``modules.json`` + ``1_Pooling/config.json``, e.g.
+    all-MiniLM-L6-v2) says which pooling its sentence embeddings use; a plain transformers model
+    (BERT, MobileBERT, ALBERT: pre-trained with a [CLS]-based sentence objective) is ``cls``.
+    """
+    import json
+
+    if pooling in POOLINGS:
+        return pooling
+    if pooling != "auto":
+        raise ConfigError(f"model.rmlr.text.pooling: '{pooling}' is not one of auto | {' | '.join(POOLINGS)}")
+    cfg = resolve_text_encoder(name, path) / "1_Pooling" / "config.json"
+    if cfg.is_file():
+        d = json.loads(cfg.read_text())
+        if d.get("pooling_mode_mean_tokens"):
+            return "mean"
+        if d.get("pooling_mode_cls_token"):
+            return "cls"
+        raise ConfigError(f"{cfg}: pooling is neither mean nor cls; set model.rmlr.text.pooling=cls|mean")
+    return "cls"
+
+
+def sentence_vectors(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
+    """Sentence vectors ``[B, D]`` of ``hidden [B, T, D]``: the first ([CLS]) output (``cls``) or the
+    mean over the real tokens, special ones included, as sentence-transformers' mean pooling
+    (``mean``; ``attention_mask [B, T]`` 1 on real tokens)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling == "mean":
+        m = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+    raise ConfigError(f"model.rmlr.text.pooling: '{pooling}' is not one of {' | '.join(POOLINGS)}")
+
+
 def text_encoder_dim(name: str = "minilm", path: str = "") -> int:
     """Hidden size D_l read from the encoder's config.json without loading weights."""
     import json

@@ -36,3 +36,30 @@ def test_tokens_end_to_end_on_tiny_detr(tmp_path, capsys):
     # 6 + 6 images, "hold forward" at x=0.44 belongs to both groups -> 11 distinct files
     assert len(list((tmp_path / "a" / "images").glob("*.png"))) == 11
     assert "cosine" in capsys.readouterr().out
+
+
+def test_human_token_is_the_token_of_the_best_matching_query():
+    """The token analysed is ``hs[-1]`` of the query whose box overlaps the drawn person most (IoU by
+    hand below), not any other query's (planting argmin instead of argmax must fail here)."""
+    from types import SimpleNamespace
+
+    from hoikit.commands.analyze import human_token
+
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60], [0, 0, 20, 10]], np.float32)
+    hs = torch.arange(2 * 1 * 4 * 3, dtype=torch.float32).reshape(2, 1, 4, 3)      # [L, B, Q, D]
+
+    class Model:
+        detr = staticmethod(lambda images: {"hs": hs})
+
+        def __call__(self, images):
+            return "raw"
+
+        def postprocess(self, outputs, targets):
+            return [{"boxes": boxes}]
+
+    predictor = SimpleNamespace(model=Model(), preprocess=lambda image: (torch.zeros(3, 8, 8), {}))
+    person = np.array([1, 0, 12, 10], np.float32)
+    # IoU with the person box (area 110): q0 90/120 = 0.75, q1 100/110 = 0.909, q2 0, q3 110/200 = 0.55
+    token, iou = human_token(predictor, None, person)
+    assert iou == pytest.approx(100 / 110)
+    assert np.array_equal(token, hs[-1, 0, 1].numpy())

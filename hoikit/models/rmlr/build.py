@@ -24,8 +24,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..detectors import build_detector_network, load_detector_weights, num_detector_classes
-from ..text import load_text_encoder, text_encoder_dim
-from .cross_modal import CrossModalBranch
+from ..text import POOLINGS, encoder_pooling, load_text_encoder, text_encoder_dim
+from .cross_modal import WORD_TARGETS, CrossModalBranch
 from .detector_classes import detector_to_dataset
 from .interaction_head import InteractionHead
 from .model import RmLR
@@ -88,7 +88,9 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     use_ire, transfer = ablation_switches(r.ablation)
     for key, value, choices in (("ire_pool", r.ire_pool, ("masked", "full")), ("word_scope", r.word_scope, ("image", "pair")),
                                 ("word_context", r.word_context, ("joint", "separate")),
-                                ("detections", r.detections, ("detr", "oracle"))):
+                                ("detections", r.detections, ("detr", "oracle")),
+                                ("word_target", r.word_target, WORD_TARGETS),
+                                ("text.pooling", r.text.pooling, ("auto",) + POOLINGS)):
         if value not in choices:   # checked here, whatever the ablation uses, not on the first training step
             raise ConfigError(f"model.rmlr.{key}: '{value}' is not one of {' | '.join(choices)}")
     if detector is None:
@@ -114,16 +116,20 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
                               f"({r.cml_dim} != {r.representation_size})")
         if not r.text_dim:
             r.text_dim = text_encoder_dim(r.text.name, r.text.path)
+        r.text.pooling = encoder_pooling(r.text.name, r.text.path, r.text.pooling)   # saved resolved
         common = dict(text_dim=r.text_dim, cml_dim=r.cml_dim, sa_layers=r.cml_sa_layers, ca_layers=r.cml_ca_layers,
-                      dropout=d.dropout, word_scope=r.word_scope, query_stop_grad=r.query_stop_grad)
-        if {"s_a", "w_a"} & set(transfer):
-            cml_ire = CrossModalBranch(r.ire_dim, **common)
-        if {"s_m", "w_m"} & set(transfer):
-            cml_irm = CrossModalBranch(r.representation_size, **common)
+                      dropout=d.dropout, word_scope=r.word_scope, query_stop_grad=r.query_stop_grad,
+                      word_target=r.word_target)
+        if {"s_a", "w_a"} & set(transfer):   # only the modules of the row's losses (DDP: no unused parameter)
+            cml_ire = CrossModalBranch(r.ire_dim, word_level="w_a" in transfer, sentence_level="s_a" in transfer,
+                                       train_teacher=False, **common)
+        if {"s_m", "w_m"} & set(transfer):   # the IRM teacher is trained by language_reasoning's loss
+            cml_irm = CrossModalBranch(r.representation_size, word_level="w_m" in transfer,
+                                       sentence_level="s_m" in transfer, train_teacher=r.language_reasoning, **common)
         loader = partial(load_text_encoder, r.text.name, r.text.path, r.text.max_length, r.text.cache_size)
     weights = dict(hoi=r.lambda_hoi, s_m=r.lambda_s_m, w_m=r.lambda_w_m, s_a=r.lambda_s_a, w_a=r.lambda_w_a)
     model = RmLR(detector, head, meta, meta.person_label, ire, fusion, cml_ire, cml_irm, transfer, loader, weights,
                  r.word_context, r.language_reasoning, r.alpha, r.gamma, (r.prior_power_train, r.prior_power_test),
                  r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh, det_to_obj,
-                 r.detections, (d.set_cost_bbox, d.set_cost_giou))
+                 r.detections, (d.set_cost_bbox, d.set_cost_giou), r.text.pooling)
     return model

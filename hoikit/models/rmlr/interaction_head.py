@@ -130,12 +130,3 @@ class InteractionHead(nn.Module):
         """Prior ``[2, P, K]``: ``(s_h^p, s_o^p)`` on verbs valid for the object class, 0 elsewhere."""
         valid = self.valid_verbs[labels[y]]                  # [P, K]
         return torch.stack([valid * scores[x, None].pow(power), valid * scores[y, None].pow(power)])
-
-
-def fuse_logits(logits: Tensor, prior: Tensor, eps: float = 1e-8) -> Tensor:
-    """Logit ``z`` with ``sigmoid(z) = prior * sigmoid(logits)`` (UPT's prior-fused logit).
-
-    ``z = log(prior / (1 + exp(-logits) - prior) + eps)``; ``prior`` already multiplied over
-    human and object (``[P, K]``), only used where ``prior > 0``.
-    """
-    return torch.log(prior / (1 + torch.exp(-logits) - prior) + eps)

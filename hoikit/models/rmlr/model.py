@@ -65,6 +65,7 @@ class RmLR(nn.Module):
             :func:`~hoikit.models.rmlr.pairs.oracle_proposals`). ``oracle`` needs targets in eval too
             (:attr:`needs_targets`).
         oracle_cost: ``(cost_bbox, cost_giou)`` of the oracle's query matching (DETR's matcher weights).
+        pooling: E_cls of a sub-sentence, ``cls`` | ``mean`` (``model.rmlr.text.pooling`` resolved).
     """
 
     #: state-dict prefixes of modules that only training uses (cross-modal learning, Sec. 3.4)
@@ -79,7 +80,7 @@ class RmLR(nn.Module):
                  prior_power=(1.0, 2.8), score_thresh: float = 0.2, nms_thresh: float = 0.5,
                  min_instances: int = 3, max_instances: int = 15, fg_iou_thresh: float = 0.5,
                  detector_to_object: Optional[Tensor] = None, detections: str = "detr",
-                 oracle_cost=(5.0, 2.0)):
+                 oracle_cost=(5.0, 2.0), pooling: str = "cls"):
         super().__init__()
         if detections not in ("detr", "oracle"):
             raise ConfigError(f"model.rmlr.detections: '{detections}' is not one of detr | oracle")
@@ -99,6 +100,7 @@ class RmLR(nn.Module):
         self._text_encoder = None        # plain attribute, never part of the state dict
         self.weights = {**dict(hoi=1.0, s_m=1.0, w_m=1.0, s_a=1.0, w_a=1.0), **(weights or {})}
         self.word_context = word_context
+        self.pooling = pooling
         self.language_reasoning = language_reasoning
         self.alpha, self.gamma = alpha, gamma
         self.prior_power = tuple(prior_power)
@@ -168,7 +170,7 @@ class RmLR(nn.Module):
             valid = ~fmask
             x_e = self.ire.encode(feats, fmask, out.get("pos"))                      # Eq. (4)
             g = self.ire.global_context(feats, valid)                                # Eq. (6)
-            stride = images_padded_height(images) / feats.shape[-2]
+            stride = (self.detector.backbone.stride,) * 2                            # (s_y, s_x) of C5
         p = self.prior_power[0] if self.training else self.prior_power[1]
         results = []
         for b, size in enumerate(sizes):
@@ -236,9 +238,11 @@ class RmLR(nn.Module):
                                 f"{sorted(self.transfer)} needs build_rmlr(..., inference=False)")
         rows = [torch.nonzero(mt)[:, 0] for mt in matches]                          # associated pairs
         text_rows = [torch.nonzero(mt)[:, 1] for mt in matches]                     # their sub-sentences
+        extra = getattr(self.meta, "extra", None) or {}
         sentences = [image_sentences(t["hois"].reshape(-1, 3), t["labels"], self.meta.objects, self.meta.verbs,
-                                     self.meta.person_label) for t in targets]
-        texts = encode_knowledge(self.text_encoder, sentences, self.word_context)  # Eq. (7)-(8)
+                                     self.meta.person_label, extra.get("phrases"), extra.get("plural_objects", ()))
+                     for t in targets]
+        texts = encode_knowledge(self.text_encoder, sentences, self.word_context, self.pooling)  # Eq. (7)-(8)
         if "s_a" in self.transfer or "w_a" in self.transfer:
             ms = [r["m"] if r["m"] is not None else r["o"].new_zeros(0, 1) for r in res]
             a = self.cml_ire(ms, rows, text_rows, texts, "w_a" in self.transfer, "s_a" in self.transfer)
@@ -312,7 +316,3 @@ def map_detector_labels(table: Tensor, scores: Tensor, labels: Tensor, boxes: Te
         return scores, mapped, boxes, hidden
     return scores[keep], mapped[keep], boxes[keep], hidden[keep]
 
-
-def images_padded_height(images: List[Tensor]) -> float:
-    """Height of the padded batch (bottom-right padding to the largest image)."""
-    return float(max(int(im.shape[-2]) for im in images))

@@ -20,7 +20,7 @@ inside its fused softmax. Training keeps the stock module (attention dropout, au
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,34 +29,38 @@ from torch import Tensor, nn
 from ...errors import ConfigError
 
 
-def pair_region_mask(boxes_h: Tensor, boxes_o: Tensor, feat_hw, stride: float) -> Tensor:
+def pair_region_mask(boxes_h: Tensor, boxes_o: Tensor, feat_hw, stride: Union[float, Tuple[float, float]]) -> Tensor:
     """Binary masks of the union of the human and object *boxes* (not their bounding union).
 
-    A cell ``(r, c)`` covers pixels ``[c*stride, (c+1)*stride) x [r*stride, (r+1)*stride)``;
+    A cell ``(r, c)`` covers pixels ``[c*s_x, (c+1)*s_x) x [r*s_y, (r+1)*s_y)``;
     it is kept when its centre lies inside either box. The cell containing each box centre is
     always kept so that boxes smaller than a cell still select something.
 
     Args:
         boxes_h, boxes_o: ``[P, 4]`` xyxy pixels of the padded image frame.
         feat_hw: ``(h, w)`` of the feature map.
-        stride: pixels per feature cell.
+        stride: pixels per feature cell, ``s`` or ``(s_y, s_x)``: the backbone's stride (32 for a
+            ResNet C5), not the padded size divided by the map size (a padded side that is not a
+            multiple of the stride gives a map of ``ceil(side / s)`` cells whose last one is partly
+            outside the image).
 
     Returns:
         ``[P, h, w]`` float mask in {0, 1}.
     """
     h, w = feat_hw[0], feat_hw[1]           # ints, or traced sizes in the ONNX graph (no int())
+    sy, sx = (stride, stride) if isinstance(stride, (int, float)) else stride   # per axis (issue: 481 x 1333)
     dev = boxes_h.device
     rows = torch.arange(h, device=dev)
     cols = torch.arange(w, device=dev)
-    cy = (rows.float() + 0.5) * stride
-    cx = (cols.float() + 0.5) * stride
+    cy = (rows.float() + 0.5) * sy
+    cx = (cols.float() + 0.5) * sx
 
     def inside(b: Tensor) -> Tensor:
         in_x = (cx[None] >= b[:, 0:1]) & (cx[None] <= b[:, 2:3])       # [P, w]
         in_y = (cy[None] >= b[:, 1:2]) & (cy[None] <= b[:, 3:4])       # [P, h]
         # the cell of the box centre, clamped into the map, as a one-hot [P, h, w] (no index_put)
-        ctr_c = torch.minimum((((b[:, 0] + b[:, 2]) / 2) / stride).floor().long().clamp(min=0), cols[-1])
-        ctr_r = torch.minimum((((b[:, 1] + b[:, 3]) / 2) / stride).floor().long().clamp(min=0), rows[-1])
+        ctr_c = torch.minimum((((b[:, 0] + b[:, 2]) / 2) / sx).floor().long().clamp(min=0), cols[-1])
+        ctr_r = torch.minimum((((b[:, 1] + b[:, 3]) / 2) / sy).floor().long().clamp(min=0), rows[-1])
         centre = (rows[None] == ctr_r[:, None])[:, :, None] & (cols[None] == ctr_c[:, None])[:, None, :]
         return (in_y[:, :, None] & in_x[:, None, :]) | centre
 
@@ -152,14 +156,14 @@ class InteractiveRelationEncoder(nn.Module):
         return seq.transpose(1, 2).reshape(b, d, h, w)
 
     def relation_features(self, x_e: Tensor, valid: Tensor, boxes_h: Tensor, boxes_o: Tensor,
-                          stride: float) -> Tensor:
+                          stride: Union[float, Tuple[float, float]]) -> Tensor:
         """Eq. (5) for the pairs of one image.
 
         Args:
             x_e: ``[d, h, w]`` encoded map of the image.
             valid: ``[h, w]`` bool, True on non-padded cells.
             boxes_h, boxes_o: ``[P, 4]`` pair boxes in pixels.
-            stride: pixels per cell.
+            stride: pixels per cell, ``s`` or ``(s_y, s_x)`` (the backbone's stride).
 
         Returns:
             ``m [P, out_dim]``.

@@ -1,12 +1,15 @@
 """Linguistic knowledge generation (RmLR Sec. 3.3, Eq. 7-8).
 
 Every ground-truth triplet ``<person, verb, object>`` of an image is serialised as a sub-sentence
-("person ride bicycle"); the sub-sentences of an image are joined by the encoder's separator token
+("person ride bicycle"; V-COCO's action-role classes through its class table's natural phrases:
+"person talks on a cell phone", not "person talk_on_phone instr cell phone"); the sub-sentences of
+an image are joined by the encoder's separator token
 ("[SEP]" for BERT-family WordPiece tokenisers) into the annotation text ``T``. A frozen text encoder
 gives:
 
-- ``E_cls``: one sentence-level vector per sub-sentence, the [CLS] output of encoding that
-  sub-sentence alone (``[CLS] t_i [SEP]``), ``[T_i, D_l]``;
+- ``E_cls``: one sentence-level vector per sub-sentence from encoding that sub-sentence alone
+  (``[CLS] t_i [SEP]``): its [CLS] output, or the mean of its token outputs for encoders trained
+  with mean pooling (``model.rmlr.text.pooling``), ``[T_i, D_l]``;
 - ``E_w``: word-level vectors, the outputs of the non-special tokens of the joint text (so each
   word is contextualised by the image's other interactions; ``word_context="separate"`` takes them
   from the per-sub-sentence encodings instead), ``[W_i, D_l]``, with the index of the sub-sentence
@@ -15,14 +18,14 @@ gives:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from ...errors import ConfigError, DataError
 
-from ..text import FrozenTextEncoder
+from ..text import FrozenTextEncoder, sentence_vectors
 
 
 @dataclass
@@ -42,16 +45,43 @@ class ImageText:
     word_owner: Tensor
 
 
+#: V-COCO-style role suffixes of action classes ("hold obj", "cut instr"): not words of a sentence
+ROLE_SUFFIXES = (" obj", " instr")
+
+
 def triplet_sentence(subject: str, verb: str, obj: str) -> str:
-    """``<subject, verb, object>`` as plain words; underscores become spaces ("cut_with" -> "cut with")."""
+    """``<subject, verb, object>`` as plain words; underscores become spaces ("cut_with" -> "cut with")
+    and a role suffix of an action-role class is dropped ("hold obj" -> "hold")."""
+    for suffix in ROLE_SUFFIXES:
+        if verb.endswith(suffix):
+            verb = verb[: -len(suffix)]
     return " ".join(s.replace("_", " ") for s in (subject, verb, obj))
 
 
+def with_article(noun: str, plural: Sequence[str] = ()) -> str:
+    """"a cup", "an umbrella"; nouns in ``plural`` ("skis", "scissors") take none."""
+    noun = noun.replace("_", " ")
+    if noun in plural:
+        return noun
+    return ("an " if noun[:1].lower() in "aeiou" else "a ") + noun
+
+
+def phrase_sentence(subject: str, phrase: str, obj: str, plural: Sequence[str] = ()) -> str:
+    """``subject`` + a class table phrase with ``{obj}`` ("talks on {obj}") -> "person talks on a cell phone"."""
+    return f"{subject} " + phrase.format(obj=with_article(obj, plural))
+
+
 def image_sentences(hois: Tensor, labels: Tensor, objects: Sequence[str], verbs: Sequence[str],
-                    person_label: int) -> List[str]:
+                    person_label: int, phrases: Optional[Sequence[str]] = None,
+                    plural: Sequence[str] = ()) -> List[str]:
     """Sub-sentences of one image, one per row of ``hois [K, 3] = (h, o, verb)``; ``labels [N]``
-    are the entity classes of the image."""
+    are the entity classes of the image. ``phrases`` (one per verb, with ``{obj}``; V-COCO's class
+    table ``phrases``) give natural sentences ("person holds a cup"); without them the triplet's
+    words (:func:`triplet_sentence`)."""
     subj = objects[person_label]
+    if phrases is not None:
+        return [phrase_sentence(subj, phrases[int(v)], objects[int(labels[int(o)])], plural)
+                for _, o, v in hois.tolist()]
     return [triplet_sentence(subj, verbs[int(v)], objects[int(labels[int(o)])]) for _, o, v in hois.tolist()]
 
 
@@ -91,13 +121,15 @@ def _words_of(batch, row: int) -> Tensor:
 
 @torch.no_grad()
 def encode_knowledge(encoder: FrozenTextEncoder, sentences: Sequence[Sequence[str]],
-                     word_context: str = "joint") -> List[ImageText]:
+                     word_context: str = "joint", pooling: str = "cls") -> List[ImageText]:
     """Eq. (7)-(8) for a batch of images.
 
     Args:
         encoder: frozen text encoder.
         sentences: per image, its sub-sentences (may be empty).
         word_context: ``joint`` (words from the [SEP]-joined text) | ``separate``.
+        pooling: E_cls of a sub-sentence: its [CLS] output (``cls``) or the mean of its token
+            outputs (``mean``, how sentence-transformers models such as all-MiniLM-L6-v2 were trained).
 
     Returns:
         one :class:`ImageText` per image (empty tensors for an image without HOIs).
@@ -116,7 +148,7 @@ def encode_knowledge(encoder: FrozenTextEncoder, sentences: Sequence[Sequence[st
         return [ImageText(list(ss), torch.zeros(0, d, device=dev), torch.zeros(0, d, device=dev),
                           torch.zeros(0, dtype=torch.long, device=dev)) for ss in sentences]
     sep_batch = encoder(flat)
-    cls_all = sep_batch.hidden[:, 0]                                   # [CLS] of each sub-sentence
+    cls_all = sentence_vectors(sep_batch.hidden, sep_batch.attention_mask, pooling)   # E_cls per sub-sentence
     out, start = [], 0
     joint_texts = [f" {encoder.sep_token} ".join(ss) for ss in sentences if ss]
     joint = encoder(joint_texts) if word_context == "joint" and joint_texts else None

@@ -1,4 +1,5 @@
-"""UPT checkpoints (fredzzhang/upt ``{"model_state_dict": ...}``) <-> hoikit's plain RmLR model.
+"""UPT checkpoints (fredzzhang/upt ``{"model_state_dict": ...}``, or the bare state dict) <-> hoikit's
+plain RmLR model.
 
 hoikit's plain model uses UPT's own module names, so the key mapping is the identity on
 ``detector.*`` (official DETR names) and ``interaction_head.*``; what this module adds is the
@@ -41,12 +42,16 @@ def read_upt_file(path) -> Tuple[Dict[str, Tensor], Dict]:
         (hoikit state dict, info: ``detr`` (DETRConfig fields), ``num_verbs``, ``representation_size``,
         ``num_coop_layers``, ``num_tensors``).
     """
-    from ..checkpoints import infer_detr_config, read_checkpoint_file
+    from ..checkpoints import agreed_size, infer_detr_config, read_checkpoint_file, strip_wrappers
 
     obj = read_checkpoint_file(path)
-    if not isinstance(obj, Mapping) or "model_state_dict" not in obj:
-        raise CheckpointError(f"{path}: key 'model_state_dict' missing: not a UPT checkpoint")
-    sd = upt_to_hoikit(obj["model_state_dict"])
+    if isinstance(obj, Mapping) and "model_state_dict" in obj:
+        obj = obj["model_state_dict"]                    # UPT's training checkpoint
+    elif not (isinstance(obj, Mapping) and all(isinstance(k, str) for k in obj)
+              and any(k.startswith(HEAD_PREFIX) for k in strip_wrappers(obj))):
+        raise CheckpointError(f"{path}: neither a UPT checkpoint (key 'model_state_dict') nor a bare UPT state "
+                              f"dict (keys '{HEAD_PREFIX}*'): not a UPT checkpoint")
+    sd = upt_to_hoikit(obj)                              # a bare state dict (torch.save(model.state_dict()))
     for k, v in sd.items():
         if not isinstance(v, Tensor):
             raise CheckpointError(f"{path}: key '{k}' is a {type(v).__name__}, not a tensor")
@@ -54,10 +59,17 @@ def read_upt_file(path) -> Tuple[Dict[str, Tensor], Dict]:
     if key not in sd:
         raise CheckpointError(f"{path}: key '{key}' missing: not a UPT checkpoint (no interaction head)")
     det = {k[len(DETECTOR_PREFIX):]: v for k, v in sd.items() if k.startswith(DETECTOR_PREFIX)}
-    detr = infer_detr_config(det, None, str(path))
+    detr = infer_detr_config(det, None, str(path), key_prefix=DETECTOR_PREFIX)
     coop = {k.split(".")[3] for k in sd if k.startswith(HEAD_PREFIX + "coop_layer.mod_enc.")}
-    info = dict(detr={k: v for k, v in detr.items() if k != "dilation_known"}, num_verbs=int(sd[key].shape[0]),
-                representation_size=int(sd[key].shape[1]), num_coop_layers=len(coop), num_tensors=len(sd))
+    head = HEAD_PREFIX + "comp_layer."
+    repr_keys = [(key, 1), (head + "attention.attention.query.weight", 0),
+                 (head + "attention.attention.query.weight", 1),
+                 (head + "attention.output.norm.weight", 0), (head + "ffn.norm.weight", 0), (head + "ffn.ffn.0.weight", 1)]
+    info = dict(detr={k: v for k, v in detr.items() if k != "dilation_known"},
+                num_verbs=agreed_size(sd, "the number of verbs", [(key, 0), (HEAD_PREFIX + "box_pair_predictor.bias", 0)],
+                                      str(path)),
+                representation_size=agreed_size(sd, "representation_size", repr_keys, str(path)),
+                num_coop_layers=len(coop), num_tensors=len(sd))
     return sd, info
 
 

@@ -1,20 +1,17 @@
 """Tiny fixtures for the UPT / RmLR tests: a 3-object / 3-verb dataset, a tiny random DETR and a
 tiny randomly initialised BERT (WordPiece vocabulary) saved to a temporary directory."""
-import numpy as np
 import pytest
 import torch
 
 from hoikit.config import Config
-from hoikit.data.metadata import DatasetMeta
+from rmlr_tiny import make_tiny_meta
 
 WORDS = ["person", "ball", "cup", "hold", "kick", "drink", "with", "##s"]
 
 
 @pytest.fixture(scope="session")
 def tiny_meta():
-    corr = np.array([[0, 1, 0], [1, 1, 1], [2, 2, 0], [3, 2, 2]])   # (hoi, object, verb)
-    return DatasetMeta(name="synth", objects=["person", "ball", "cup"], verbs=["hold", "kick", "drink"],
-                       person_label=0, correspondence=corr)
+    return make_tiny_meta()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,16 @@
 """Tiny UPT / RmLR builders shared by the rmlr tests (random tiny DETR, 64 px images)."""
+import numpy as np
 import torch
 
 from hoikit.config import Config
+from hoikit.data.metadata import DatasetMeta
+
+
+def make_tiny_meta():
+    """3 objects (person, ball, cup), 3 verbs (hold, kick, drink), 4 HOI classes."""
+    corr = np.array([[0, 1, 0], [1, 1, 1], [2, 2, 0], [3, 2, 2]])   # (hoi, object, verb)
+    return DatasetMeta(name="synth", objects=["person", "ball", "cup"], verbs=["hold", "kick", "drink"],
+                       person_label=0, correspondence=corr)
 
 
 def tiny_config(ablation="full", text_dir="", **rmlr):
@@ -53,3 +62,16 @@ def targets_from_detections(model, images):
                             orig_size=torch.tensor([im.shape[2] * 2, im.shape[1] * 2])))
     model.train()
     return targets
+
+
+def ddp_case(ablation, text_dir):
+    """tests/ddp_harness.py factory: the tiny model of a Table 2 row and 4 images whose ground truth
+    coincides with the frozen detector's boxes (2 ranks x batch 1 x 2 steps)."""
+    from hoikit.data.dataset import collate
+
+    model = build_tiny(make_tiny_meta(), ablation, text_dir)
+    images = tiny_images(2, seed=0) + tiny_images(2, seed=1)
+    data = list(zip(images, targets_from_detections(model, images)))
+    cfg = tiny_config(ablation, text_dir)
+    cfg.train.lr, cfg.train.warmup_iters = 1e-3, 0
+    return cfg, model, data, collate

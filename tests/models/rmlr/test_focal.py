@@ -1,10 +1,10 @@
-"""Focal loss (Eq. 21, UPT form) and the prior-fused logit, against hand computation."""
+"""Focal loss (Eq. 21, UPT form) and the prior-fused logit, against hand computation. The interaction
+loss calls ``fuse_logits`` (one formula): a bug planted in it fails both tests below."""
 import math
 
 import torch
 
-from hoikit.losses.focal import binary_focal_loss_with_logits, interaction_focal_loss
-from hoikit.models.rmlr.interaction_head import fuse_logits
+from hoikit.losses.focal import binary_focal_loss_with_logits, fuse_logits, interaction_focal_loss
 
 
 def test_fused_logit_matches_prior_times_sigmoid():

@@ -86,3 +86,56 @@ def test_separator_inside_a_sub_sentence_is_a_data_error(tiny_bert_dir):
     enc = FrozenTextEncoder(tiny_bert_dir)
     with pytest.raises(DataError, match=r"image 1 .*'person hold \[SEP\] ball'"):
         encode_knowledge(enc, [["person hold ball"], ["person hold [SEP] ball"]], "joint")
+
+
+def test_vcoco_sentences_are_natural_text_not_role_tokens():
+    """Issue 12 item 4: V-COCO action-role classes become natural <subject, verb, object> text."""
+    from hoikit.data.metadata import vcoco_meta
+    from hoikit.models.rmlr.text_knowledge import image_sentences
+
+    m = vcoco_meta()
+    objects = m.objects
+    rows = [("hold obj", "cup", "person holds a cup"),
+            ("talk_on_phone instr", "cell phone", "person talks on a cell phone"),
+            ("hit instr", "baseball bat", "person hits with a baseball bat"),
+            ("look obj", "umbrella", "person looks at an umbrella"),
+            ("ski instr", "skis", "person skis on skis"),
+            ("work_on_computer instr", "laptop", "person works on a laptop")]
+    labels = torch.tensor([m.person_label] + [objects.index(o) for _, o, _ in rows])
+    hois = torch.tensor([[0, i + 1, m.verbs.index(v)] for i, (v, _, _) in enumerate(rows)])
+    got = image_sentences(hois, labels, objects, m.verbs, m.person_label, m.extra["phrases"], m.extra["plural_objects"])
+    assert got == [s for _, _, s in rows]
+    assert len(m.extra["phrases"]) == len(m.verbs) == 24
+    for phrase in m.extra["phrases"]:
+        assert phrase.count("{obj}") == 1 and not any(t in phrase.split() for t in ("obj", "instr"))
+        assert "_" not in phrase
+
+
+def test_action_role_names_without_a_phrase_table_lose_their_role_token():
+    from hoikit.models.rmlr.text_knowledge import triplet_sentence
+
+    assert triplet_sentence("person", "talk_on_phone instr", "cell phone") == "person talk on phone cell phone"
+    assert triplet_sentence("person", "ride", "bicycle") == "person ride bicycle"       # HICO-DET unchanged
+
+
+def test_rmlr_training_encodes_the_phrase_table_sentences(tiny_meta, tiny_bert_dir, monkeypatch):
+    import dataclasses
+
+    import hoikit.models.rmlr.model as rmlr_model
+    from rmlr_tiny import build_tiny, targets_from_detections, tiny_images
+
+    meta = dataclasses.replace(tiny_meta, extra={"phrases": ["holds {obj}", "kicks {obj}", "drinks from {obj}"]})
+    seen = []
+    original = rmlr_model.encode_knowledge
+
+    def spy(encoder, sentences, *a, **kw):
+        seen.append(sentences)
+        return original(encoder, sentences, *a, **kw)
+
+    monkeypatch.setattr(rmlr_model, "encode_knowledge", spy)
+    model = build_tiny(meta, "full", tiny_bert_dir)
+    images = tiny_images()
+    targets = targets_from_detections(model, images)            # one "hold" (verb 0) per image
+    model(images, targets)
+    objs = [meta.objects[int(t["labels"][1])] for t in targets]
+    assert seen == [[[f"person holds a {o}"] for o in objs]]

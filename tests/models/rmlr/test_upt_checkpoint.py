@@ -34,7 +34,7 @@ def test_upt_r50_hicodet_keys_both_directions():
     assert sum(k.startswith("detector.") for k in ours) == 458
 
 
-def _tiny_upt_file(tmp_path, shape_bug=False):
+def _tiny_upt_file(tmp_path, shape_bug=False, bare=False, replace=None):
     cfg = Config()
     d = cfg.model.detr
     d.backbone, d.hidden_dim, d.enc_layers, d.dec_layers, d.dim_feedforward, d.num_queries, d.num_classes = \
@@ -45,9 +45,43 @@ def _tiny_upt_file(tmp_path, shape_bug=False):
     sd = dict(model.state_dict())
     if shape_bug:
         sd["interaction_head.spatial_head.2.weight"] = torch.zeros(7, 7)
+    sd.update(replace or {})
     path = tmp_path / "upt-tiny.pt"
-    torch.save({"model_state_dict": sd, "optim_state_dict": {}, "epoch": 3}, path)
+    torch.save(sd if bare else {"model_state_dict": sd, "optim_state_dict": {}, "epoch": 3}, path)
     return path, model
+
+
+def test_bare_state_dict_is_accepted(tmp_path):
+    """torch.save(model.state_dict()) of UPT (no model_state_dict wrapper), also DDP-prefixed."""
+    path, ref = _tiny_upt_file(tmp_path, bare=True)
+    model, info = load_upt(path)
+    assert info["num_verbs"] == 117 and info["representation_size"] == 64
+    for k, v in ref.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    torch.save({"module." + k: v for k, v in ref.state_dict().items()}, tmp_path / "ddp.pt")
+    load_upt(tmp_path / "ddp.pt")
+    torch.save({"epoch": 3, "weights": [1, 2]}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a UPT checkpoint"):
+        load_upt(tmp_path / "other.pt")
+
+
+@pytest.mark.parametrize("key, shape, size, good, bad", [
+    # the tensor a dimension used to be read from, misshapen: the error names it, not a correct key
+    ("interaction_head.box_pair_predictor.weight", (117, 99), "representation_size", 64, 99),
+    ("detector.class_embed.weight", (81, 48), "hidden_dim", 32, 48),
+    ("detector.transformer.encoder.layers.0.linear1.weight", (80, 32), "dim_feedforward", 64, 80),
+])
+def test_misshapen_key_that_sets_a_dimension_is_named_with_the_shapes_each_key_implies(tmp_path, key, shape, size,
+                                                                                      good, bad):
+    path, _ = _tiny_upt_file(tmp_path, replace={key: torch.zeros(shape)})
+    for fn in (load_upt, lambda p: convert_upt_checkpoint(p, tmp_path / "out.pth")):
+        with pytest.raises(CheckpointError) as e:
+            fn(path)
+        msg = str(e.value)
+        assert "\n" not in msg and f"keys disagree on {size}" in msg
+        odd, rest = msg.split(": keys disagree on ")[1].split("; ")
+        assert odd.startswith(f"{size}: '{key}' {shape} imply {size} = {bad}")
+        assert rest.endswith(f"imply {size} = {good}") and key not in rest
 
 
 def test_convert_and_strict_load(tmp_path, capsys):

@@ -45,9 +45,15 @@ def test_encoder_cls_token_comes_from_gap_and_ignores_padding():
     out2, _, _ = enc(v2, f2, mask)
     valid = ~full_mask[0]
     assert torch.allclose(out[0, valid], out2[0, valid], atol=1e-5)
-    # the [CLS] input is the projected mean over valid cells
-    gap = v[0, :, :, :2].mean((1, 2))
-    assert torch.allclose(enc.cls_proj(gap), enc.cls_proj(masked_mean(v.flatten(2).transpose(1, 2), mask.flatten(1)))[0])
+    # the [CLS] input the transformer receives is the projected mean over the valid cells (hand GAP)
+    seen = []
+    hook = enc.encoder.register_forward_pre_hook(lambda mod, args: seen.append(args[0].detach().clone()))
+    enc(v, f_agg, mask)
+    hook.remove()
+    tokens = seen[0]                                       # [1 + hw, B, d] (sequence first)
+    gap = v[0, :, :, :2].mean((1, 2))                      # C' channels over the 2 x 2 valid cells
+    assert torch.allclose(tokens[0, 0], enc.cls_proj(gap), atol=1e-6)
+    assert torch.allclose(tokens[1:, 0], f_agg[0].flatten(1).t(), atol=1e-6)   # then the f_agg cells
 
 
 def test_clip_preprocess_and_towers(tiny_clip_dir):
