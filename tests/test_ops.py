@@ -1,4 +1,5 @@
 """Box operations: NMS against the greedy per-box loop (hoikit's earlier implementation) and by hand."""
+import pytest
 import torch
 
 from hoikit.ops import batched_nms, box_iou, nms
@@ -65,6 +66,7 @@ def test_nms_long_suppression_chain():
     assert torch.equal(nms(boxes, scores, 0.8), loop_nms(boxes, scores, 0.8))
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
 def test_nms_traces_without_a_python_loop_per_box():
     # traced on 12 disjoint boxes (nothing suppressed); a per-box Python loop would bake that data's
     # branches into the graph, the matrix form replays correctly on crowded boxes of the same count
