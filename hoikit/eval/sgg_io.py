@@ -46,6 +46,42 @@ def _make(boxes, labels, scores, pairs, predicate_scores) -> SceneGraphPredictio
                                 np.asarray(scores, np.float32).reshape(-1), pairs, ps)
 
 
+def check_npz_arrays(arrays, where: str = "predictions") -> dict:
+    """Validate the concatenated NPZ layout at once (what :func:`iter_npz_arrays` checks per image).
+
+    Returns:
+        the arrays as numpy arrays (``pairs`` int64 ``[M, 2]``, offsets int64), same keys.
+
+    Raises:
+        DataError: naming the first bad entry (and its image) or array.
+    """
+    missing = [k for k in NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{where}: missing array '{missing[0]}' (needs {', '.join(NPZ_KEYS)})")
+    a = {k: np.asarray(arrays[k]) for k in NPZ_KEYS}
+    a["pairs"] = a["pairs"].astype(np.int64, copy=False).reshape(-1, 2)
+    image = a["image"]
+    for off, sizes in (("box_offsets", ("boxes", "labels", "scores")), ("pair_offsets", ("pairs", "predicate_scores"))):
+        o = a[off] = a[off].astype(np.int64, copy=False)
+        if len(o) != len(image) + 1:
+            raise DataError(f"{where}: box_offsets / pair_offsets must have len(image) + 1 = {len(image) + 1} entries")
+        bad = np.flatnonzero(np.diff(o) < 0)
+        if o[0] != 0 or len(bad):
+            k = int(bad[0]) if len(bad) else 0
+            raise DataError(f"{where}: entry {k} (image {image[k]}): '{off}' must start at 0 and never decrease")
+        for name in sizes:
+            if len(a[name]) != o[-1]:
+                raise DataError(f"{where}: '{name}' has {len(a[name])} rows but {off} ends at {o[-1]}")
+    n_boxes = np.diff(a["box_offsets"])
+    owner = np.repeat(np.arange(len(image)), np.diff(a["pair_offsets"]))
+    bad = np.flatnonzero((a["pairs"].min(1, initial=0) < 0) | (a["pairs"].max(1, initial=0) >= n_boxes[owner]))
+    if len(bad):
+        k = int(owner[bad[0]])
+        raise DataError(f"{where}: entry {k} (image {image[k]}): pair index {int(a['pairs'][bad[0]].max())} "
+                        f"outside the {n_boxes[k]} boxes")
+    return a
+
+
 def iter_npz_arrays(arrays, where: str = "predictions") -> Iterator[Tuple[int, SceneGraphPrediction]]:
     """Per-image predictions (views, no copies) from the concatenated NPZ layout."""
     bo, po = np.asarray(arrays["box_offsets"]), np.asarray(arrays["pair_offsets"])
@@ -84,6 +120,21 @@ def load_predictions(path, num_images: int = None) -> List[Tuple[int, SceneGraph
             if not 0 <= i < num_images:
                 raise DataError(f"{path}: entry {k} has image {i}, outside the split's {num_images} images")
     return out
+
+
+def load_prediction_arrays(path, num_images: int = None):
+    """A prediction file as the evaluator's fastest input: the checked NPZ arrays dict for ``.npz``
+    (no per-image objects), else :func:`load_predictions`."""
+    path = Path(path)
+    if path.suffix.lower() != ".npz":
+        return load_predictions(path, num_images)
+    a = check_npz_arrays(load_npz(path, NPZ_KEYS), str(path))
+    if num_images is not None:
+        bad = np.flatnonzero((a["image"] < 0) | (a["image"] >= num_images))
+        if len(bad):
+            raise DataError(f"{path}: entry {bad[0]} has image {a['image'][bad[0]]}, outside the split's "
+                            f"{num_images} images")
+    return a
 
 
 def save_predictions(items: Sequence[Tuple[int, SceneGraphPrediction]], path) -> None:

@@ -30,7 +30,8 @@ def test_rmlr_trains_and_predicts_on_deformable_detr(tiny_meta, tiny_bert_dir):
     images = tiny_images()
     targets = targets_from_detections(model, images)
     losses = model(images, targets)
-    assert {"loss_hoi", "loss_s_a", "loss_w_a", "loss_s_m", "loss_w_m"} == set(losses)
+    # language reasoning (Sec. 3.5) is on by default: its HOI loss on language-enhanced tokens too
+    assert {"loss_hoi", "loss_hoi_lang", "loss_s_a", "loss_w_a", "loss_s_m", "loss_w_m"} == set(losses)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     first = float(sum(losses.values()).detach())
     for _ in range(10):
