@@ -207,6 +207,7 @@ class TrainConfig:
     log_every: int = 20
     tensorboard: bool = False
     max_steps: int = 0               # >0: stop after this many optimizer steps (tests, benchmarks)
+    checkpoint_every: int = 0        # >0: also write last.pt every this many optimizer steps (mid-epoch)
     # SG2HOI+: two-phase schedule and alternating datasets
     sgg_epochs: int = 0              # phase 1: SGG only
     sgg_lr: float = 1e-5             # phase 2: learning rate of the SGG part
@@ -272,6 +273,15 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
             raise _friendly(e, str(p)) from None
         except Exception as e:  # yaml syntax
             raise ConfigError(f"{p}: cannot parse YAML: {str(e).splitlines()[0]}") from None
+    return OmegaConf.to_object(_merge_overrides(cfg, overrides))
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """A copy of ``cfg`` with dotted ``key=value`` overrides applied (checked like :func:`load_config`)."""
+    return OmegaConf.to_object(_merge_overrides(OmegaConf.structured(cfg), overrides))
+
+
+def _merge_overrides(cfg, overrides: Sequence[str]):
     for o in overrides:
         if "=" not in o:
             raise ConfigError(f"override '{o}' is not of the form key=value")
@@ -281,7 +291,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([dot]))
         except OmegaConfBaseException as e:
             raise _friendly(e, f"override '{o}'") from None
-    return OmegaConf.to_object(cfg)
+    return cfg
 
 
 def resolve_preset(path: str) -> Path:

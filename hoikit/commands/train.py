@@ -1,7 +1,8 @@
 """``hoikit train CONFIG [key=value ...] [--resume] [--output-dir DIR]``.
 
 One process on CPU or GPU, or many with ``torchrun --nproc_per_node N -m hoikit.cli train ...``
-(DDP: gloo on CPU, nccl on GPU). Writes ``config.yaml``, ``last.pt`` (every epoch, atomically),
+(DDP: gloo on CPU, nccl on GPU). Writes ``config.yaml``, ``last.pt`` (every epoch and every
+``train.checkpoint_every`` steps, atomically),
 ``best.pt``, ``log.csv``, ``eval.csv`` and ``curves.png`` into the output directory.
 """
 from __future__ import annotations
@@ -12,7 +13,9 @@ DESCRIPTION = __doc__
 def add_arguments(parser) -> None:
     parser.add_argument("config", help="YAML file or packaged preset name (e.g. synth_rmlr)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=2e-4 train.epochs=5")
-    parser.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT_DIR/last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue exactly from OUTPUT_DIR/last.pt with the run's own config (stored there); "
+                             "overrides may change only epochs (longer), max_steps, logging, evaluation, device")
     parser.add_argument("--output-dir", default=None, help="run directory (default: the config's output_dir)")
 
 
@@ -55,6 +58,10 @@ def run(args) -> int:
     cfg = load_config(args.config, args.overrides)
     if args.output_dir:
         cfg.output_dir = args.output_dir
+    if args.resume:  # the run's own config from its last.pt, command-line overrides checked key by key
+        from ..engine.resume import resume_config
+
+        cfg = resume_config(cfg.output_dir, args.overrides)
     try:
         state, data = train(cfg, args.resume)
         if D.is_main_process():
