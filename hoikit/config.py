@@ -242,6 +242,7 @@ class TrainConfig:
     log_every: int = 20
     tensorboard: bool = False        # TensorBoard events in <output_dir>/tb (needs the 'tensorboard' extra)
     max_steps: int = 0               # >0: stop after this many optimizer steps (tests, benchmarks)
+    checkpoint_every: int = 0        # >0: also write last.pt every this many optimizer steps (mid-epoch)
     # SG2HOI+: two-phase schedule and alternating datasets
     sgg_epochs: int = 0              # phase 1: SGG only
     sgg_lr: float = 1e-5             # phase 2: learning rate of the SGG part
@@ -330,6 +331,7 @@ RANGES: Dict[str, Range] = {
     "train.epochs": GE1, "train.batch_size": GE1, "train.lr": GE0, "train.lr_backbone": GE0,
     "train.weight_decay": GE0, "train.lr_drop": GE0, "train.warmup_iters": GE0, "train.clip_max_norm": GE0,
     "train.eval_every": GE0, "train.log_every": GE0, "train.max_steps": GE0, "train.sgg_epochs": GE0,
+    "train.checkpoint_every": GE0,
     "train.sgg_lr": GE0,
     "eval.threshold": UNIT, "eval.max_detections": GE0,
 }
@@ -429,6 +431,15 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
             raise _friendly(e, str(p)) from None
         except Exception as e:  # yaml syntax
             raise ConfigError(f"{p}: cannot parse YAML: {str(e).splitlines()[0]}") from None
+    return validate(OmegaConf.to_object(_merge_overrides(cfg, overrides)), str(path) if path else "config")
+
+
+def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """A copy of ``cfg`` with dotted ``key=value`` overrides applied (checked like :func:`load_config`)."""
+    return validate(OmegaConf.to_object(_merge_overrides(OmegaConf.structured(cfg), overrides)), "config")
+
+
+def _merge_overrides(cfg, overrides: Sequence[str]):
     for o in overrides:
         if "=" not in o:
             raise ConfigError(f"override '{o}' is not of the form key=value")
@@ -438,7 +449,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([dot]))
         except OmegaConfBaseException as e:
             raise _friendly(e, f"override '{o}'") from None
-    return validate(OmegaConf.to_object(cfg), str(path) if path else "config")
+    return cfg
 
 
 def resolve_preset(path: str) -> Path:

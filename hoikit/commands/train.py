@@ -1,7 +1,8 @@
 """``hoikit train CONFIG [key=value ...] [--resume | --overwrite] [--output-dir DIR]``.
 
 One process on CPU or GPU, or many with ``torchrun --nproc_per_node N -m hoikit.cli train ...``
-(DDP: gloo on CPU, nccl on GPU). Writes ``config.yaml``, ``last.pt`` (every epoch, atomically),
+(DDP: gloo on CPU, nccl on GPU). Writes ``config.yaml``, ``last.pt`` (every epoch and every
+``train.checkpoint_every`` steps, atomically),
 ``best.pt``, ``log.csv``, ``eval.csv`` and ``curves.png`` into the output directory.
 
 An output directory that already holds a run is never written over silently: continue it with
@@ -26,7 +27,9 @@ RUN_DIRS = ("tb",)
 def add_arguments(parser) -> None:
     parser.add_argument("config", help="YAML file or packaged preset name (e.g. synth_rmlr)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.lr=2e-4 train.epochs=5")
-    parser.add_argument("--resume", action="store_true", help="continue exactly from OUTPUT_DIR/last.pt")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue exactly from OUTPUT_DIR/last.pt with the run's own config (stored there); "
+                             "overrides may change only epochs (longer), max_steps, logging, evaluation, device")
     parser.add_argument("--output-dir", default=None, help="run directory (default: the config's output_dir)")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the run already in the output directory (its checkpoints and logs) and start afresh")
@@ -98,6 +101,12 @@ def run(args) -> int:
         cfg.output_dir = args.output_dir
     # every process checks before any writes (init_distributed in train() is the rendezvous)
     check_output_dir(Path(cfg.output_dir), args.resume, args.overwrite, os.environ.get("RANK", "0") == "0")
+    if args.resume:  # the run's own config from its last.pt, command-line overrides checked key by key
+        from ..engine.resume import resume_config
+
+        out_dir = cfg.output_dir
+        cfg = resume_config(out_dir, args.overrides)
+        cfg.output_dir = out_dir          # where its last.pt is, even if the run was moved
     try:
         state, data = train(cfg, args.resume)
         if D.is_main_process():

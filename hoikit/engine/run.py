@@ -23,6 +23,7 @@ from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_chec
                          training_checkpoint)
 from .evaluation import EvalTask
 from .phases import PhasedTrainingSet
+from .resume import check_resume_changes, stored_config
 from .logging import TrainLogger
 from .sampler import ResumableSampler, SeededDataset, epoch_generator, worker_init
 from .schedule import build_scheduler
@@ -85,6 +86,8 @@ class _Run:
         t, info = self.t, self.info
         self.net.to(self.device)
         ck = load_checkpoint(self.ckpt_path) if resume else None
+        changes = check_resume_changes(stored_config(ck, str(self.ckpt_path)), self.cfg, str(self.ckpt_path)) \
+            if ck is not None else []
         if self.phased:  # the optimizer's phase: the checkpoint's (its optimizer state belongs to it), else epoch 0's
             phase = ck.get("phase") if ck is not None else None
             self.phase = phase or self.train_set.phase_of(ck["epoch"] if ck is not None else 0)
@@ -102,8 +105,9 @@ class _Run:
                                   keep_until_step=self.state.step if resume else None)
         if resume:
             s = self.state
+            changed = "".join(f", {k} {a} -> {b}" for k, a, b in changes)
             self.logger.info(f"resumed from {self.ckpt_path} at epoch {s.epoch + 1}, iteration {s.iteration}, "
-                             f"step {s.step}" + (f", phase {self.phase}" if self.phased else ""))
+                             f"step {s.step}" + (f", phase {self.phase}" if self.phased else "") + changed)
         if self.cfg.data.zero_shot and not self.phased:      # a SeenPairsReader (engine/datasets.py)
             self.logger.info(self.train_set.reader.summary())
         if not self.phased:

@@ -84,8 +84,11 @@ def build_optimizer(model: torch.nn.Module, cfg: Config, phase: Optional[str] = 
 
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainState, *, cfg: Config,
                     device: torch.device, logger: TrainLogger, epochs: int, steps_per_epoch: int,
-                    callback: Optional[Callback] = None) -> bool:
+                    callback: Optional[Callback] = None, save: Optional[Callable[[], None]] = None) -> bool:
     """Train from ``state.iteration`` to the end of ``state.epoch`` (or ``cfg.train.max_steps``).
+
+    ``save`` (when given) writes a mid-epoch checkpoint every ``cfg.train.checkpoint_every`` optimizer
+    steps; the epoch's last step and a ``max_steps`` stop are left to the caller, which saves there.
 
     Returns:
         True when the epoch ran to its end, False when ``max_steps`` stopped it.
@@ -118,9 +121,13 @@ def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainSta
             values["lr"] = lr
             logger.log_train(state.epoch, state.step, values)
         logger.step({"loss": float(loss.detach())})
+        max_steps_hit = t.max_steps > 0 and state.step >= t.max_steps
+        if (save is not None and t.checkpoint_every > 0 and state.step % t.checkpoint_every == 0
+                and state.iteration < steps_per_epoch and not max_steps_hit):
+            save()
         if callback is not None:
             callback("step", state)
-        if t.max_steps > 0 and state.step >= t.max_steps:
+        if max_steps_hit:
             logger.end_epoch()
             return False
     logger.end_epoch()
@@ -226,7 +233,8 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
         resume: bool = False, callback: Optional[Callback] = None, info: Optional[D.DistInfo] = None,
         evals: Optional[Sequence[EvalTask]] = None) -> TrainState:
     """Train ``model`` on ``train_set`` following ``cfg.train``; write checkpoints and logs to
-    ``cfg.output_dir`` (``last.pt`` every epoch, ``best.pt`` on a better ``primary_metric``).
+    ``cfg.output_dir`` (``last.pt`` every epoch and every ``cfg.train.checkpoint_every`` steps,
+    ``best.pt`` on a better ``primary_metric``).
 
     Args:
         cfg: full config (saved in every checkpoint).
@@ -240,7 +248,8 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
         meta: ``DatasetMeta.to_dict()`` stored in checkpoints (names for predict).
         eval_set, make_evaluator: evaluation every ``cfg.train.eval_every`` epochs and at the end.
         primary_metric: metric key that selects ``best.pt`` (higher is better).
-        resume: continue from ``cfg.output_dir/last.pt``.
+        resume: continue from ``cfg.output_dir/last.pt``; ``cfg`` may differ from the checkpoint's config
+            only in :data:`hoikit.engine.resume.RESUMABLE` keys (ConfigError otherwise).
         callback: called with ("step" | "checkpoint", state) (tests, custom hooks).
         info: distributed info from :func:`hoikit.engine.distributed.init_distributed`.
         evals: several evaluations (:class:`~hoikit.engine.evaluation.EvalTask`), metrics merged;
@@ -263,7 +272,7 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
         loader = run.epoch_loader()
         stopped = not train_one_epoch(run.model, loader, run.optimizer, run.scheduler, run.scaler, state, cfg=cfg,
                                       device=info.device, logger=run.logger, epochs=t.epochs,
-                                      steps_per_epoch=steps_per_epoch, callback=callback)
+                                      steps_per_epoch=steps_per_epoch, callback=callback, save=run.save)
         if stopped and state.iteration < steps_per_epoch:
             run.save()
             break

