@@ -70,18 +70,21 @@ class DETR(nn.Module):
         num_classes: C foreground classes (``class_embed`` has C+1 outputs; the last is no-object).
         num_queries: Q object queries (100).
         aux_loss: return per-layer predictions in ``aux_outputs``.
+        num_queries_one2many: H-DETR hybrid matching (Jia et al., CVPR 2023): extra training-only
+            query rows after the ``num_queries`` one-to-one rows of ``query_embed`` (0 = off, DETR).
     """
 
     def __init__(self, backbone: Joiner, transformer: Transformer, num_classes: int, num_queries: int = 100,
-                 aux_loss: bool = True):
+                 aux_loss: bool = True, num_queries_one2many: int = 0):
         super().__init__()
         d = transformer.d_model
         self.num_classes = num_classes
         self.num_queries = num_queries
+        self.num_queries_one2many = num_queries_one2many
         self.transformer = transformer
         self.class_embed = nn.Linear(d, num_classes + 1)
         self.bbox_embed = MLP(d, d, 4, 3)
-        self.query_embed = nn.Embedding(num_queries, d)
+        self.query_embed = nn.Embedding(num_queries + num_queries_one2many, d)
         self.input_proj = nn.Conv2d(backbone.num_channels, d, kernel_size=1)
         self.backbone = backbone
         self.aux_loss = aux_loss
@@ -108,7 +111,8 @@ class DETR(nn.Module):
             each image's unpadded size), ``aux_outputs`` (list of L-1 dicts of the same two keys;
             empty when ``aux_loss`` is False), ``hs [L, B, Q, D]`` (decoder outputs after the
             decoder norm), ``features [B, Cb, h, w]`` (C5), ``mask [B, h, w]`` (True = padding),
-            ``pos [B, D, h, w]`` and ``memory [B, D, h, w]`` (encoder output).
+            ``pos [B, D, h, w]`` and ``memory [B, D, h, w]`` (encoder output); hybrid matching in
+            training: ``one2many`` (``pred_logits``, ``pred_boxes``, ``aux_outputs`` of the extra queries).
         """
         if isinstance(images, Tensor) and images.dim() == 4:
             tensor = images
@@ -117,12 +121,25 @@ class DETR(nn.Module):
         else:
             tensor, mask = nested_tensor_from_images(list(images))
         features, fmask, pos = self.backbone(tensor, mask)
-        hs, memory = self.transformer(self.input_proj(features), fmask, self.query_embed.weight, pos)
+        q1 = self.num_queries
+        if self.training and self.num_queries_one2many > 0:
+            total = q1 + self.num_queries_one2many
+            group_mask = torch.zeros(total, total, dtype=torch.bool, device=tensor.device)
+            group_mask[q1:, :q1] = group_mask[:q1, q1:] = True   # H-DETR: the groups cannot see each other
+            hs, memory = self.transformer(self.input_proj(features), fmask, self.query_embed.weight, pos, group_mask)
+        else:   # DETR's own path: the one-to-one rows only
+            hs, memory = self.transformer(self.input_proj(features), fmask, self.query_embed.weight[:q1], pos)
         logits = self.class_embed(hs)
         boxes = self.bbox_embed(hs).sigmoid()
+        out = self._pack(logits[:, :, :q1], boxes[:, :, :q1])
+        out.update(hs=hs[:, :, :q1], features=features, mask=fmask, pos=pos, memory=memory)
+        if hs.shape[2] > q1:
+            out["one2many"] = self._pack(logits[:, :, q1:], boxes[:, :, q1:])
+        return out
+
+    def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
         aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []
-        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux, "hs": hs,
-                "features": features, "mask": fmask, "pos": pos, "memory": memory}
+        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux}
 
 
 @torch.no_grad()
@@ -156,7 +173,7 @@ def build_detr(cfg, train_backbone: bool = True) -> DETR:
     joiner = Joiner(backbone, PositionEmbeddingSine(cfg.hidden_dim // 2, normalize=True))
     transformer = Transformer(cfg.hidden_dim, cfg.nheads, cfg.enc_layers, cfg.dec_layers, cfg.dim_feedforward,
                               cfg.dropout, return_intermediate_dec=True)
-    return DETR(joiner, transformer, cfg.num_classes, cfg.num_queries, cfg.aux_loss)
+    return DETR(joiner, transformer, cfg.num_classes, cfg.num_queries, cfg.aux_loss, cfg.num_queries_one2many)
 
 
 def targets_to_detr(targets: List[Dict[str, Tensor]], images: Sequence[Tensor]) -> List[Dict[str, Tensor]]:
@@ -260,5 +277,5 @@ def build_detector(cfg, meta) -> DETRDetector:
         load_detr_weights(detr, dcfg.checkpoint)
     matcher = HungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou)
     criterion = SetCriterion(dcfg.num_classes, matcher, dcfg.eos_coef, dcfg.ce_loss_coef, dcfg.bbox_loss_coef,
-                             dcfg.giou_loss_coef)
+                             dcfg.giou_loss_coef, dcfg.k_one2many, dcfg.lambda_one2many)
     return DETRDetector(detr, criterion, meta, dense_loss_coef=dcfg.dense_loss_coef)

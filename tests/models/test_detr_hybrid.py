@@ -1,0 +1,77 @@
+"""H-DETR hybrid matching (Jia et al., CVPR 2023) on DETR: training-only one-to-many queries that
+leave the one-to-one (DETR) outputs and the inference path unchanged."""
+from __future__ import annotations
+
+import torch
+
+from hoikit.config import Config, DETRConfig
+from hoikit.data.metadata import DatasetMeta
+from hoikit.losses.matcher import HungarianMatcher
+from hoikit.losses.set_criterion import SetCriterion
+from hoikit.models.detr import build_detector, build_detr
+
+IMAGES = [torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(1)),
+          torch.randn(3, 48, 64, generator=torch.Generator().manual_seed(2))]
+TARGETS = [{"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.1, 0.8, 0.2, 0.2]])},
+           {"labels": torch.tensor([0]), "boxes": torch.tensor([[0.4, 0.6, 0.3, 0.3]])}]
+
+
+def tiny_cfg(**kw) -> DETRConfig:
+    base = dict(backbone="tiny", hidden_dim=32, nheads=4, enc_layers=1, dec_layers=2, dim_feedforward=64,
+                num_queries=8, num_classes=3, dropout=0.0)
+    base.update(kw)
+    return DETRConfig(**base)
+
+
+def test_one_to_one_outputs_unchanged_by_the_one_to_many_group():
+    torch.manual_seed(0)
+    plain = build_detr(tiny_cfg())
+    hybrid = build_detr(tiny_cfg(num_queries_one2many=12))
+    sd = plain.state_dict()
+    sd["query_embed.weight"] = torch.cat([sd["query_embed.weight"], hybrid.query_embed.weight.detach()[8:]])
+    hybrid.load_state_dict(sd)
+    a, b = plain.train()(IMAGES), hybrid.train()(IMAGES)
+    assert b["one2many"]["pred_logits"].shape == (2, 12, 4) and len(b["one2many"]["aux_outputs"]) == 1
+    assert b["pred_logits"].shape == (2, 8, 4) and b["hs"].shape == (2, 2, 8, 32)
+    for key in ("pred_logits", "pred_boxes"):
+        assert torch.allclose(a[key], b[key], atol=1e-5)
+        assert torch.allclose(a["aux_outputs"][0][key], b["aux_outputs"][0][key], atol=1e-5)
+    with torch.no_grad():   # inference: only the one-to-one rows, bit-identical to plain DETR
+        ea, eb = plain.eval()(IMAGES), hybrid.eval()(IMAGES)
+    assert "one2many" not in eb
+    assert torch.equal(ea["pred_logits"], eb["pred_logits"]) and torch.equal(ea["pred_boxes"], eb["pred_boxes"])
+
+
+def test_one_to_many_loss_matches_each_target_k_times():
+    crit = SetCriterion(3, HungarianMatcher(1, 5, 2), k_one2many=3, lambda_one2many=0.5)
+    t = [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])}]
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.1, 0.1, 0.05, 0.05], [0.5, 0.5, 0.2, 0.2],
+                           [0.5, 0.5, 0.2, 0.2], [0.52, 0.5, 0.2, 0.2]]])
+    logits = torch.zeros(1, 5, 4)
+    logits[0, [0, 2, 3], 1] = 5.0
+    outputs = {"pred_logits": torch.zeros(1, 2, 4), "pred_boxes": torch.rand(1, 2, 4), "aux_outputs": [],
+               "one2many": {"pred_logits": logits, "pred_boxes": boxes, "aux_outputs": []}}
+    losses = crit(outputs, t)
+    # the three exact copies match the three repeated targets: zero L1, zero GIoU loss
+    assert float(losses["loss_bbox_one2many"]) < 1e-6 and float(losses["loss_giou_one2many"]) < 1e-6
+    # CE: queries 0, 2, 3 target class 1, queries 1, 4 no-object (weight 0.1), times lambda 0.5
+    lsm = logits[0].log_softmax(-1)
+    w = torch.tensor([1, 0.1, 1, 1, 0.1])
+    ce = -(w * lsm[torch.arange(5), torch.tensor([1, 3, 1, 1, 3])]).sum() / w.sum()
+    assert torch.allclose(losses["loss_ce_one2many"], 0.5 * ce, atol=1e-5)
+
+
+def test_detector_trains_with_hybrid_matching_and_evaluates():
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model.arch = "detr"
+    cfg.model.detr = tiny_cfg(num_queries_one2many=6, k_one2many=2)
+    cfg.train.lr_backbone = 1e-4
+    det = build_detector(cfg, DatasetMeta("t", ["person", "ball", "cup"]))
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])}]
+    losses = det.train()([IMAGES[0]], targets)
+    assert {"loss_ce_one2many", "loss_bbox_0_one2many", "loss_ce", "loss_ce_0"} <= set(losses)
+    sum(v for k, v in losses.items() if k.startswith("loss_")).backward()
+    assert float(det.detr.query_embed.weight.grad[8:].abs().sum()) > 0   # the one-to-many rows train
+    out = det.eval()([IMAGES[0]])
+    assert out[0]["boxes"].shape == (8, 4)
