@@ -75,3 +75,16 @@ def test_detector_trains_with_hybrid_matching_and_evaluates():
     assert float(det.detr.query_embed.weight.grad[8:].abs().sum()) > 0   # the one-to-many rows train
     out = det.eval()([IMAGES[0]])
     assert out[0]["boxes"].shape == (8, 4)
+
+
+def test_a_detr_file_initialises_the_one_to_one_rows_of_a_hybrid_model(tmp_path):
+    from hoikit.models.checkpoints import load_detr_weights
+
+    torch.manual_seed(0)
+    plain = build_detr(tiny_cfg(backbone="resnet18"))
+    torch.save({"model": plain.state_dict()}, tmp_path / "detr.pth")
+    hybrid = build_detr(tiny_cfg(backbone="resnet18", num_queries_one2many=4))
+    init = hybrid.query_embed.weight.detach().clone()
+    load_detr_weights(hybrid, tmp_path / "detr.pth")
+    assert torch.equal(hybrid.query_embed.weight[:8], plain.query_embed.weight)
+    assert torch.equal(hybrid.query_embed.weight[8:], init[8:])
