@@ -8,7 +8,7 @@ tensors as float16 (loading copies them back into the float32 parameters). The t
 (epoch, step) is kept under ``source``. Training-only modules (the DETR per-cell memory head,
 ``dense_head.*``) are dropped and ``model.detr.dense_loss_coef`` set to 0, and the rows of H-DETR's
 one-to-many queries are cut from ``query_embed`` (``model.detr.num_queries_one2many`` set to 0) and
-DN-DETR's denoising label embedding (``dn_label_embed``) is dropped (``model.detr.dn_number`` set to 0),
+DN-DETR's denoising modules (``dn_label_embed``, DETR's ``dn_box_embed``) are dropped (``model.detr.dn_number`` set to 0),
 so a shipped detector is DETR's / Deformable DETR's own state dict.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ from hoikit.engine.checkpoint import load_checkpoint, model_checkpoint, save_che
 
 
 def _is_dn_key(key: str) -> bool:
-    """A training-only DN-DETR parameter of the detector (``detr.dn_label_embed.weight``, also
-    under an HOI model's ``detector.`` / ``detr.`` prefix)."""
-    return key.split(".")[-2:-1] == ["dn_label_embed"]
+    """A training-only DN-DETR parameter of the detector (``detr.dn_label_embed.weight``, DETR's
+    ``detr.dn_box_embed.*``; also under an HOI model's ``detector.`` / ``detr.`` prefix)."""
+    return any(part in ("dn_label_embed", "dn_box_embed") for part in key.split("."))
 
 
 def export(src: Path, out: Path, fp16: bool = False) -> Path:

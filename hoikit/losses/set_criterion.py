@@ -42,6 +42,10 @@ class SetCriterion(nn.Module):
             same losses against the targets repeated ``k`` times, weighted by ``lambda`` (suffix
             ``_one2many``; unmatched one-to-many queries target no-object).
 
+    Outputs with ``dn`` (DN-DETR denoising queries, training) add ``loss_*_dn`` on every layer: each
+    valid denoising slot is supervised by its own ground truth (no matching): CE over the valid slots
+    (all positives), L1 and GIoU summed over them and divided by ``num_boxes * groups``.
+
     ``forward`` returns weighted scalar losses ``loss_ce``, ``loss_bbox``, ``loss_giou`` (and
     ``loss_ce_{i}`` ... for auxiliary decoder layer ``i``), plus unweighted logging values
     ``class_error`` (percent) and ``cardinality_error`` that do not start with ``loss_``.
@@ -101,6 +105,30 @@ class SetCriterion(nn.Module):
             losses.update(self._logging(outputs["pred_logits"], targets, indices))
         if "one2many" in outputs:
             losses.update(self._one2many(outputs["one2many"], targets))
+        if "dn" in outputs:
+            losses.update(self._denoising(outputs, targets))
+        return losses
+
+    def _denoising(self, outputs: Dict, targets) -> Dict[str, Tensor]:
+        """``_dn`` losses: slot ``g * P + i`` of image ``b`` is supervised by target ``i`` of image ``b``."""
+        valid, groups = outputs["dn_valid"], int(outputs["dn_groups"])
+        num_boxes = num_boxes_across_processes(targets, valid.device) * groups
+        pad = valid.shape[1] // groups
+        slots = torch.arange(valid.shape[1], device=valid.device)
+        tgt_labels = torch.cat([t["labels"][slots[valid[b]] % pad] for b, t in enumerate(targets)]).to(valid.device)
+        tgt_boxes = torch.cat([t["boxes"][slots[valid[b]] % pad] for b, t in enumerate(targets)]).to(valid.device)
+        keep = valid.reshape(-1)
+        losses = {}
+        for i, out in enumerate([outputs["dn"]] + list(outputs["dn"].get("aux_outputs", []))):
+            logits = out["pred_logits"].flatten(0, 1)[keep]
+            boxes = out["pred_boxes"].flatten(0, 1)[keep]
+            l1 = F.l1_loss(boxes, tgt_boxes.to(boxes), reduction="none").sum() / num_boxes
+            giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes.to(boxes))))
+            ce = F.cross_entropy(logits, tgt_labels, self.empty_weight.to(logits.dtype)) if len(tgt_labels) \
+                else logits.sum() * 0.0
+            raw = {"loss_ce": ce, "loss_bbox": l1, "loss_giou": (1 - giou).sum() / num_boxes}
+            suffix = "_dn" if i == 0 else f"_{i - 1}_dn"
+            losses.update({k + suffix: v * self.weights[k] for k, v in raw.items()})
         return losses
 
     def _one2many(self, outputs: Dict, targets) -> Dict[str, Tensor]:

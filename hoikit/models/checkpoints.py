@@ -227,6 +227,8 @@ def load_detr_weights(model: nn.Module, path) -> Dict:
         # hybrid matching from a DETR file: its rows are the one-to-one queries, the training-only
         # one-to-many rows keep their initialisation
         sd = {**sd, "query_embed.weight": torch.cat([qe, own["query_embed.weight"][qe.shape[0]:].to(qe)])}
+    # DN-DETR's training-only modules keep their initialisation
+    sd = {**{k: v for k, v in own.items() if k.startswith(("dn_label_embed.", "dn_box_embed.")) and k not in sd}, **sd}
     check_state_dict(model, sd, str(path))
     model.load_state_dict(sd, strict=True)
     return info

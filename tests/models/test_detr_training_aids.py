@@ -1,5 +1,5 @@
-"""H-DETR hybrid matching (Jia et al., CVPR 2023) on DETR: training-only one-to-many queries that
-leave the one-to-one (DETR) outputs and the inference path unchanged."""
+"""Training aids on DETR that leave its inference unchanged: H-DETR hybrid matching (Jia et al., CVPR
+2023: training-only one-to-many queries) and DN-DETR denoising queries (Li et al., CVPR 2022)."""
 from __future__ import annotations
 
 import torch
@@ -77,14 +77,78 @@ def test_detector_trains_with_hybrid_matching_and_evaluates():
     assert out[0]["boxes"].shape == (8, 4)
 
 
-def test_a_detr_file_initialises_the_one_to_one_rows_of_a_hybrid_model(tmp_path):
+def test_a_detr_file_initialises_a_model_with_training_aids(tmp_path):
     from hoikit.models.checkpoints import load_detr_weights
 
     torch.manual_seed(0)
     plain = build_detr(tiny_cfg(backbone="resnet18"))
     torch.save({"model": plain.state_dict()}, tmp_path / "detr.pth")
-    hybrid = build_detr(tiny_cfg(backbone="resnet18", num_queries_one2many=4))
+    hybrid = build_detr(tiny_cfg(backbone="resnet18", num_queries_one2many=4, dn_number=2))
     init = hybrid.query_embed.weight.detach().clone()
     load_detr_weights(hybrid, tmp_path / "detr.pth")
     assert torch.equal(hybrid.query_embed.weight[:8], plain.query_embed.weight)
     assert torch.equal(hybrid.query_embed.weight[8:], init[8:])
+    assert hybrid.dn_label_embed.weight.shape == (3, 32)     # kept its initialisation (not in the file)
+
+
+def _copy_into(dst, src):
+    missing = dst.load_state_dict(src.state_dict(), strict=False).missing_keys
+    assert all(k.startswith(("dn_label_embed.", "dn_box_embed.")) for k in missing)
+
+
+def test_matching_outputs_unchanged_by_dn_queries_and_eval_bit_identical():
+    torch.manual_seed(0)
+    plain = build_detr(tiny_cfg(num_queries_one2many=4))
+    dn = build_detr(tiny_cfg(num_queries_one2many=4, dn_number=3))
+    _copy_into(dn, plain)
+    a, b = plain.train()(IMAGES, targets=TARGETS), dn.train()(IMAGES, targets=TARGETS)
+    assert "dn" not in a and b["dn"]["pred_boxes"].shape == (2, 6, 4) and b["dn_valid"].shape == (2, 6)
+    for key in ("pred_logits", "pred_boxes"):
+        assert torch.allclose(a[key], b[key], atol=1e-5)
+        assert torch.allclose(a["aux_outputs"][0][key], b["aux_outputs"][0][key], atol=1e-5)
+        assert torch.allclose(a["one2many"][key], b["one2many"][key], atol=1e-5)
+    with torch.no_grad():
+        ea, eb = plain.eval()(IMAGES), dn.eval()(IMAGES, targets=TARGETS)
+    assert "dn" not in eb
+    assert torch.equal(ea["pred_logits"], eb["pred_logits"]) and torch.equal(ea["pred_boxes"], eb["pred_boxes"])
+
+
+def test_dn_groups_do_not_see_each_other_in_detr():
+    torch.manual_seed(0)
+    two = build_detr(tiny_cfg(dn_number=2, dn_label_noise=0.0, dn_box_noise=0.0)).train()
+    one = build_detr(tiny_cfg(dn_number=1, dn_label_noise=0.0, dn_box_noise=0.0)).train()
+    one.load_state_dict(two.state_dict())
+    a, b = two(IMAGES, targets=TARGETS)["dn"], one(IMAGES, targets=TARGETS)["dn"]
+    assert torch.allclose(a["pred_boxes"][:, :2], b["pred_boxes"], atol=1e-5)
+    assert torch.allclose(a["pred_boxes"][:, 2:], b["pred_boxes"], atol=1e-5)
+
+
+def test_dn_loss_by_hand_and_gradients_reach_the_dn_modules():
+    crit = SetCriterion(3, HungarianMatcher(1, 5, 2))
+    boxes = torch.rand(2, 4, 4)
+    logits = torch.randn(2, 4, 4)
+    valid = torch.tensor([[True, True, True, True], [True, False, True, False]])
+    outputs = {"pred_logits": torch.zeros(2, 3, 4), "pred_boxes": torch.rand(2, 3, 4), "aux_outputs": [],
+               "dn": {"pred_logits": logits, "pred_boxes": boxes, "aux_outputs": []}, "dn_valid": valid,
+               "dn_groups": 2}
+    losses = crit(outputs, TARGETS)
+    t0, t1 = TARGETS[0], TARGETS[1]
+    pairs = [(0, 0, t0, 0), (0, 1, t0, 1), (0, 2, t0, 0), (0, 3, t0, 1), (1, 0, t1, 0), (1, 2, t1, 0)]
+    l1 = sum((boxes[b, s] - t["boxes"][i]).abs().sum() for b, s, t, i in pairs)
+    assert torch.allclose(losses["loss_bbox_dn"], 5.0 * l1 / (3 * 2), atol=1e-5)
+    ce = -sum(logits[b, s].log_softmax(-1)[t["labels"][i]] for b, s, t, i in pairs) / 6
+    assert torch.allclose(losses["loss_ce_dn"], ce, atol=1e-5)
+
+    torch.manual_seed(0)
+    cfg = Config()
+    cfg.model.arch = "detr"
+    cfg.model.detr = tiny_cfg(dn_number=2)
+    cfg.train.lr_backbone = 1e-4
+    det = build_detector(cfg, DatasetMeta("t", ["person", "ball", "cup"]))
+    targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])}]
+    got = det.train()([IMAGES[0]], targets)
+    names = {f"loss_{n}{s}" for n in ("ce", "bbox", "giou") for s in ("_dn", "_0_dn")}
+    assert names <= set(got) and all(bool(torch.isfinite(got[k])) for k in names)
+    sum(v for k, v in got.items() if k.startswith("loss_")).backward()
+    assert float(det.detr.dn_label_embed.weight.grad.abs().sum()) > 0
+    assert float(det.detr.dn_box_embed.layers[0].weight.grad.abs().sum()) > 0
