@@ -147,6 +147,10 @@ class DeformableSetCriterion(nn.Module):
         for i, layer in enumerate([dn] + list(dn.get("aux_outputs", []))):
             flat = {k: layer[k].flatten(0, 1)[keep][None] for k in ("pred_logits", "pred_boxes")}
             suffix = "_dn" if i == 0 else f"_{i - 1}_dn"
+            if len(tgt_index) == 0:   # no object in the batch: zero (the focal mean over 0 slots is NaN)
+                zero = layer["pred_logits"].sum() * 0.0
+                losses.update({k + suffix: zero for k in self.weights})
+                continue
             losses.update(self._layer(flat, flat_targets, num_boxes, suffix, indices=indices)[0])
         return losses
 

@@ -177,3 +177,14 @@ def test_a_detector_file_without_the_dn_embedding_loads_into_a_dn_model(tmp_path
     load_deformable_weights(dn, tmp_path / "official.pth")
     assert torch.equal(dn.transformer.level_embed, src.transformer.level_embed)
     assert torch.equal(dn.dn_label_embed.weight, init)
+
+
+def test_a_batch_without_objects_gives_zero_dn_losses():
+    crit = DeformableSetCriterion(4, FocalHungarianMatcher(), dn_number=2)
+    empty = [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}]
+    _, _, valid = build_dn_queries(empty, 2, 0.2, 0.4, 4)
+    outputs = {"pred_logits": torch.zeros(1, 3, 4), "pred_boxes": torch.rand(1, 3, 4), "aux_outputs": [],
+               "dn": {"pred_logits": torch.zeros(1, 0, 4), "pred_boxes": torch.zeros(1, 0, 4), "aux_outputs": []},
+               "dn_valid": valid, "dn_groups": 2}
+    losses = crit(outputs, empty)
+    assert all(float(losses[f"loss_{n}_dn"]) == 0.0 for n in ("ce", "bbox", "giou"))

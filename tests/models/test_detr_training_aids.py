@@ -152,3 +152,13 @@ def test_dn_loss_by_hand_and_gradients_reach_the_dn_modules():
     sum(v for k, v in got.items() if k.startswith("loss_")).backward()
     assert float(det.detr.dn_label_embed.weight.grad.abs().sum()) > 0
     assert float(det.detr.dn_box_embed.layers[0].weight.grad.abs().sum()) > 0
+
+
+def test_a_batch_without_objects_trains_with_dn_on():
+    torch.manual_seed(0)
+    model = build_detr(tiny_cfg(dn_number=2)).train()
+    empty = [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}]
+    out = model([IMAGES[0]], targets=empty)
+    assert out["dn"]["pred_logits"].shape == (1, 0, 4)
+    losses = SetCriterion(3, HungarianMatcher(1, 5, 2))(out, empty)
+    assert all(float(losses[f"loss_{n}_dn"]) == 0.0 for n in ("ce", "bbox", "giou"))
