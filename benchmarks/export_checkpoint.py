@@ -7,8 +7,9 @@ Keeps ``format``, ``version``, ``config``, ``meta`` and ``model`` (docs/architec
 tensors as float16 (loading copies them back into the float32 parameters). The training position
 (epoch, step) is kept under ``source``. Training-only modules (the DETR per-cell memory head,
 ``dense_head.*``) are dropped and ``model.detr.dense_loss_coef`` set to 0, and the rows of H-DETR's
-one-to-many queries are cut from ``query_embed`` (``model.detr.num_queries_one2many`` set to 0), so a
-shipped detector is DETR's / Deformable DETR's own state dict.
+one-to-many queries are cut from ``query_embed`` (``model.detr.num_queries_one2many`` set to 0) and
+DN-DETR's denoising modules (``dn_label_embed``, DETR's ``dn_box_embed``) are dropped (``model.detr.dn_number`` set to 0),
+so a shipped detector is DETR's / Deformable DETR's own state dict.
 """
 from __future__ import annotations
 
@@ -21,11 +22,18 @@ import torch
 from hoikit.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 
 
+def _is_dn_key(key: str) -> bool:
+    """A training-only DN-DETR parameter of the detector (``detr.dn_label_embed.weight``, DETR's
+    ``detr.dn_box_embed.*``; also under an HOI model's ``detector.`` / ``detr.`` prefix)."""
+    return any(part in ("dn_label_embed", "dn_box_embed") for part in key.split("."))
+
+
 def export(src: Path, out: Path, fp16: bool = False) -> Path:
     ck = load_checkpoint(src)
     # training-only modules are not shipped: DETRDetector's per-cell memory head (losses/dense.py)
+    # and DN-DETR's label embedding of the denoising queries (hoikit/models/denoising.py)
     model = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in ck["model"].items()
-             if not k.startswith("dense_head.")}
+             if not k.startswith("dense_head.") and not _is_dn_key(k)}
     config = copy.deepcopy(ck["config"])
     detr = config.get("model", {}).get("detr", {})
     if "dense_loss_coef" in detr:
@@ -36,6 +44,8 @@ def export(src: Path, out: Path, fp16: bool = False) -> Path:
         for k in [k for k in model if k.endswith("query_embed.weight") and k.startswith(("detr.", "detector."))]:
             model[k] = model[k][:q1].clone()
         detr["num_queries_one2many"] = 0
+    if "dn_number" in detr:
+        detr["dn_number"] = 0
     if detr.get("checkpoint") and config.get("model", {}).get("arch") == "detr":
         detr["checkpoint"] = ""        # every DETR weight is in this file (the init path was for training)
     slim = {"format": ck["format"], "version": ck["version"], "config": config, "meta": ck["meta"],

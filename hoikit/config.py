@@ -110,6 +110,10 @@ class DETRConfig:
     num_queries_one2many: int = 0    # hybrid matching: extra training-only queries (0 = off; H-DETR 1500)
     k_one2many: int = 6              # targets repeated k times for the one-to-many queries
     lambda_one2many: float = 1.0     # weight of the one-to-many losses
+    # DN-DETR (Li et al. 2022) denoising queries, training only (type deformable needs two_stage)
+    dn_number: int = 0               # groups of noised ground truth (0 = off)
+    dn_label_noise: float = 0.2      # fraction of labels flipped to another class (DN-DETR 0.2)
+    dn_box_noise: float = 0.4        # box noise scale lambda (DN-DETR 0.4)
 
 
 @dataclass

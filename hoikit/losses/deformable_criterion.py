@@ -6,7 +6,10 @@ Facts (/work/shared/specs/deformable-detr.md, "Training and inference"): focal a
 gamma 2, mean over queries, sum / num_boxes, times num_queries; matcher costs class 2, L1 5,
 GIoU 2; loss weights ce 2, bbox 5, giou 2 on the last layer, the aux layers and ``_enc``.
 H-DETR's hybrid matching adds the same losses on the one-to-many queries against the targets
-repeated ``k`` times, weighted by ``lambda_one2many`` (suffix ``_one2many``).
+repeated ``k`` times, weighted by ``lambda_one2many`` (suffix ``_one2many``). DN-DETR's denoising
+queries are supervised by the ground truth they were made from, without matching, with the same
+losses and weights on every decoder layer (suffix ``_dn``), normalised by ``num_boxes * groups``
+(DN-DETR's dn_components.py divides by the number of denoising queries).
 """
 from __future__ import annotations
 
@@ -78,18 +81,23 @@ class DeformableSetCriterion(nn.Module):
         num_classes: C (sigmoid outputs, no no-object column).
         matcher: :class:`FocalHungarianMatcher`. focal_alpha: 0.25.
         ce_coef, bbox_coef, giou_coef: 2, 5, 2. k_one2many, lambda_one2many: H-DETR (6, 1).
+        dn_number: DN-DETR groups (0 = off); with it on, training outputs carry ``dn``.
     """
 
     def __init__(self, num_classes: int, matcher: FocalHungarianMatcher, focal_alpha: float = 0.25,
                  ce_coef: float = 2.0, bbox_coef: float = 5.0, giou_coef: float = 2.0, k_one2many: int = 6,
-                 lambda_one2many: float = 1.0):
+                 lambda_one2many: float = 1.0, dn_number: int = 0):
         super().__init__()
         self.num_classes, self.matcher, self.focal_alpha = num_classes, matcher, focal_alpha
         self.weights = {"loss_ce": ce_coef, "loss_bbox": bbox_coef, "loss_giou": giou_coef}
         self.k_one2many, self.lambda_one2many = k_one2many, lambda_one2many
+        self.dn_number = dn_number
 
-    def _layer(self, out: Dict[str, Tensor], targets, num_boxes: float, suffix: str, scale: float = 1.0):
-        indices = self.matcher(out, targets)
+    def _layer(self, out: Dict[str, Tensor], targets, num_boxes: float, suffix: str, scale: float = 1.0,
+               indices: List[Match] = None):
+        """Losses of one layer against ``targets``, matched by the matcher unless ``indices`` are given."""
+        if indices is None:
+            indices = self.matcher(out, targets)
         logits, boxes = out["pred_logits"], out["pred_boxes"]
         batch, src = _matched_index(indices)
         onehot = torch.zeros_like(logits)
@@ -120,6 +128,32 @@ class DeformableSetCriterion(nn.Module):
                 losses["class_error"] = 100 - acc
         return losses
 
+    def _denoising(self, outputs: Dict, targets) -> Dict[str, Tensor]:
+        """``_dn`` losses: slot ``g * P + i`` of image ``b`` in ``outputs["dn"]`` is supervised by
+        target ``i`` of image ``b``; padding slots are neither positives nor negatives."""
+        dn, valid, groups = outputs["dn"], outputs["dn_valid"], int(outputs["dn_groups"])
+        num_boxes = num_boxes_across_processes(targets, valid.device) * groups
+        pad = valid.shape[1] // groups
+        slots = torch.arange(valid.shape[1], device=valid.device)
+        sizes = [int(t["labels"].numel()) for t in targets]
+        # all images' valid slots as one sequence (image-major), each paired with its target in the
+        # concatenation of all images' targets
+        tgt_index = torch.cat([slots[valid[b]] % pad + sum(sizes[:b]) for b in range(len(targets))])
+        indices = [(torch.arange(len(tgt_index), device=valid.device), tgt_index)]
+        flat_targets = [{"labels": torch.cat([t["labels"] for t in targets]),
+                         "boxes": torch.cat([t["boxes"] for t in targets])}]
+        keep = valid.reshape(-1)
+        losses = {}
+        for i, layer in enumerate([dn] + list(dn.get("aux_outputs", []))):
+            flat = {k: layer[k].flatten(0, 1)[keep][None] for k in ("pred_logits", "pred_boxes")}
+            suffix = "_dn" if i == 0 else f"_{i - 1}_dn"
+            if len(tgt_index) == 0:   # no object in the batch: zero (the focal mean over 0 slots is NaN)
+                zero = layer["pred_logits"].sum() * 0.0
+                losses.update({k + suffix: zero for k in self.weights})
+                continue
+            losses.update(self._layer(flat, flat_targets, num_boxes, suffix, indices=indices)[0])
+        return losses
+
     def forward(self, outputs: Dict, targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
         """Args:
             outputs: ``pred_logits [B, Q, C]``, ``pred_boxes [B, Q, 4]``, optional ``aux_outputs``,
@@ -131,4 +165,6 @@ class DeformableSetCriterion(nn.Module):
             k = self.k_one2many
             rep = [{"labels": t["labels"].repeat(k), "boxes": t["boxes"].repeat(k, 1)} for t in targets]
             losses.update(self._all_layers(outputs["one2many"], rep, "_one2many", self.lambda_one2many))
+        if "dn" in outputs:
+            losses.update(self._denoising(outputs, targets))
         return losses

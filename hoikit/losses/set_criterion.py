@@ -38,6 +38,13 @@ class SetCriterion(nn.Module):
         matcher: a :class:`HungarianMatcher`.
         eos_coef: relative CE weight of the no-object class (DETR: 0.1).
         ce_coef, bbox_coef, giou_coef: loss weights (DETR: 1, 5, 2).
+        k_one2many, lambda_one2many: H-DETR hybrid matching (6, 1): outputs with ``one2many`` get the
+            same losses against the targets repeated ``k`` times, weighted by ``lambda`` (suffix
+            ``_one2many``; unmatched one-to-many queries target no-object).
+
+    Outputs with ``dn`` (DN-DETR denoising queries, training) add ``loss_*_dn`` on every layer: each
+    valid denoising slot is supervised by its own ground truth (no matching): CE over the valid slots
+    (all positives), L1 and GIoU summed over them and divided by ``num_boxes * groups``.
 
     ``forward`` returns weighted scalar losses ``loss_ce``, ``loss_bbox``, ``loss_giou`` (and
     ``loss_ce_{i}`` ... for auxiliary decoder layer ``i``), plus unweighted logging values
@@ -45,8 +52,10 @@ class SetCriterion(nn.Module):
     """
 
     def __init__(self, num_classes: int, matcher: HungarianMatcher, eos_coef: float = 0.1,
-                 ce_coef: float = 1.0, bbox_coef: float = 5.0, giou_coef: float = 2.0):
+                 ce_coef: float = 1.0, bbox_coef: float = 5.0, giou_coef: float = 2.0, k_one2many: int = 6,
+                 lambda_one2many: float = 1.0):
         super().__init__()
+        self.k_one2many, self.lambda_one2many = k_one2many, lambda_one2many
         self.num_classes = num_classes
         self.matcher = matcher
         self.eos_coef = eos_coef
@@ -73,10 +82,10 @@ class SetCriterion(nn.Module):
         return l1, (1 - giou).sum() / num_boxes
 
     def _layer_losses(self, out: Dict[str, Tensor], targets, indices: List[Match], num_boxes: float,
-                      suffix: str) -> Dict[str, Tensor]:
+                      suffix: str, scale: float = 1.0) -> Dict[str, Tensor]:
         l1, giou = self.loss_boxes(out["pred_boxes"], targets, indices, num_boxes)
         raw = {"loss_ce": self.loss_labels(out["pred_logits"], targets, indices), "loss_bbox": l1, "loss_giou": giou}
-        return {k + suffix: v * self.weights[k] for k, v in raw.items()}
+        return {k + suffix: v * self.weights[k] * scale for k, v in raw.items()}
 
     def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
         """Args:
@@ -94,6 +103,43 @@ class SetCriterion(nn.Module):
             losses.update(self._layer_losses(aux, targets, self.matcher(aux, targets), num_boxes, f"_{i}"))
         with torch.no_grad():
             losses.update(self._logging(outputs["pred_logits"], targets, indices))
+        if "one2many" in outputs:
+            losses.update(self._one2many(outputs["one2many"], targets))
+        if "dn" in outputs:
+            losses.update(self._denoising(outputs, targets))
+        return losses
+
+    def _denoising(self, outputs: Dict, targets) -> Dict[str, Tensor]:
+        """``_dn`` losses: slot ``g * P + i`` of image ``b`` is supervised by target ``i`` of image ``b``."""
+        valid, groups = outputs["dn_valid"], int(outputs["dn_groups"])
+        num_boxes = num_boxes_across_processes(targets, valid.device) * groups
+        pad = valid.shape[1] // groups
+        slots = torch.arange(valid.shape[1], device=valid.device)
+        tgt_labels = torch.cat([t["labels"][slots[valid[b]] % pad] for b, t in enumerate(targets)]).to(valid.device)
+        tgt_boxes = torch.cat([t["boxes"][slots[valid[b]] % pad] for b, t in enumerate(targets)]).to(valid.device)
+        keep = valid.reshape(-1)
+        losses = {}
+        for i, out in enumerate([outputs["dn"]] + list(outputs["dn"].get("aux_outputs", []))):
+            logits = out["pred_logits"].flatten(0, 1)[keep]
+            boxes = out["pred_boxes"].flatten(0, 1)[keep]
+            l1 = F.l1_loss(boxes, tgt_boxes.to(boxes), reduction="none").sum() / num_boxes
+            giou = torch.diag(generalized_box_iou(box_cxcywh_to_xyxy(boxes), box_cxcywh_to_xyxy(tgt_boxes.to(boxes))))
+            ce = F.cross_entropy(logits, tgt_labels, self.empty_weight.to(logits.dtype)) if len(tgt_labels) \
+                else logits.sum() * 0.0
+            raw = {"loss_ce": ce, "loss_bbox": l1, "loss_giou": (1 - giou).sum() / num_boxes}
+            suffix = "_dn" if i == 0 else f"_{i - 1}_dn"
+            losses.update({k + suffix: v * self.weights[k] for k, v in raw.items()})
+        return losses
+
+    def _one2many(self, outputs: Dict, targets) -> Dict[str, Tensor]:
+        """H-DETR's one-to-many branch: one-to-one matching against each target repeated ``k`` times."""
+        k = self.k_one2many
+        rep = [{"labels": t["labels"].repeat(k), "boxes": t["boxes"].repeat(k, 1)} for t in targets]
+        num_boxes = num_boxes_across_processes(rep, outputs["pred_logits"].device)
+        losses = {}
+        for i, out in enumerate([outputs] + list(outputs.get("aux_outputs", []))):
+            suffix = "_one2many" if i == 0 else f"_{i - 1}_one2many"
+            losses.update(self._layer_losses(out, rep, self.matcher(out, rep), num_boxes, suffix, self.lambda_one2many))
         return losses
 
     def _logging(self, logits: Tensor, targets, indices: List[Match]) -> Dict[str, Tensor]:

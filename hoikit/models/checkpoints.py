@@ -288,7 +288,8 @@ def read_detr_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
 
 
 def load_detr_weights(model: nn.Module, path) -> Dict:
-    """Strictly load a DETR file into an existing :class:`hoikit.models.detr.DETR`.
+    """Strictly load a DETR file into an existing :class:`hoikit.models.detr.DETR` (with hybrid
+    matching on, a file with only the one-to-one query rows fills them and keeps the rest).
 
     Returns:
         the info dict of :func:`read_detr_weights`.
@@ -297,6 +298,14 @@ def load_detr_weights(model: nn.Module, path) -> Dict:
         CheckpointError: missing file, unsafe content, or a missing / extra / misshapen key.
     """
     sd, info = read_detr_weights(path)
+    q2, own = int(getattr(model, "num_queries_one2many", 0)), model.state_dict()
+    qe = sd.get("query_embed.weight")
+    if q2 > 0 and qe is not None and qe.shape[0] == own["query_embed.weight"].shape[0] - q2:
+        # hybrid matching from a DETR file: its rows are the one-to-one queries, the training-only
+        # one-to-many rows keep their initialisation
+        sd = {**sd, "query_embed.weight": torch.cat([qe, own["query_embed.weight"][qe.shape[0]:].to(qe)])}
+    # DN-DETR's training-only modules keep their initialisation
+    sd = {**{k: v for k, v in own.items() if k.startswith(("dn_label_embed.", "dn_box_embed.")) and k not in sd}, **sd}
     check_state_dict(model, sd, str(path))
     model.load_state_dict(sd, strict=True)
     return info

@@ -91,6 +91,9 @@ def infer_deformable_config(sd: Mapping[str, Tensor], args=None) -> Dict:
     return cfg
 
 
+TRAINING_ONLY_KEYS = ("dn_label_embed.weight",)
+
+
 def read_deformable_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
     """Read any supported Deformable DETR file: (state dict, info with ``format`` and the inferred fields)."""
     obj = read_checkpoint_file(path)
@@ -99,12 +102,16 @@ def read_deformable_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
 
 
 def load_deformable_weights(model: nn.Module, path) -> Dict:
-    """Strictly load a Deformable DETR file into an existing :class:`DeformableDETR`.
+    """Strictly load a Deformable DETR file into an existing :class:`DeformableDETR` (a missing
+    training-only key of :data:`TRAINING_ONLY_KEYS` keeps the model's own initialisation).
 
     Raises:
         CheckpointError: missing file, unsafe content, or a missing / extra / misshapen key.
     """
     sd, info = read_deformable_weights(path)
+    # training-only parameters a detector file never holds keep their initialisation (DN-DETR's
+    # label embedding: fine-tuning a released detector with denoising on)
+    sd = {**{k: v for k, v in model.state_dict().items() if k in TRAINING_ONLY_KEYS and k not in sd}, **sd}
     check_state_dict(model, sd, str(path))
     model.load_state_dict(sd, strict=True)
     return info

@@ -30,6 +30,7 @@ from ..ops import box_cxcywh_to_xyxy
 from .backbone import Backbone, build_backbone
 from .deformable_checkpoints import load_deformable_weights
 from .deformable_transformer import DeformableTransformer, inverse_sigmoid
+from .denoising import build_dn_queries, dn_attention_mask
 from .detr import DETRDetector, nested_tensor_from_images, targets_to_detr
 from .position_encoding import PositionEmbeddingSine
 from .transformer import MLP
@@ -61,12 +62,21 @@ class DeformableDETR(nn.Module):
         num_feature_levels: L (4: C3-C5 + one stride-2 conv on C5).
         aux_loss, with_box_refine, two_stage: the official switches.
         num_queries_one2many: H-DETR one-to-many queries (0 = off); used in training only.
+        dn_number, dn_label_noise, dn_box_noise: DN-DETR denoising groups (0 = off; two-stage
+            only), label flip ratio, box noise scale; training only (:mod:`hoikit.models.denoising`).
     """
 
     def __init__(self, backbone: MultiScaleJoiner, transformer: DeformableTransformer, num_classes: int,
                  num_queries: int = 300, num_feature_levels: int = 4, aux_loss: bool = True,
-                 with_box_refine: bool = False, two_stage: bool = False, num_queries_one2many: int = 0):
+                 with_box_refine: bool = False, two_stage: bool = False, num_queries_one2many: int = 0,
+                 dn_number: int = 0, dn_label_noise: float = 0.2, dn_box_noise: float = 0.4):
         super().__init__()
+        if dn_number < 0 or not 0.0 <= dn_label_noise <= 1.0 or dn_box_noise < 0:
+            raise ConfigError(f"model.detr: dn_number {dn_number} (>= 0), dn_label_noise {dn_label_noise} (in [0, 1]), "
+                              f"dn_box_noise {dn_box_noise} (>= 0): a value is out of range")
+        if dn_number > 0 and not two_stage:
+            raise ConfigError("model.detr.dn_number > 0 needs model.detr.two_stage=true for type deformable "
+                              "(denoising queries are 4-d reference boxes; the one-stage decoder starts from points)")
         if two_stage and not with_box_refine:
             raise ConfigError("model.detr.two_stage needs model.detr.with_box_refine=true (as in Deformable DETR: "
                               "the proposal head is the extra box-refinement head)")
@@ -115,6 +125,9 @@ class DeformableDETR(nn.Module):
             transformer.decoder.class_embed = self.class_embed
             for b in self.bbox_embed:
                 nn.init.constant_(b.layers[-1].bias[2:], 0.0)
+        self.dn_number, self.dn_label_noise, self.dn_box_noise = dn_number, dn_label_noise, dn_box_noise
+        if dn_number > 0:   # training-only content of the denoising queries (not exported)
+            self.dn_label_embed = nn.Embedding(num_classes, d)
         self.frozen = False
 
     def freeze(self) -> "DeformableDETR":
@@ -150,12 +163,24 @@ class DeformableDETR(nn.Module):
         m[:q1, q1:] = True      # and vice versa (H-DETR, spec "H-DETR")
         return m
 
-    def forward(self, images: Union[Sequence[Tensor], Tensor], mask: Optional[Tensor] = None) -> Dict:
+    def _dn_queries(self, targets: List[Dict[str, Tensor]], num_matching: int, base: Optional[Tensor]):
+        """Denoising content ``[B, N, D]``, boxes ``[B, N, 4]``, valid ``[B, N]`` and the decoder's
+        self-attention mask ``[B * heads, M + N, M + N]``."""
+        labels, boxes, valid = build_dn_queries(targets, self.dn_number, self.dn_label_noise, self.dn_box_noise,
+                                                self.num_classes)
+        attn = dn_attention_mask(num_matching, self.dn_number, valid, base)
+        attn = attn.repeat_interleave(self.transformer.nhead, 0)
+        return self.dn_label_embed(labels), boxes, valid, attn
+
+    def forward(self, images: Union[Sequence[Tensor], Tensor], mask: Optional[Tensor] = None,
+                targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict:
         """Detect objects.
 
         Args:
             images: list of ``[3, H_i, W_i]`` normalised images, or a padded ``[B, 3, H, W]`` batch
                 with ``mask [B, H, W]`` (True on padding).
+            targets: training with ``dn_number > 0``: per image ``labels [T]``, ``boxes [T, 4]``
+                (cxcywh, normalised) for the denoising queries; ignored otherwise.
 
         Returns:
             dict with ``pred_logits [B, Q, C]`` (sigmoid logits), ``pred_boxes [B, Q, 4]`` (cxcywh
@@ -163,7 +188,9 @@ class DeformableDETR(nn.Module):
             ``features [B, Cb, h, w]`` (the backbone's C5) with ``mask [B, h, w]`` and ``pos [B, D, h, w]``
             (its sine encoding), ``memory [B, S, D]``
             (encoder output, all levels); two-stage: ``enc_outputs`` (``pred_logits [B, S, C]``,
-            ``pred_boxes [B, S, 4]``); hybrid matching in training: ``one2many`` (same form).
+            ``pred_boxes [B, S, 4]``); hybrid matching in training: ``one2many`` (same form);
+            denoising in training: ``dn`` (same form, ``[B, G * P, .]``) with ``dn_valid [B, G * P]``
+            and ``dn_groups`` (slot ``g * P + i`` is target ``i``).
         """
         if isinstance(images, Tensor) and images.dim() == 4:
             tensor = images
@@ -176,7 +203,13 @@ class DeformableDETR(nn.Module):
         total = self.num_queries + (self.num_queries_one2many if use_one2many else 0)
         query = getattr(self, "query_embed", None)
         query = query.weight[:total] if query is not None else None
-        tr = self.transformer(srcs, masks, pos, query, self._hybrid_mask(total, tensor.device), num_queries=total)
+        attn_mask, dn = self._hybrid_mask(total, tensor.device), None
+        use_dn = self.training and self.dn_number > 0 and targets is not None
+        if use_dn:
+            dn = self._dn_queries(targets, total, attn_mask)
+            attn_mask = dn[3]
+        tr = self.transformer(srcs, masks, pos, query, attn_mask, num_queries=total,
+                              dn_tgt=dn[0] if use_dn else None, dn_boxes=dn[1] if use_dn else None)
         hs = tr["hs"]
         logits, boxes = [], []
         for lvl in range(hs.shape[0]):
@@ -196,7 +229,10 @@ class DeformableDETR(nn.Module):
         if self.two_stage:
             out["enc_outputs"] = {"pred_logits": tr["enc_logits"], "pred_boxes": tr["enc_coords_unact"].sigmoid()}
         if use_one2many:
-            out["one2many"] = self._pack(logits[:, :, q1:], boxes[:, :, q1:])
+            out["one2many"] = self._pack(logits[:, :, q1:total], boxes[:, :, q1:total])
+        if use_dn:
+            out["dn"] = self._pack(logits[:, :, total:], boxes[:, :, total:])
+            out.update(dn_valid=dn[2], dn_groups=self.dn_number)
         return out
 
     def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
@@ -245,7 +281,8 @@ def build_deformable_detr(cfg, train_backbone: bool = True) -> DeformableDETR:
         cfg.num_feature_levels, cfg.dec_n_points, cfg.enc_n_points, cfg.two_stage, cfg.num_queries,
         cfg.mixed_selection, cfg.look_forward_twice)
     return DeformableDETR(joiner, transformer, cfg.num_classes, cfg.num_queries, cfg.num_feature_levels,
-                          cfg.aux_loss, cfg.with_box_refine, cfg.two_stage, cfg.num_queries_one2many)
+                          cfg.aux_loss, cfg.with_box_refine, cfg.two_stage, cfg.num_queries_one2many,
+                          cfg.dn_number, cfg.dn_label_noise, cfg.dn_box_noise)
 
 
 class DeformableDETRDetector(DETRDetector):
@@ -263,11 +300,12 @@ class DeformableDETRDetector(DETRDetector):
     def forward(self, images: List[Tensor], targets: Optional[List[Dict]] = None):
         """Training: dict of weighted scalar losses. Eval: per image ``boxes [K, 4]`` xyxy in
         transformed-image pixels, ``scores [K]``, ``labels [K]`` (K = ``max_detections``)."""
-        outputs = self.detr(images)
         if self.training:
             if targets is None:
                 raise ValueError("DeformableDETRDetector needs targets in training mode")
-            return self.criterion(outputs, targets_to_detr(targets, images))
+            detr_targets = targets_to_detr(targets, images)
+            return self.criterion(self.detr(images, targets=detr_targets), detr_targets)
+        outputs = self.detr(images)
         sizes = torch.as_tensor([[im.shape[2], im.shape[1]] for im in images])
         return [{k: v for k, v in r.items() if k != "queries"}
                 for r in postprocess_topk(outputs, sizes, self.max_detections)]
@@ -282,5 +320,5 @@ def build_deformable_detector(cfg, meta) -> DeformableDETRDetector:
     matcher = FocalHungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou, dcfg.focal_alpha)
     criterion = DeformableSetCriterion(dcfg.num_classes, matcher, dcfg.focal_alpha, dcfg.ce_loss_coef,
                                        dcfg.bbox_loss_coef, dcfg.giou_loss_coef, dcfg.k_one2many,
-                                       dcfg.lambda_one2many)
+                                       dcfg.lambda_one2many, dcfg.dn_number)
     return DeformableDETRDetector(detr, criterion, meta)

@@ -240,7 +240,8 @@ class DeformableTransformer(nn.Module):
         return self.enc_output_norm(self.enc_output(out)), props
 
     def forward(self, srcs: List[Tensor], masks: List[Tensor], pos_embeds: List[Tensor],
-                query_embed: Optional[Tensor] = None, attn_mask: Optional[Tensor] = None, num_queries: int = 0):
+                query_embed: Optional[Tensor] = None, attn_mask: Optional[Tensor] = None, num_queries: int = 0,
+                dn_tgt: Optional[Tensor] = None, dn_boxes: Optional[Tensor] = None):
         """Run encoder and decoder.
 
         Args:
@@ -249,6 +250,9 @@ class DeformableTransformer(nn.Module):
             query_embed: one-stage ``[Q, 2D]`` (position | content); mixed selection ``[Q, D]`` content.
             attn_mask: ``[Q, Q]`` bool self-attention mask between query groups (hybrid matching).
             num_queries: two-stage: how many top proposals become queries (0 = ``two_stage_num_proposals``).
+            dn_tgt, dn_boxes: two-stage, training only: denoising queries appended after the matching ones,
+                content ``[B, N, D]`` and reference boxes ``[B, N, 4]`` (cxcywh in [0, 1]); their position
+                embedding is the proposals' (``pos_trans`` of the box), as for a proposal query.
 
         Returns:
             dict: ``hs [Ld, B, Q, D]``, ``init_reference [B, Q, 2 or 4]``, ``inter_references
@@ -280,8 +284,15 @@ class DeformableTransformer(nn.Module):
             query_pos, tgt = torch.split(pos_trans, c, dim=2)
             if self.mixed_selection:   # H-DETR: learned content, position from the proposals
                 tgt = query_embed[:k].unsqueeze(0).expand(b, -1, -1)
+            if dn_tgt is not None:     # DN-DETR: noised ground-truth boxes as extra 4-d anchors
+                dn_pos = self.pos_trans_norm(self.pos_trans(self.proposal_pos_embed(inverse_sigmoid(dn_boxes))))
+                query_pos = torch.cat([query_pos, dn_pos[..., :c]], 1)
+                tgt = torch.cat([tgt, dn_tgt], 1)
+                reference_points = torch.cat([reference_points, dn_boxes], 1)
             out.update(enc_logits=enc_logits, enc_coords_unact=enc_coords)
         else:
+            if dn_tgt is not None:
+                raise ValueError("denoising queries need the two-stage decoder (4-d reference boxes)")
             query_pos, tgt = torch.split(query_embed, c, dim=1)
             query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
             tgt = tgt.unsqueeze(0).expand(b, -1, -1)

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from .backbone import Backbone, build_backbone
 from .position_encoding import PositionEmbeddingSine
+from .denoising import build_dn_queries, dn_attention_mask
 from .transformer import MLP, Transformer
 
 
@@ -71,21 +72,34 @@ class DETR(nn.Module):
         num_classes: C foreground classes (``class_embed`` has C+1 outputs; the last is no-object).
         num_queries: Q object queries (100).
         aux_loss: return per-layer predictions in ``aux_outputs``.
+        num_queries_one2many: H-DETR hybrid matching (Jia et al., CVPR 2023): extra training-only
+            query rows after the ``num_queries`` one-to-one rows of ``query_embed`` (0 = off, DETR).
+        dn_number, dn_label_noise, dn_box_noise: DN-DETR denoising groups (0 = off), label flip
+            ratio, box noise scale; training only (:mod:`hoikit.models.denoising`, :meth:`_dn_queries`).
     """
 
     def __init__(self, backbone: Joiner, transformer: Transformer, num_classes: int, num_queries: int = 100,
-                 aux_loss: bool = True):
+                 aux_loss: bool = True, num_queries_one2many: int = 0, dn_number: int = 0,
+                 dn_label_noise: float = 0.2, dn_box_noise: float = 0.4):
         super().__init__()
+        if dn_number < 0 or not 0.0 <= dn_label_noise <= 1.0 or dn_box_noise < 0:
+            raise ConfigError(f"model.detr: dn_number {dn_number} (>= 0), dn_label_noise {dn_label_noise} (in [0, 1]), "
+                              f"dn_box_noise {dn_box_noise} (>= 0): a value is out of range")
         d = transformer.d_model
         self.num_classes = num_classes
         self.num_queries = num_queries
+        self.num_queries_one2many = num_queries_one2many
         self.transformer = transformer
         self.class_embed = nn.Linear(d, num_classes + 1)
         self.bbox_embed = MLP(d, d, 4, 3)
-        self.query_embed = nn.Embedding(num_queries, d)
+        self.query_embed = nn.Embedding(num_queries + num_queries_one2many, d)
         self.input_proj = nn.Conv2d(backbone.num_channels, d, kernel_size=1)
         self.backbone = backbone
         self.aux_loss = aux_loss
+        self.dn_number, self.dn_label_noise, self.dn_box_noise = dn_number, dn_label_noise, dn_box_noise
+        if dn_number > 0:   # training-only (not exported): content and position of the denoising queries
+            self.dn_label_embed = nn.Embedding(num_classes, d)
+            self.dn_box_embed = MLP(d, d, d, 2)
         self.frozen = False
 
     def freeze(self) -> "DETR":
@@ -97,19 +111,44 @@ class DETR(nn.Module):
     def train(self, mode: bool = True) -> "DETR":
         return super().train(mode and not self.frozen)
 
-    def forward(self, images: Union[Sequence[Tensor], Tensor], mask: Optional[Tensor] = None) -> Dict:
+    def _dn_queries(self, targets: List[Dict[str, Tensor]], num_matching: int, base: Optional[Tensor]):
+        """Denoising queries for DETR, whose queries have no reference box: content
+        ``dn_label_embed(noised label)``, position ``dn_box_embed(sine(noised box))`` (DAB-DETR's way of
+        turning an anchor box into a positional query: 4 sine encodings of D/4, then a 2-layer MLP).
+
+        Returns:
+            content ``[B, N, D]``, position ``[B, N, D]``, valid ``[B, N]``, self-attention mask
+            ``[B * heads, M + N, M + N]``.
+        """
+        labels, boxes, valid = build_dn_queries(targets, self.dn_number, self.dn_label_noise, self.dn_box_noise,
+                                                self.num_classes)
+        d = self.query_embed.weight.shape[1]
+        n = d // 4
+        dim_t = 10000 ** (2 * torch.div(torch.arange(n, device=boxes.device), 2, rounding_mode="floor") / n)
+        ang = boxes[..., None] * (2 * torch.pi) / dim_t
+        sine = torch.stack((ang[..., 0::2].sin(), ang[..., 1::2].cos()), -1).flatten(2)
+        attn = dn_attention_mask(num_matching, self.dn_number, valid, base)
+        return (self.dn_label_embed(labels), self.dn_box_embed(sine), valid,
+                attn.repeat_interleave(self.transformer.nhead, 0))
+
+    def forward(self, images: Union[Sequence[Tensor], Tensor], mask: Optional[Tensor] = None,
+                targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict:
         """Detect objects.
 
         Args:
             images: list of ``[3, H_i, W_i]`` normalised images, or a padded ``[B, 3, H, W]`` batch
                 with ``mask [B, H, W]`` (True on padding; all False when omitted).
+            targets: training with ``dn_number > 0``: per image ``labels [T]``, ``boxes [T, 4]``
+                (cxcywh, normalised) for the denoising queries; ignored otherwise.
 
         Returns:
             dict with ``pred_logits [B, Q, C+1]``, ``pred_boxes [B, Q, 4]`` (cxcywh normalised by
             each image's unpadded size), ``aux_outputs`` (list of L-1 dicts of the same two keys;
             empty when ``aux_loss`` is False), ``hs [L, B, Q, D]`` (decoder outputs after the
             decoder norm), ``features [B, Cb, h, w]`` (C5), ``mask [B, h, w]`` (True = padding),
-            ``pos [B, D, h, w]`` and ``memory [B, D, h, w]`` (encoder output).
+            ``pos [B, D, h, w]`` and ``memory [B, D, h, w]`` (encoder output); hybrid matching in
+            training: ``one2many`` (``pred_logits``, ``pred_boxes``, ``aux_outputs`` of the extra queries);
+            denoising in training: ``dn`` (same form), ``dn_valid [B, G * P]``, ``dn_groups``.
         """
         if isinstance(images, Tensor) and images.dim() == 4:
             tensor = images
@@ -118,12 +157,34 @@ class DETR(nn.Module):
         else:
             tensor, mask = nested_tensor_from_images(list(images))
         features, fmask, pos = self.backbone(tensor, mask)
-        hs, memory = self.transformer(self.input_proj(features), fmask, self.query_embed.weight, pos)
+        q1 = self.num_queries
+        total, group_mask, dn = q1, None, None
+        if self.training and self.num_queries_one2many > 0:
+            total = q1 + self.num_queries_one2many
+            group_mask = torch.zeros(total, total, dtype=torch.bool, device=tensor.device)
+            group_mask[q1:, :q1] = group_mask[:q1, q1:] = True   # H-DETR: the groups cannot see each other
+        if self.training and self.dn_number > 0 and targets is not None:
+            dn = self._dn_queries(targets, total, group_mask)
+            group_mask = dn[3]
+        if group_mask is None:   # DETR's own path: the one-to-one rows only
+            hs, memory = self.transformer(self.input_proj(features), fmask, self.query_embed.weight[:q1], pos)
+        else:
+            hs, memory = self.transformer(self.input_proj(features), fmask, self.query_embed.weight[:total], pos,
+                                          group_mask, dn[0] if dn else None, dn[1] if dn else None)
         logits = self.class_embed(hs)
         boxes = self.bbox_embed(hs).sigmoid()
+        out = self._pack(logits[:, :, :q1], boxes[:, :, :q1])
+        out.update(hs=hs[:, :, :q1], features=features, mask=fmask, pos=pos, memory=memory)
+        if total > q1:
+            out["one2many"] = self._pack(logits[:, :, q1:total], boxes[:, :, q1:total])
+        if dn is not None:
+            out["dn"] = self._pack(logits[:, :, total:], boxes[:, :, total:])
+            out.update(dn_valid=dn[2], dn_groups=self.dn_number)
+        return out
+
+    def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
         aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []
-        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux, "hs": hs,
-                "features": features, "mask": fmask, "pos": pos, "memory": memory}
+        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux}
 
 
 @torch.no_grad()
@@ -157,7 +218,8 @@ def build_detr(cfg, train_backbone: bool = True) -> DETR:
     joiner = Joiner(backbone, PositionEmbeddingSine(cfg.hidden_dim // 2, normalize=True))
     transformer = Transformer(cfg.hidden_dim, cfg.nheads, cfg.enc_layers, cfg.dec_layers, cfg.dim_feedforward,
                               cfg.dropout, return_intermediate_dec=True)
-    return DETR(joiner, transformer, cfg.num_classes, cfg.num_queries, cfg.aux_loss)
+    return DETR(joiner, transformer, cfg.num_classes, cfg.num_queries, cfg.aux_loss, cfg.num_queries_one2many,
+                cfg.dn_number, cfg.dn_label_noise, cfg.dn_box_noise)
 
 
 def targets_to_detr(targets: List[Dict[str, Tensor]], images: Sequence[Tensor]) -> List[Dict[str, Tensor]]:
@@ -199,15 +261,16 @@ class DETRDetector(nn.Module):
         """Training: dict of weighted scalar losses (``loss_*``) plus logging values.
         Eval: per image ``boxes [Q, 4]`` xyxy in transformed-image pixels, ``scores [Q]``, ``labels [Q]``.
         """
-        outputs = self.detr(images)
         if self.training:
             if targets is None:
                 raise ValueError("DETRDetector needs targets in training mode")
             detr_targets = targets_to_detr(targets, images)
+            outputs = self.detr(images, targets=detr_targets)
             losses = self.criterion(outputs, detr_targets)
             if self.dense_loss_coef > 0:
                 losses.update(self._dense_losses(outputs, detr_targets, images))
             return losses
+        outputs = self.detr(images)
         sizes = torch.as_tensor([[im.shape[2], im.shape[1]] for im in images])
         return postprocess_detections(outputs, sizes)
 
@@ -261,5 +324,5 @@ def build_detector(cfg, meta) -> DETRDetector:
         load_detr_weights(detr, dcfg.checkpoint)
     matcher = HungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou)
     criterion = SetCriterion(dcfg.num_classes, matcher, dcfg.eos_coef, dcfg.ce_loss_coef, dcfg.bbox_loss_coef,
-                             dcfg.giou_loss_coef)
+                             dcfg.giou_loss_coef, dcfg.k_one2many, dcfg.lambda_one2many)
     return DETRDetector(detr, criterion, meta, dense_loss_coef=dcfg.dense_loss_coef)

@@ -190,12 +190,18 @@ class Transformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor):
+    def forward(self, src: Tensor, mask: Tensor, query_embed: Tensor, pos_embed: Tensor,
+                tgt_mask: Optional[Tensor] = None, extra_tgt: Optional[Tensor] = None,
+                extra_pos: Optional[Tensor] = None):
         """Encode the feature map and decode the queries.
 
         Args:
             src: ``[B, D, h, w]`` projected features. mask: ``[B, h, w]`` True on padding.
             query_embed: ``[Q, D]`` learned query positions. pos_embed: ``[B, D, h, w]``.
+            tgt_mask: optional decoder self-attention mask, ``[Q, Q]`` or ``[B * nhead, Q, Q]`` bool
+                (True = blocked): keeps query groups apart (hybrid matching, denoising).
+            extra_tgt, extra_pos: optional ``[B, N, D]`` content and position of N extra queries
+                appended after the learned ones (whose content is zero, as in DETR): denoising.
 
         Returns:
             hs ``[L, B, Q, D]`` (decoder norm applied) and memory ``[B, D, h, w]``.
@@ -206,6 +212,10 @@ class Transformer(nn.Module):
         query = query_embed.unsqueeze(1).repeat(1, b, 1)
         key_mask = mask.flatten(1)
         tgt = torch.zeros_like(query)
+        if extra_tgt is not None:
+            query = torch.cat([query, extra_pos.transpose(0, 1)], 0)
+            tgt = torch.cat([tgt, extra_tgt.transpose(0, 1)], 0)
         memory = self.encoder(src, src_key_padding_mask=key_mask, pos=pos)
-        hs = self.decoder(tgt, memory, memory_key_padding_mask=key_mask, pos=pos, query_pos=query)
+        extra = {} if tgt_mask is None else {"tgt_mask": tgt_mask}
+        hs = self.decoder(tgt, memory, memory_key_padding_mask=key_mask, pos=pos, query_pos=query, **extra)
         return hs.transpose(1, 2), memory.permute(1, 2, 0).reshape(b, c, h, w)
