@@ -48,6 +48,7 @@ def test_full_model_has_every_module_and_both_loss_sets(metas, tiny_clip_dir):
     (dict(variant="clip"), ["distill."], []),
 ])
 def test_ablation_switch_removes_exactly_its_module(metas, tiny_clip_dir, switch, absent, present):
+    # structure only; what each switch does to the forward pass is in test_ablation_behaviour.py
     full = names(build(metas, tiny_clip_dir)[0])
     m, _ = build(metas, tiny_clip_dir, **switch)
     n = names(m)
