@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, List
 
 DESCRIPTION = __doc__
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -40,32 +40,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="video: frames per forward pass (default 8)")
 
 
-def video_frames(path: Path) -> Iterator[Tuple[str, "object"]]:
-    """(name, RGB ndarray) per frame, via imageio or PyAV; HoikitError when neither is installed."""
-    from ..errors import DataError
-
-    try:
-        import imageio.v3 as iio
-        for i, frame in enumerate(iio.imiter(path)):
-            yield f"{path.stem}_{i:06d}", frame
-        return
-    except ImportError:
-        pass
-    try:
-        import av
-    except ImportError:
-        raise DataError(f"{path}: reading videos needs imageio (pip install imageio[ffmpeg]) or av; "
-                        "or extract the frames into a directory and pass that") from None
-    try:
-        with av.open(str(path)) as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                yield f"{path.stem}_{i:06d}", frame.to_ndarray(format="rgb24")
-    except (av.FFmpegError, OSError, ValueError, IndexError) as e:   # IndexError: no video stream
-        raise DataError(f"{path}: cannot read video ({type(e).__name__}: {str(e).strip() or 'no detail'})") from None
-
-
 def iter_inputs(path: Path):
-    """(name, image path or array) for an image, a directory of images or a video."""
+    """(name, image path) for an image or a directory of images (video files go to :func:`run_video`)."""
     from ..errors import DataError
 
     if path.is_dir():
@@ -75,8 +51,6 @@ def iter_inputs(path: Path):
         return zip(output_names(files), files)
     if not path.exists():
         raise DataError(f"{path}: input not found")
-    if path.suffix.lower() in VIDEO_EXTS:
-        return video_frames(path)
     return iter([(path.stem, path)])
 
 
