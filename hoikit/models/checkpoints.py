@@ -137,13 +137,7 @@ def extract_detr_state_dict(obj, path="checkpoint") -> Tuple[Dict[str, Tensor], 
         fmt, sd = "bare", obj
     if not isinstance(sd, Mapping):
         raise CheckpointError(f"{path}: the weights of this {fmt} file are not a dict")
-    for k, v in sd.items():
-        if not isinstance(v, Tensor):
-            raise CheckpointError(f"{path}: key '{k}' is a {type(v).__name__}, not a tensor")
-    sd = strip_wrappers(sd)
-    for prefix in ("detector.", "detr."):  # UPT / RmLR models and hoikit DETRDetector wrap DETR
-        if any(k.startswith(prefix + "class_embed.") for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    sd = detector_weights(sd, path)
     if any(k.startswith((HF_BACKBONE, HF5_BACKBONE, "class_labels_classifier.")) for k in sd):
         try:
             sd = hf_to_detr(sd)
@@ -178,6 +172,22 @@ def agreed_size(sd: Mapping[str, Tensor], name: str, witnesses: Sequence[Tuple[s
                  for v, keys in groups]
         raise CheckpointError(f"{path}: keys disagree on {name}: " + "; ".join(parts))
     return next(iter(seen))
+
+
+def detector_weights(sd: Mapping, path: str = "checkpoint", drop_suffixes: Tuple[str, ...] = ()) -> Dict[str, Tensor]:
+    """The detector's own state dict inside a file's weights: every value a tensor (else one line naming
+    the key), keys ending in ``drop_suffixes`` left out, DDP / ``torch.compile`` prefixes removed, and the
+    ``detector.`` (UPT / RmLR) or ``detr.`` (hoikit's detector wrapper) prefix taken off when present.
+    Shared by the DETR and Deformable DETR readers."""
+    sd = {k: v for k, v in sd.items() if not k.endswith(drop_suffixes)} if drop_suffixes else sd
+    for k, v in sd.items():
+        if not isinstance(v, Tensor):
+            raise CheckpointError(f"{path}: key '{k}' is a {type(v).__name__}, not a tensor")
+    sd = strip_wrappers(sd)
+    for prefix in ("detector.", "detr."):
+        if any(k.startswith(prefix + "class_embed.") for k in sd):
+            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return sd
 
 
 def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespace] = None,

@@ -20,7 +20,7 @@ from typing import Dict, Mapping, Tuple
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from .checkpoints import check_state_dict, read_checkpoint_file, strip_wrappers
+from .checkpoints import check_state_dict, detector_weights, read_checkpoint_file
 
 IGNORED_SUFFIXES = ("total_params", "total_ops")
 
@@ -40,13 +40,7 @@ def extract_deformable_state_dict(obj, path: str = "checkpoint") -> Tuple[Dict[s
         fmt, sd = "bare", obj
     if not isinstance(sd, Mapping):
         raise CheckpointError(f"{path}: the weights of this {fmt} file are not a dict")
-    sd = strip_wrappers({k: v for k, v in sd.items() if not k.endswith(IGNORED_SUFFIXES)})
-    for k, v in sd.items():
-        if not isinstance(v, Tensor):
-            raise CheckpointError(f"{path}: key '{k}' is a {type(v).__name__}, not a tensor")
-    for prefix in ("detector.", "detr."):   # HOI models and hoikit's detector wrap the detector
-        if any(k.startswith(prefix + "class_embed.") for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    sd = detector_weights(sd, path, IGNORED_SUFFIXES)
     if not any(k.startswith("transformer.level_embed") for k in sd):
         raise CheckpointError(f"{path}: key 'transformer.level_embed' missing: not a Deformable DETR checkpoint")
     return dict(sd), fmt, args
@@ -62,7 +56,6 @@ def infer_deformable_config(sd: Mapping[str, Tensor], args=None) -> Dict:
 
     levels = int(sd["transformer.level_embed"].shape[0])
     hidden = int(sd["transformer.level_embed"].shape[1])
-    cls = [int(m.group(1)) for k in sd for m in [re.fullmatch(r"class_embed\.(\d+)\.weight", k)] if m]
     enc = {int(m.group(1)) for k in sd for m in [re.match(r"transformer\.encoder\.layers\.(\d+)\.", k)] if m}
     dec = {int(m.group(1)) for k in sd for m in [re.match(r"transformer\.decoder\.layers\.(\d+)\.", k)] if m}
     two_stage = "transformer.enc_output.weight" in sd
