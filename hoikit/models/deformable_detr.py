@@ -31,7 +31,7 @@ from .backbone import Backbone, build_backbone
 from .deformable_checkpoints import load_deformable_weights
 from .deformable_transformer import DeformableTransformer, inverse_sigmoid
 from .denoising import build_dn_queries, dn_attention_mask
-from .detr import DETRDetector, nested_tensor_from_images, targets_to_detr
+from .detr import DETRDetector, FreezableDetector, nested_tensor_from_images, targets_to_detr
 from .position_encoding import PositionEmbeddingSine
 from .transformer import MLP
 
@@ -52,7 +52,7 @@ class MultiScaleJoiner(nn.Sequential):
         return feats, masks, [self[1](m, f.dtype) for f, m in zip(feats, masks)]
 
 
-class DeformableDETR(nn.Module):
+class DeformableDETR(FreezableDetector):
     """Deformable DETR.
 
     Args:
@@ -128,16 +128,6 @@ class DeformableDETR(nn.Module):
         self.dn_number, self.dn_label_noise, self.dn_box_noise = dn_number, dn_label_noise, dn_box_noise
         if dn_number > 0:   # training-only content of the denoising queries (not exported)
             self.dn_label_embed = nn.Embedding(num_classes, d)
-        self.frozen = False
-
-    def freeze(self) -> "DeformableDETR":
-        """Stop all gradients and pin eval mode (dropout off) even under ``model.train()``."""
-        self.frozen = True
-        self.requires_grad_(False)
-        return self.train(False)
-
-    def train(self, mode: bool = True) -> "DeformableDETR":
-        return super().train(mode and not self.frozen)
 
     def _levels(self, tensor: Tensor, mask: Tensor):
         feats, masks, pos = self.backbone(tensor, mask)

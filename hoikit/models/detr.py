@@ -64,7 +64,22 @@ class Joiner(nn.Sequential):
         return feats, m, self[1](m, feats.dtype)
 
 
-class DETR(nn.Module):
+class FreezableDetector(nn.Module):
+    """``freeze()`` stops all gradients and pins eval mode (dropout off) even under ``model.train()``:
+    the frozen detector of the two-stage HOI models (DETR and Deformable DETR)."""
+
+    frozen = False
+
+    def freeze(self):
+        self.frozen = True
+        self.requires_grad_(False)
+        return self.train(False)
+
+    def train(self, mode: bool = True):
+        return super().train(mode and not self.frozen)
+
+
+class DETR(FreezableDetector):
     """DEtection TRansformer.
 
     Args:
@@ -100,16 +115,6 @@ class DETR(nn.Module):
         if dn_number > 0:   # training-only (not exported): content and position of the denoising queries
             self.dn_label_embed = nn.Embedding(num_classes, d)
             self.dn_box_embed = MLP(d, d, d, 2)
-        self.frozen = False
-
-    def freeze(self) -> "DETR":
-        """Stop all gradients and pin eval mode (dropout off) even under ``model.train()``."""
-        self.frozen = True
-        self.requires_grad_(False)
-        return self.train(False)
-
-    def train(self, mode: bool = True) -> "DETR":
-        return super().train(mode and not self.frozen)
 
     def _dn_queries(self, targets: List[Dict[str, Tensor]], num_matching: int, base: Optional[Tensor]):
         """Denoising queries for DETR, whose queries have no reference box: content
