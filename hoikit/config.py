@@ -114,6 +114,9 @@ class DETRConfig:
     dn_number: int = 0               # groups of noised ground truth (0 = off)
     dn_label_noise: float = 0.2      # fraction of labels flipped to another class (DN-DETR 0.2)
     dn_box_noise: float = 0.4        # box noise scale lambda (DN-DETR 0.4)
+    # class-wise NMS on Deformable DETR's top-k detections at inference (0 = off, the official
+    # post-processing); an undertrained one-to-one decoder leaves duplicates (docs/synthhoi-training.md)
+    nms_thresh: float = 0.0
 
 
 @dataclass
@@ -316,7 +319,7 @@ RANGES: Dict[str, Range] = {
     "model.detr.num_feature_levels": GE1, "model.detr.enc_n_points": GE1, "model.detr.dec_n_points": GE1,
     "model.detr.focal_alpha": UNIT, "model.detr.num_queries_one2many": GE0, "model.detr.k_one2many": GE1,
     "model.detr.lambda_one2many": _LOSS_WEIGHT, "model.detr.dn_number": GE0, "model.detr.dn_label_noise": UNIT,
-    "model.detr.dn_box_noise": GE0,
+    "model.detr.dn_box_noise": GE0, "model.detr.nms_thresh": UNIT,
     "model.rmlr.box_score_thresh": UNIT, "model.rmlr.min_instances": GE0, "model.rmlr.max_instances": GE1,
     "model.rmlr.nms_thresh": UNIT, "model.rmlr.fg_iou_thresh": UNIT, "model.rmlr.representation_size": GE1,
     "model.rmlr.num_coop_layers": GE0, "model.rmlr.num_comp_layers": GE0, "model.rmlr.ire_layers": GE1,

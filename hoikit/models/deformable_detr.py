@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..losses.deformable_criterion import DeformableSetCriterion, FocalHungarianMatcher
-from ..ops import box_cxcywh_to_xyxy
+from ..ops import batched_nms, box_cxcywh_to_xyxy
 from .backbone import Backbone, build_backbone
 from .deformable_checkpoints import load_deformable_weights
 from .deformable_transformer import DeformableTransformer, inverse_sigmoid
@@ -283,13 +283,16 @@ class DeformableDETRDetector(DETRDetector):
     official top-``max_detections`` over queries x classes.
     """
 
-    def __init__(self, detr: DeformableDETR, criterion: nn.Module, meta=None, max_detections: int = 100):
+    def __init__(self, detr: DeformableDETR, criterion: nn.Module, meta=None, max_detections: int = 100,
+                 nms_thresh: float = 0.0):
         super().__init__(detr, criterion, meta)
         self.max_detections = max_detections
+        self.nms_thresh = nms_thresh
 
     def forward(self, images: List[Tensor], targets: Optional[List[Dict]] = None):
         """Training: dict of weighted scalar losses. Eval: per image ``boxes [K, 4]`` xyxy in
-        transformed-image pixels, ``scores [K]``, ``labels [K]`` (K = ``max_detections``)."""
+        transformed-image pixels, ``scores [K]``, ``labels [K]`` (K <= ``max_detections``: all of them
+        without NMS, those left by class-wise NMS at ``nms_thresh`` otherwise), by descending score."""
         if self.training:
             if targets is None:
                 raise ValueError("DeformableDETRDetector needs targets in training mode")
@@ -297,8 +300,11 @@ class DeformableDETRDetector(DETRDetector):
             return self.criterion(self.detr(images, targets=detr_targets), detr_targets)
         outputs = self.detr(images)
         sizes = torch.as_tensor([[im.shape[2], im.shape[1]] for im in images])
-        return [{k: v for k, v in r.items() if k != "queries"}
-                for r in postprocess_topk(outputs, sizes, self.max_detections)]
+        results = postprocess_topk(outputs, sizes, self.max_detections)
+        if self.nms_thresh > 0:
+            results = [{k: v[keep] for k, v in r.items()} for r in results
+                       for keep in [batched_nms(r["boxes"], r["scores"], r["labels"], self.nms_thresh)]]
+        return [{k: v for k, v in r.items() if k != "queries"} for r in results]
 
 
 def build_deformable_detector(cfg, meta) -> DeformableDETRDetector:
@@ -311,4 +317,4 @@ def build_deformable_detector(cfg, meta) -> DeformableDETRDetector:
     criterion = DeformableSetCriterion(dcfg.num_classes, matcher, dcfg.focal_alpha, dcfg.ce_loss_coef,
                                        dcfg.bbox_loss_coef, dcfg.giou_loss_coef, dcfg.k_one2many,
                                        dcfg.lambda_one2many, dcfg.dn_number)
-    return DeformableDETRDetector(detr, criterion, meta)
+    return DeformableDETRDetector(detr, criterion, meta, nms_thresh=dcfg.nms_thresh)

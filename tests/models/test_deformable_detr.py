@@ -195,6 +195,33 @@ def test_postprocess_topk_over_queries_and_classes():
     assert torch.allclose(res["scores"][0], torch.sigmoid(torch.tensor(3.0)))
 
 
+def test_detector_nms_drops_same_class_duplicates_only():
+    from hoikit.models.deformable_detr import DeformableDETRDetector
+
+    # queries 0 and 1 are the same box [0, 0, 50, 50] (IoU 1); query 2 is [20, 20, 70, 70]; two classes
+    logits = torch.full((1, 3, 2), -10.0)
+    logits[0, 0, 0], logits[0, 1, 0], logits[0, 1, 1], logits[0, 2, 0] = 3.0, 2.0, 1.0, 0.5
+    boxes = torch.tensor([[[0.25, 0.25, 0.5, 0.5], [0.25, 0.25, 0.5, 0.5], [0.45, 0.45, 0.5, 0.5]]])
+    outputs = {"pred_logits": logits, "pred_boxes": boxes}
+
+    class Fixed(torch.nn.Module):
+        def forward(self, images):
+            return outputs
+
+    def run(thresh):
+        det = DeformableDETRDetector(Fixed(), torch.nn.Identity(), max_detections=4, nms_thresh=thresh).eval()
+        r = det([torch.zeros(3, 100, 100)])[0]
+        return r["labels"].tolist(), [round(float(s), 4) for s in r["scores"]]
+
+    s = [round(float(torch.sigmoid(torch.tensor(v))), 4) for v in (3.0, 2.0, 1.0, 0.5)]
+    # off: the official top-k, duplicates included
+    assert run(0.0) == ([0, 0, 1, 0], s)
+    # IoU([0,0,50,50], [20,20,70,70]) = 900 / 4100 = 0.22: kept at 0.5, the class-0 duplicate is not;
+    # the class-1 detection of the same box is another class and stays
+    assert run(0.5) == ([0, 1, 0], [s[0], s[2], s[3]])
+    assert run(0.2) == ([0, 1], [s[0], s[2]])
+
+
 def test_official_file_loads_strictly_and_a_bad_key_is_named(tmp_path):
     import argparse
 
