@@ -39,12 +39,13 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def detector_ap(detector: str, data_root: str, score_thresh: float = 0.2) -> Dict[str, float]:
+def detector_ap(detector: str, data_root: str, score_thresh: float = 0.2, nms_thresh=None) -> Dict[str, float]:
     """COCO box AP / AP50 and per-class AP50 (engine's DetectionEvaluation: pycocotools, every drawn
     instance) of ``detector`` on the test split at
     synth_detr's test scale, and how many ground-truth HOI pairs its detections can reach: both the
     person and the object found with the right class, IoU >= 0.5 (the HICO-DET rule) and score >=
-    ``score_thresh`` (synth_rmlr's ``box_score_thresh``). HOI recall cannot exceed ``reachable``."""
+    ``score_thresh`` (synth_rmlr's ``box_score_thresh``). HOI recall cannot exceed ``reachable``.
+    ``nms_thresh``: Deformable DETR's class-wise NMS (``model.detr.nms_thresh``; None = the preset's)."""
     import numpy as np
     import torch
 
@@ -60,7 +61,8 @@ def detector_ap(detector: str, data_root: str, score_thresh: float = 0.2) -> Dic
 
     kind = load_checkpoint(detector).get("config", {}).get("model", {}).get("detr", {}).get("type", "detr")
     preset = "synth_deformable" if kind == "deformable" else "synth_detr"   # the detector's own dimensions
-    cfg = load_config(preset, [f"data.root={data_root}", f"model.detr.checkpoint={detector}"])
+    over = [] if nms_thresh is None or kind != "deformable" else [f"model.detr.nms_thresh={nms_thresh}"]
+    cfg = load_config(preset, [f"data.root={data_root}", f"model.detr.checkpoint={detector}"] + over)
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=8, collate_fn=collate)
