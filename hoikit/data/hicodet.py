@@ -23,7 +23,7 @@ import numpy as np
 from ..errors import DataError
 from ..structures import Sample
 from .metadata import DatasetMeta, hicodet_meta
-from .readers import ProblemLog, check_boxes, check_range, empty_pairs, load_json, pair_arrays, require_keys
+from .reader_base import ProblemLog, check_boxes, check_range, empty_pairs, load_json, pair_arrays, require_keys
 
 PAIR_KEYS = ("boxes_h", "boxes_o", "hoi", "object", "verb")
 
