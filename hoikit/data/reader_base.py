@@ -211,6 +211,34 @@ def pair_arrays(ann: Dict, keys, count_key: str, log: ProblemLog, index: int) ->
     return arrs
 
 
+def merge_entities(boxes_h: np.ndarray, boxes_o: np.ndarray, objects: np.ndarray, person: int):
+    """Unique entities of a list of pairs.
+
+    Args:
+        boxes_h, boxes_o: float32 ``[K, 4]`` boxes of the pairs' humans and objects.
+        objects: int64 ``[K]`` object classes; humans have class ``person``.
+    Returns:
+        boxes float32 ``[N, 4]``, labels int64 ``[N]``, human index ``[K]``, object index ``[K]``.
+        Identical (box, class) entries share one entity, in order of first appearance.
+    """
+    index: Dict[tuple, int] = {}
+    boxes: List[np.ndarray] = []
+    labels: List[int] = []
+
+    def entity(box, label):
+        key = (tuple(box.tolist()), int(label))
+        if key not in index:
+            index[key] = len(boxes)
+            boxes.append(box)
+            labels.append(int(label))
+        return index[key]
+
+    hi = [entity(b, person) for b in boxes_h]
+    oi = [entity(b, o) for b, o in zip(boxes_o, objects)]
+    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
+            np.asarray(hi, np.int64), np.asarray(oi, np.int64))
+
+
 def check_boxes(boxes: np.ndarray, log: ProblemLog, index: int, field: str,
                 size: Optional[tuple] = None, slack: float = 1.0, shown: Optional[np.ndarray] = None) -> np.ndarray:
     """Boolean ``[N]`` mask of valid xyxy boxes; logs x2 < x1, y2 < y1 and boxes far outside the image.
