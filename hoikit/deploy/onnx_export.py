@@ -23,7 +23,9 @@ from typing import Dict, Union
 import torch
 
 from ..config import to_dict
+from ..engine.inference import model_from_checkpoint
 from ..errors import CheckpointError, ConfigError
+from ..models.build import meta_to_dict
 from .graphs import DETRGraph, InteractionGraph, ProposalGraph
 
 MANIFEST = "manifest.json"
@@ -36,7 +38,7 @@ EXAMPLE_SIZE = 64          # side of the example image that drives tracing (all 
 def require_onnx():
     """Import ``onnx``; a one-line ConfigError naming the extra when it is missing."""
     try:
-        import onnx
+        import onnx  # optional dependency (extra 'onnx')
     except ImportError:
         raise ConfigError("ONNX export needs the 'onnx' extra: pip install 'hoikit[onnx]' "
                           "(or pip install onnx onnxruntime)") from None
@@ -106,9 +108,6 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out_dir: Union[str, os.Path
     Returns:
         the path of ``manifest.json``.
     """
-    from ..engine.inference import model_from_checkpoint
-    from ..models.build import meta_to_dict
-
     require_onnx()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):

@@ -17,7 +17,10 @@ import numpy as np
 import torch
 
 from ..config import from_dict
+from ..data.dataset import build_transforms
+from ..engine.inference import Predictor, to_pil
 from ..errors import CheckpointError, ConfigError
+from ..models.build import meta_from_dict
 from ..structures import HOIPrediction
 from .onnx_export import FORMAT, FORMAT_VERSION, MANIFEST
 
@@ -25,7 +28,7 @@ from .onnx_export import FORMAT, FORMAT_VERSION, MANIFEST
 def require_onnxruntime():
     """Import ``onnxruntime``; a one-line ConfigError naming the extra when it is missing."""
     try:
-        import onnxruntime
+        import onnxruntime  # optional dependency (extra 'onnx')
     except ImportError:
         raise ConfigError("running ONNX models needs the 'onnx' extra: pip install 'hoikit[onnx]' "
                           "(or pip install onnxruntime)") from None
@@ -103,10 +106,6 @@ class OnnxPredictor:
     """
 
     def __init__(self, directory: Union[str, os.PathLike], threads: int = 0):
-        from ..data.dataset import build_transforms
-        from ..engine.inference import Predictor
-        from ..models.build import meta_from_dict
-
         self.model = OnnxModel(directory, threads)
         cfg = from_dict(self.model.manifest["config"])
         meta = meta_from_dict(self.model.arch, self.model.manifest["meta"])
@@ -118,8 +117,6 @@ class OnnxPredictor:
 
     def predict(self, image, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
         """Named predictions for one image, as :meth:`Predictor.predict`."""
-        from ..engine.inference import to_pil
-
         named = self._named
         pil = to_pil(image)
         tensor, target = named.preprocess(pil)

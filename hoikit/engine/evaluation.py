@@ -22,6 +22,14 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..eval.detection import coco_detection_metrics, format_detection_metrics
+from ..eval.hicodet import HICODetEvaluator, format_results as format_hoi_results
+from ..eval.hicodet_io import DETECTION_KEYS
+from ..eval.sgg import evaluate as evaluate_sgg, format_results as format_sgg_results
+from ..eval.sgg_io import save_predictions
+from ..eval.vcoco import VCOCODetections, format_table, load_ground_truth, pairs_to_detections
+from ..eval.vcoco import evaluate as evaluate_vcoco
+from ..eval.vcoco_records import save_detections
 from ..structures import top_k_mask
 
 
@@ -53,8 +61,6 @@ class HOIEvaluation:
 
     def __init__(self, anno, skip_empty: bool = False, threshold: float = 0.0, max_detections: int = 0,
                  zero_shot: str = ""):
-        from ..eval.hicodet import HICODetEvaluator
-
         self.ev = HICODetEvaluator(anno, skip_empty=skip_empty, zero_shot=zero_shot)
         self.threshold, self.max_detections = threshold, max_detections
         self.results: Dict = {}
@@ -83,8 +89,6 @@ class HOIEvaluation:
 
     def detections(self) -> Dict[str, np.ndarray]:
         """Everything added, as the arrays of ``hoikit eval hicodet`` (docs/formats.md)."""
-        from ..eval.hicodet_io import DETECTION_KEYS
-
         empty = {"image": np.zeros(0, np.int64), "hoi": np.zeros(0, np.int64), "score": np.zeros(0, np.float32),
                  "box_h": np.zeros((0, 4), np.float32), "box_o": np.zeros((0, 4), np.float32)}
         return {k: np.concatenate([p[k] for p in self._parts]) if self._parts else empty[k] for k in DETECTION_KEYS}
@@ -95,9 +99,7 @@ class HOIEvaluation:
         return path
 
     def table(self) -> str:
-        from ..eval.hicodet import format_results
-
-        return format_results(self.results)
+        return format_hoi_results(self.results)
 
 
 class DetectionEvaluation:
@@ -127,16 +129,12 @@ class DetectionEvaluation:
         self.dets[int(index)] = prediction
 
     def compute(self) -> Dict[str, float]:
-        from ..eval.detection import coco_detection_metrics
-
         self.results = r = coco_detection_metrics(self.ground_truth, self.dets, self.class_names)
         out = {k: r[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
         out.update({f"AP50/{c}": v for c, v in r["per_class_AP50"].items()})
         return out
 
     def table(self) -> str:
-        from ..eval.detection import format_detection_metrics
-
         return format_detection_metrics(self.results)
 
 
@@ -166,9 +164,7 @@ class SGGEvaluation:
         self.preds.append((index, prediction))
 
     def compute(self) -> Dict[str, float]:
-        from ..eval.sgg import evaluate
-
-        self.results = r = evaluate(self.preds, self.samples, self.num_predicates, self.zeroshot, self.longtail)
+        self.results = r = evaluate_sgg(self.preds, self.samples, self.num_predicates, self.zeroshot, self.longtail)
         return {k: 100.0 * float(v) for k, v in r.items()
                 if isinstance(v, (float, np.floating)) and "@" in k and "per_predicate" not in k}
 
@@ -178,16 +174,12 @@ class SGGEvaluation:
         return prediction
 
     def save(self, out_dir) -> Path:
-        from ..eval.sgg_io import save_predictions
-
         path = Path(out_dir) / self.file_name
         save_predictions(sorted(self.preds, key=lambda p: p[0]), path)
         return path
 
     def table(self) -> str:
-        from ..eval.sgg import format_results
-
-        return format_results(self.results)
+        return format_sgg_results(self.results)
 
 
 class VCOCOEvaluation:
@@ -210,8 +202,6 @@ class VCOCOEvaluation:
 
     def __init__(self, vcoco_json, coco_json, ids_file, image_ids: Sequence[int], classes: Sequence[str],
                  max_detections: int = 0):
-        from ..eval.vcoco import load_ground_truth
-
         self.gt = load_ground_truth(vcoco_json, coco_json, ids_file)
         self.image_ids, self.classes = list(image_ids), list(classes)
         self.max_detections = max_detections
@@ -219,27 +209,19 @@ class VCOCOEvaluation:
         self.results: Dict = {}
 
     def prepare(self, index: int, prediction):
-        from ..eval.vcoco import pairs_to_detections
-
         if self.max_detections > 0:
             keep = top_k_mask(prediction.verb_scores, self.max_detections)
             prediction = dataclasses.replace(prediction, verb_scores=np.where(keep, prediction.verb_scores, np.nan))
         return pairs_to_detections([prediction], [int(self.image_ids[index])], self.classes)
 
     def add(self, index: int, prediction) -> None:
-        from ..eval.vcoco import VCOCODetections
-
         self.parts.append(prediction if isinstance(prediction, VCOCODetections) else self.prepare(index, prediction))
 
     def detections(self):
-        from ..eval.vcoco import VCOCODetections, pairs_to_detections
-
         return VCOCODetections.concatenate(self.parts) if self.parts else pairs_to_detections([], [], self.classes)
 
     def compute(self) -> Dict[str, float]:
-        from ..eval.vcoco import evaluate
-
-        self.results = r = evaluate(self.gt, self.detections())
+        self.results = r = evaluate_vcoco(self.gt, self.detections())
         return {"role_mAP_S1": 100.0 * r["scenario_1"]["mean_role_ap"],
                 "role_mAP_S2": 100.0 * r["scenario_2"]["mean_role_ap"],
                 "role_mAP_S1_no_point": 100.0 * r["scenario_1"]["mean_role_ap_no_point"],
@@ -247,13 +229,9 @@ class VCOCOEvaluation:
                 "agent_mAP": 100.0 * r["mean_agent_ap"]}
 
     def save(self, out_dir) -> Path:
-        from ..eval.vcoco_records import save_detections
-
         path = Path(out_dir) / self.file_name
         save_detections(self.detections(), path)
         return path
 
     def table(self) -> str:
-        from ..eval.vcoco import format_table
-
         return format_table(self.results)

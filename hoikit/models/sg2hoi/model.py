@@ -23,6 +23,7 @@ from ...structures import HOIPrediction, SceneGraphPrediction
 from ..detr import nested_tensor_from_images
 from .criterion import SG2HOICriterion, hoi_tuples, relation_tuples
 from .encoder import SG2HOIEncoder, VLDistillHead
+from .heads import TextClassifier
 from .hoi_decoder import HOIDecoder
 from .relation_decoder import RelationDecoder
 from .segmentation import SemanticSpatialAggregation, bbseg_loss, box_seg_targets
@@ -284,7 +285,6 @@ class SG2HOIPlus(nn.Module):
         Returns:
             list of ``{"params", "lr", "name"}`` dicts (empty groups dropped).
         """
-        from .heads import TextClassifier
         phase = phase or cfg.train.task
         if phase not in PHASES:
             raise ConfigError(f"param_groups phase '{phase}': choose {' | '.join(PHASES)}")
