@@ -17,7 +17,7 @@ import torch
 import hoikit
 from hoikit.engine import testing as engine_testing
 from hoikit.engine.inference import Predictor, model_from_checkpoint
-from hoikit.engine.checkpoint import load_checkpoint
+from hoikit.io.checkpoint import load_checkpoint
 
 DATA = Path(__file__).parent / "data" / "checkpoints_v1"
 _spec = importlib.util.spec_from_file_location("write_v1", DATA / "write_v1.py")

@@ -28,9 +28,9 @@ from torch.utils.data import Dataset
 
 from ..config import Config
 from ..errors import ConfigError, TrainingError
+from ..io.checkpoint import rng_state, set_rng_state
 from . import distributed as D
 from .evaluation import EvalTask
-from .checkpoint import rng_state, set_rng_state
 from .logging import TrainLogger
 from .testing import collect_predictions, to_device as _to_device
 
