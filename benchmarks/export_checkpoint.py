@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from hoikit.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 
 
 def _is_dn_key(key: str) -> bool:

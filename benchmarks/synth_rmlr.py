@@ -61,7 +61,7 @@ def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=Non
     from hoikit.models.build import build_model
     from hoikit.ops import box_iou
 
-    from hoikit.engine.checkpoint import load_checkpoint
+    from hoikit.io.checkpoint import load_checkpoint
 
     kind = load_checkpoint(detector).get("config", {}).get("model", {}).get("detr", {}).get("type", "detr")
     preset = "synth_deformable" if kind == "deformable" else "synth_detr"   # the detector's own dimensions
@@ -110,7 +110,7 @@ def evaluate_run(cfg, checkpoint: Path) -> Dict[str, float]:
     import torch
 
     from hoikit.data.dataset import collate
-    from hoikit.engine.checkpoint import load_checkpoint, load_model_state
+    from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.trainer import evaluate
     from hoikit.models.build import build_model

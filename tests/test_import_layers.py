@@ -37,12 +37,6 @@ ALLOWED_LOCAL_IMPORTS = {
     "hoikit.commands.synth": 1,
     "hoikit.commands.test": 2,
     "hoikit.commands.train": 10,
-    # ckpt part: one checkpoint module at the bottom, converters import it
-    "hoikit.engine.checkpoint": 1,
-    "hoikit.models.checkpoints": 6,
-    "hoikit.models.deformable_checkpoints": 5,
-    "hoikit.models.detr": 1,
-    "hoikit.models.rmlr.upt_checkpoint": 10,
     # recipes part: datasets / inference / testing talk to a recipe instead of models.build
     "hoikit.engine.datasets": 9,
     "hoikit.engine.inference": 3,

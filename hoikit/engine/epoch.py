@@ -21,7 +21,7 @@ import torch
 from ..config import Config
 from ..errors import ConfigError, TrainingError
 from . import distributed as D
-from .checkpoint import rng_state, set_rng_state
+from ..io.checkpoint import rng_state, set_rng_state
 from .logging import TrainLogger
 from .testing import collect_predictions, to_device as _to_device
 

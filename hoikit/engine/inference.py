@@ -25,10 +25,9 @@ from PIL import Image
 
 from ..config import from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, DataError
+from ..io.checkpoint import load_checkpoint, load_model_state, write_model_dir
 from ..structures import HOIPrediction, SceneGraphPrediction
-from .checkpoint import load_checkpoint, load_model_state
 from .distributed import resolve_device
-from .model_dir import write_model_dir
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_RELATIONS = 20  # scene-graph relations kept per image (most confident first)
@@ -126,7 +125,7 @@ class Predictor:
 
     def save(self, out: Union[str, os.PathLike]) -> Dict[str, Path]:
         """Write this model as a model directory (config.yaml, model.safetensors, classes.json; see
-        :mod:`hoikit.engine.model_dir`) that :func:`hoikit.load` reads without pickle. Returns the paths."""
+        :mod:`hoikit.io.checkpoint`) that :func:`hoikit.load` reads without pickle. Returns the paths."""
         from ..models.build import meta_to_dict
 
         meta = (self.meta_hoi, self.meta_sgg) if self.arch == "sg2hoi" else self.meta_hoi

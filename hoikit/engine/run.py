@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, to_dict
 from ..errors import ConfigError, DataError
+from ..io.checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
+                             training_checkpoint)
 from . import distributed as D
-from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
-                         training_checkpoint)
 from .evaluation import EvalTask
 from .phases import PhasedTrainingSet
 from .resume import check_resume_changes, stored_config

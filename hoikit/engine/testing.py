@@ -167,7 +167,7 @@ def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[
     ``out_dir/metrics.json``; prints each table. Returns the metrics dict on rank 0, None elsewhere.
     """
     from ..data.dataset import collate
-    from .checkpoint import load_checkpoint
+    from ..io.checkpoint import load_checkpoint
     from .datasets import eval_tasks
     from .inference import model_from_checkpoint
 

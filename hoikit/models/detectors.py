@@ -15,8 +15,8 @@ from typing import Dict, List
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from .checkpoints import load_detr_weights
-from .deformable_checkpoints import load_deformable_weights
+from .detr_weights import load_detr_weights
+from .deformable_weights import load_deformable_weights
 from .deformable_detr import DeformableDETR, build_deformable_detector, build_deformable_detr, postprocess_per_query
 from .detr import DETR, build_detector as build_detr_detector, build_detr, postprocess_detections
 

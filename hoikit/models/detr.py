@@ -25,6 +25,7 @@ from ..ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from .backbone import Backbone, build_backbone
 from .position_encoding import PositionEmbeddingSine
 from .denoising import build_dn_queries, dn_attention_mask
+from .detr_weights import load_detr_weights
 from .transformer import MLP, Transformer
 
 
@@ -215,7 +216,7 @@ def postprocess_detections(outputs: Dict, sizes: Tensor) -> List[Dict[str, Tenso
 
 
 def build_detr(cfg, train_backbone: bool = True) -> DETR:
-    """Build DETR from a :class:`hoikit.config.DETRConfig` (random init; see models/checkpoints.py to load).
+    """Build DETR from a :class:`hoikit.config.DETRConfig` (random init; see models/detr_weights.py to load).
 
     Args:
         cfg: the ``model.detr`` section.
@@ -318,7 +319,6 @@ def build_detector(cfg, meta) -> DETRDetector:
     ``cfg.model.detr.checkpoint`` (any supported format) initialises the weights strictly; its
     number of classes must equal ``len(meta.objects)``.
     """
-    from .checkpoints import load_detr_weights
 
     dcfg = dataclasses.replace(cfg.model.detr, num_classes=len(meta.objects))
     detr = build_detr(dcfg, train_backbone=cfg.train.lr_backbone > 0)
