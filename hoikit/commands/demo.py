@@ -75,7 +75,7 @@ def run(args) -> int:
     from ..eval.hicodet import format_results
     from ..eval.report import write_json
     from ..viz.draw import draw_hoi
-    from .train import train
+    from ..training import train
 
     t0 = time.time()
     out = Path(args.out)
