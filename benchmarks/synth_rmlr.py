@@ -140,7 +140,7 @@ def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
     done = out / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    from hoikit.commands.train import train
+    from hoikit.training import train
     from hoikit.config import load_config
 
     cfg = load_config("synth_rmlr", [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}",
