@@ -232,7 +232,8 @@ class DeformableTransformer(nn.Module):
         for lvl, (h, w) in enumerate(shapes):
             m = mask[:, cur:cur + h * w].view(b, h, w)
             valid_h, valid_w = (~m[:, :, 0]).sum(1), (~m[:, 0, :]).sum(1)
-            gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=memory.device),   # = linspace(0, h-1, h)
+            # arange(h) = linspace(0, h - 1, h) exactly, and follows a traced h
+            gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=memory.device),
                                     torch.arange(w, dtype=torch.float32, device=memory.device),
                                     indexing="ij")
             grid = torch.cat([gx[..., None], gy[..., None]], -1)
