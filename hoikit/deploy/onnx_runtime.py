@@ -74,12 +74,13 @@ class OnnxModel:
 
     def __call__(self, image: Union[torch.Tensor, np.ndarray]) -> Dict[str, np.ndarray]:
         """One normalised ``[3, H, W]`` image -> the model's eval output for it: ``boxes``, ``scores``,
-        ``labels`` (DETR: all Q queries; UPT / RmLR: the kept proposals) and, for UPT / RmLR, ``pairs
+        ``labels`` (DETR: all Q queries; Deformable DETR: its top-k detections after the optional NMS,
+        and the raw ``pred_logits``, ``pred_boxes``; UPT / RmLR: the kept proposals) and, for UPT / RmLR, ``pairs
         [P, 2]`` and ``verb_scores [P, K]``; boxes in pixels of the input."""
         x = np.ascontiguousarray(np.asarray(image, dtype=np.float32)[None])
-        if self.arch == "detr":
-            boxes, scores, labels = self.sessions["detector"].run(None, {"image": x})
-            return {"boxes": boxes, "scores": scores, "labels": labels}
+        if self.arch == "detr":   # DETR: boxes, scores, labels; Deformable DETR also pred_logits, pred_boxes
+            names = self.manifest["graphs"]["detector"]["outputs"]
+            return dict(zip(names, self.sessions["detector"].run(None, {"image": x})))
         return self._hoi(x)
 
     def _hoi(self, x: np.ndarray) -> Dict[str, np.ndarray]:
