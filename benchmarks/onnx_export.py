@@ -64,7 +64,7 @@ def _tensors(predictor, size: int, n: int, data: str = ""):
 
 def with_nms(ckpt: str, thresh: float, out: Path) -> str:
     """A copy of a Deformable DETR checkpoint whose config sets ``model.detr.nms_thresh``."""
-    from hoikit.engine.checkpoint import load_checkpoint, save_checkpoint
+    from hoikit.io.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(ckpt)
     state["config"]["model"]["detr"]["nms_thresh"] = thresh
@@ -78,7 +78,7 @@ def rmlr_random_head(out: Path) -> str:
     from hoikit.config import load_config, to_dict
     from hoikit.data.metadata import DatasetMeta
     from hoikit.data.synth.classes import CORRESPONDENCE, OBJECTS, VERBS
-    from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+    from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
     from hoikit.models.build import build_model, meta_to_dict
 
     meta = DatasetMeta(name="synth", objects=list(OBJECTS), verbs=list(VERBS), person_label=OBJECTS.index("person"),

@@ -11,7 +11,7 @@ from hoikit.cli import main
 def test_toy_demo_reports_what_hoikit_test_computes(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--train", "8", "--test", "4", "--rmlr-epochs", "1",
-                 "--pictures", "2"]) == 0
+                 "--pictures", "2", "--train-rmlr"]) == 0
     printed = capsys.readouterr().out
     assert all(f"[{i}/5]" in printed for i in range(1, 6)) and "HICO-DET mAP" in printed
     summary = json.loads((out / "metrics.json").read_text())
