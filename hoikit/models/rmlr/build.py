@@ -26,6 +26,7 @@ from ...errors import ConfigError
 from ..detectors import build_detector_network, load_detector_weights, num_detector_classes
 from ..text import POOLINGS, encoder_pooling, load_text_encoder, text_encoder_dim
 from .cross_modal import WORD_TARGETS, CrossModalBranch
+from .detector_cache import DetectorCache
 from .detector_classes import detector_to_dataset
 from .interaction_head import InteractionHead
 from .model import RmLR
@@ -131,5 +132,6 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     model = RmLR(detector, head, meta, meta.person_label, ire, fusion, cml_ire, cml_irm, transfer, loader, weights,
                  r.word_context, r.language_reasoning, r.alpha, r.gamma, (r.prior_power_train, r.prior_power_test),
                  r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh, det_to_obj,
-                 r.detections, (d.set_cost_bbox, d.set_cost_giou), r.text.pooling)
+                 r.detections, (d.set_cost_bbox, d.set_cost_giou), r.text.pooling,
+                 DetectorCache(r.detector_cache_mb) if r.detector_cache else None)
     return model
