@@ -240,3 +240,12 @@ def test_sigkill_then_resume_with_the_cache_is_bit_identical(tmp_path):
         assert (tmp_path / "full" / name).read_text() == (tmp_path / "killed" / name).read_text()
     # the compared weights did train: steps 5-6 moved the interaction head from the step-4 checkpoint
     assert any(not torch.equal(mid[k], a["model"][k]) for k in mid if k.startswith("interaction_head."))
+
+
+def test_an_inference_build_has_no_detector_cache(tiny_meta):
+    from hoikit.models.rmlr.build import build_rmlr
+    from rmlr_tiny import tiny_config
+
+    cfg = tiny_config("wo_cl", detector_cache=True)
+    assert build_rmlr(cfg, tiny_meta).detector_cache is not None
+    assert build_rmlr(cfg, tiny_meta, inference=True).detector_cache is None
