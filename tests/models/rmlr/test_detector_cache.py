@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hoikit.config import ConfigError, load_config, validate
-from hoikit.engine.checkpoint import load_checkpoint
+from hoikit.io.checkpoint import load_checkpoint
 from hoikit.models.rmlr.detector_cache import DetectorCache
 
 from rmlr_tiny import build_tiny, targets_from_detections, tiny_images
