@@ -21,7 +21,7 @@ from ..errors import ConfigError, DataError
 from . import distributed as D
 from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
                          training_checkpoint)
-from .evaluation import EvalTask
+from ..eval.adapters import EvalTask
 from .phases import PhasedTrainingSet
 from .resume import check_resume_changes, stored_config
 from .logging import TrainLogger

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset
 from ..config import Config
 from ..errors import ConfigError, TrainingError
 from . import distributed as D
-from .evaluation import EvalTask
+from ..eval.adapters import EvalTask
 from .checkpoint import rng_state, set_rng_state
 from .logging import TrainLogger
 from .testing import collect_predictions, to_device as _to_device
@@ -252,7 +252,7 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
             only in :data:`hoikit.engine.resume.RESUMABLE` keys (ConfigError otherwise).
         callback: called with ("step" | "checkpoint", state) (tests, custom hooks).
         info: distributed info from :func:`hoikit.engine.distributed.init_distributed`.
-        evals: several evaluations (:class:`~hoikit.engine.evaluation.EvalTask`), metrics merged;
+        evals: several evaluations (:class:`~hoikit.eval.adapters.EvalTask`), metrics merged;
             ``eval_set`` / ``make_evaluator`` add one more.
     """
     from .run import _Run  # run.py imports this module: importing it at call time keeps both importable first

@@ -141,7 +141,7 @@ def test_unseen_seen_full_of_a_hand_made_case(tmp_path):
 
 
 def test_eval_cli_and_training_evaluation_report_unseen_seen(tmp_path, capsys):
-    from hoikit.engine.evaluation import HOIEvaluation
+    from hoikit.eval.adapters import HOIEvaluation
 
     anno = _synth_anno(tmp_path)
     np.savez(tmp_path / "det.npz", **_detections())
