@@ -16,9 +16,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ..config import Config, stored_config
+from ..config import load_config
 from ..errors import ConfigError
 from . import distributed as D
+
+TEST_SECTIONS = ("data", "eval")  # what a CONFIG given to `hoikit test` replaces in the checkpoint's config
 
 
 def to_device(images, targets, device):
@@ -104,29 +106,6 @@ def eval_loader(dataset, batch_size: int, collate_fn, num_workers: int = 0) -> D
                       drop_last=False)
 
 
-def test_config(ck_config: dict, config_file: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
-    """The checkpoint's config; the ``data`` and ``eval`` sections of ``config_file`` (a YAML or a
-    packaged preset) replace the checkpoint's; dotted ``overrides`` apply last (any key)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ..config import resolve_preset
-
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), stored_config(ck_config))
-        if config_file:
-            y = OmegaConf.load(resolve_preset(config_file))
-            cfg = OmegaConf.merge(cfg, {k: y[k] for k in ("data", "eval") if k in y})
-        for o in overrides:
-            if "=" not in o:
-                raise ConfigError(f"override '{o}' is not of the form key=value")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
-        return OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or getattr(e, "key", None)
-        raise ConfigError(f"config key '{key}': {str(e).splitlines()[0]}") from None
-
-
 def _drop_empty(dataset, task):
     """HICO-DET with ``--skip-empty``: do not run the annotation file's ``empty`` images (their
     detections would be dropped by the evaluator anyway, as UPT's evaluation does)."""
@@ -173,7 +152,8 @@ def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[
 
     info = D.init_distributed(device)
     ck = load_checkpoint(checkpoint)
-    cfg = test_config(ck["config"], config_file, overrides)
+    # the checkpoint's config, the data / eval sections of CONFIG, then the overrides (config.load_config)
+    cfg = load_config(config_file, overrides, stored=ck["config"], sections=TEST_SECTIONS, where=str(checkpoint))
     if skip_empty:
         cfg.eval.hicodet_skip_empty = True
     model, cfg, meta = model_from_checkpoint(checkpoint, cfg=cfg, state=ck)
@@ -221,4 +201,4 @@ def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[
     return summary
 
 
-__all__: List[str] = ["collect_predictions", "eval_loader", "test_config", "run_test"]
+__all__: List[str] = ["collect_predictions", "eval_loader", "run_test"]
