@@ -53,7 +53,7 @@ def test_lr_backbone_has_one_source_and_old_files_still_load(tmp_path):
 
 def test_detr_backbone_trains_iff_train_lr_backbone_is_positive():
     from hoikit.data.metadata import DatasetMeta
-    from hoikit.models.build import build_model
+    from hoikit.recipes import build_model
 
     meta = DatasetMeta(name="t", objects=["person", "ball"], verbs=[], person_label=0)
     for lr, trains in ((1e-4, True), (0.0, False)):

@@ -51,7 +51,7 @@ def _detector_ap(common, detr_ckpt: str) -> dict:
     from ..data.dataset import collate
     from ..engine.datasets import build_training_data
     from ..engine.trainer import evaluate
-    from ..models.build import build_model
+    from ..recipes import build_model
 
     cfg = load_config("synth_deformable", common + [f"model.detr.checkpoint={detr_ckpt}"])
     data = build_training_data(cfg)

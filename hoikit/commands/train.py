@@ -72,7 +72,7 @@ def train(cfg, resume: bool = False, with_eval: bool = True):
     from ..engine import distributed as D
     from ..engine.datasets import build_training_data
     from ..engine.trainer import fit, seed_everything
-    from ..models.build import build_model, meta_to_dict
+    from ..recipes import build_model, meta_to_dict
 
     info = D.init_distributed(cfg.train.device)
     data = build_training_data(cfg, with_eval=with_eval)

@@ -24,6 +24,7 @@ import torch
 
 from ..config import to_dict
 from ..errors import CheckpointError, ConfigError
+from ..recipes import meta_to_dict
 from .graphs import DETRGraph, InteractionGraph, ProposalGraph
 
 MANIFEST = "manifest.json"
@@ -107,7 +108,6 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out_dir: Union[str, os.Path
         the path of ``manifest.json``.
     """
     from ..engine.inference import model_from_checkpoint
-    from ..models.build import meta_to_dict
 
     require_onnx()
     out = Path(out_dir)

@@ -18,6 +18,7 @@ import torch
 
 from ..config import from_dict
 from ..errors import CheckpointError, ConfigError
+from ..recipes import meta_from_dict
 from ..structures import HOIPrediction
 from .onnx_export import FORMAT, FORMAT_VERSION, MANIFEST
 
@@ -105,7 +106,6 @@ class OnnxPredictor:
     def __init__(self, directory: Union[str, os.PathLike], threads: int = 0):
         from ..data.dataset import build_transforms
         from ..engine.inference import Predictor
-        from ..models.build import meta_from_dict
 
         self.model = OnnxModel(directory, threads)
         cfg = from_dict(self.model.manifest["config"])

@@ -1,8 +1,10 @@
-"""Evaluator adapters for :func:`hoikit.engine.trainer.evaluate` and ``hoikit test`` (built by the recipes, :mod:`hoikit.recipes`): each has
+"""Evaluator adapters for :func:`hoikit.engine.trainer.evaluate` and ``hoikit test`` (the recipes,
+:mod:`hoikit.recipes`, build them): each has
 ``add(index, prediction)`` and ``compute() -> dict of scalar metrics`` (percent), and keeps the full
-result in ``.results``. Adapters that write evaluator files (``hoikit test``) also have
+result in ``.results``. Every adapter is an :class:`Evaluation`: also
 ``prepare(index, prediction) -> record`` (run on every rank before gathering: a compact record that
-``add`` accepts too), ``save(out_dir) -> path`` (the evaluator's detection file) and ``table()``.
+``add`` accepts too), ``save(out_dir) -> path`` (the evaluator's detection file, None when there is
+none) and ``table()``.
 
 * :class:`HOIEvaluation` - official HICO-DET protocol (HICO-DET and SynthHOI), primary ``mAP_full``;
 * :class:`DetectionEvaluation` - detector box AP by the COCO protocol (pycocotools), primary ``AP50``;
@@ -18,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +33,30 @@ from .sgg import format_results as sgg_table
 from .sgg_io import save_predictions
 from .vcoco import VCOCODetections, load_ground_truth, pairs_to_detections
 from .vcoco_records import save_detections
+
+
+@runtime_checkable
+class Evaluation(Protocol):
+    """What the engine asks of an evaluator adapter (training-time ``evaluate`` and ``hoikit test``)."""
+
+    protocol: str                     # name in metrics.json and of the written file's prefix
+    primary: str                      # the metric that selects best.pt by default
+    results: Dict                     # the full result of the last compute()
+
+    def prepare(self, index: int, prediction) -> Any:
+        """A compact record of one prediction (run on its rank before the gather; ``add`` takes it)."""
+
+    def add(self, index: int, prediction) -> None:
+        """One image's prediction (or its prepared record)."""
+
+    def compute(self) -> Dict[str, float]:
+        """Scalar metrics (percent)."""
+
+    def save(self, out_dir) -> Optional[Path]:
+        """The evaluator's detection file in ``out_dir`` (None when the protocol has none)."""
+
+    def table(self) -> str:
+        """The printed table of :attr:`results`."""
 
 
 @dataclass
@@ -126,9 +152,16 @@ class DetectionEvaluation:
         self.dets: Dict[int, Dict] = {}
         self.results: Dict = {}
 
+    def prepare(self, index: int, prediction: Dict) -> Dict:
+        return prediction
+
     def add(self, index: int, prediction: Dict) -> None:
         """prediction: ``boxes [M, 4]`` xyxy original pixels, ``scores [M]``, ``labels [M]``."""
         self.dets[int(index)] = prediction
+
+    def save(self, out_dir) -> Optional[Path]:
+        """No detection file: the metrics (metrics.json) are the result."""
+        return None
 
     def compute(self) -> Dict[str, float]:
         self.results = r = coco_detection_metrics(self.ground_truth, self.dets, self.class_names)

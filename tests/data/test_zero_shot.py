@@ -185,7 +185,7 @@ def test_synthhoi_training_data_drops_unseen_verbs_and_evaluates_unseen_seen(tmp
 
 def test_zero_shot_on_another_architecture_is_a_config_error(tmp_path):
     from hoikit.config import load_config
-    from hoikit.engine.datasets import seen_pairs_reader
+    from hoikit.recipes.common import seen_pairs_reader
 
     cfg = load_config("synth_detr", ["data.zero_shot=rf_uc"])
     with pytest.raises(ConfigError, match="data.zero_shot: 'rf_uc' needs model.arch=rmlr"):

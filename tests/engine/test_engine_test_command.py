@@ -15,7 +15,7 @@ from hoikit.config import load_config, to_dict
 from hoikit.data.dataset import build_reader
 from hoikit.data.synth import generate_synthhoi
 from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 N_TEST = 6
 
