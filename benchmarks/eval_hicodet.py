@@ -34,7 +34,8 @@ ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
 
 from hoikit.data.readers import load_npz  # noqa: E402
-from hoikit.eval.hicodet import HICODetEvaluator, add_cli_arguments, format_results, run_cli  # noqa: E402
+from hoikit.cli import main as cli_main  # noqa: E402
+from hoikit.eval.hicodet import HICODetEvaluator, format_results  # noqa: E402
 from hoikit.eval.hicodet_io import DETECTION_KEYS  # noqa: E402
 from hoikit.paths import shared_data_dir  # noqa: E402
 
@@ -83,10 +84,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "dets.npz"
         np.savez(npz, **dets)
-        cli = argparse.ArgumentParser()
-        add_cli_arguments(cli)
-        cli_args = cli.parse_args(["--pred", str(npz), "--anno", args.anno, "--json", str(Path(tmp) / "m.json")])
-        _, cli_s, cli_cpu = timed(lambda: run_cli(cli_args))
+        cli_args = ["eval", "hicodet", "--pred", str(npz), "--anno", args.anno, "--json", str(Path(tmp) / "m.json")]
+        _, cli_s, cli_cpu = timed(lambda: cli_main(cli_args))
         # reading the .npz: hoikit's reader vs plain np.load (the reader before issue 16), interleaved
         reads = {"load_npz": [], "np.load": []}
         for _ in range(3):

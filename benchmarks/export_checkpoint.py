@@ -9,7 +9,9 @@ tensors as float16 (loading copies them back into the float32 parameters). The t
 ``dense_head.*``) are dropped and ``model.detr.dense_loss_coef`` set to 0, and the rows of H-DETR's
 one-to-many queries are cut from ``query_embed`` (``model.detr.num_queries_one2many`` set to 0) and
 DN-DETR's denoising modules (``dn_label_embed``, DETR's ``dn_box_embed``) are dropped (``model.detr.dn_number`` set to 0),
-so a shipped detector is DETR's / Deformable DETR's own state dict.
+so a shipped detector is DETR's / Deformable DETR's own state dict. An RmLR checkpoint loses its
+training-only cross-modal modules (``cml_ire.*``, ``cml_irm.*``: inference builds have none), so it
+serves ``hoikit test`` / ``predict`` / ``demo``, not a resumed training.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from hoikit.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+from hoikit.models.rmlr.model import RmLR
 
 
 def _is_dn_key(key: str) -> bool:
@@ -46,6 +49,9 @@ def export(src: Path, out: Path, fp16: bool = False) -> Path:
         detr["num_queries_one2many"] = 0
     if "dn_number" in detr:
         detr["dn_number"] = 0
+    if config.get("model", {}).get("arch") == "rmlr":
+        # RmLR's cross-modal modules (Sec. 3.4) only distil into training; an inference build has none
+        model = {k: v for k, v in model.items() if not k.startswith(RmLR.TRAINING_ONLY)}
     if detr.get("checkpoint") and config.get("model", {}).get("arch") == "detr":
         detr["checkpoint"] = ""        # every DETR weight is in this file (the init path was for training)
     slim = {"format": ck["format"], "version": ck["version"], "config": config, "meta": ck["meta"],

@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from hoikit.engine.checkpoint import load_checkpoint  # noqa: E402
+from hoikit.io.checkpoint import load_checkpoint  # noqa: E402
 
 DATA = ["data.synth_train=12", "data.synth_test=3", "data.synth_size=64", "data.scales=[64]", "data.max_size=64",
         "data.test_scale=64", "train.batch_size=4", "train.log_every=1", "train.warmup_iters=2",

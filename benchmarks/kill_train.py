@@ -32,7 +32,7 @@ def _install(kill_at: int) -> None:
         kwargs["callback"] = callback
         return fit(*args, **kwargs)
 
-    trainer.fit = killing_fit   # hoikit.commands.train imports fit from the module when it runs
+    trainer.fit = killing_fit   # hoikit.training.train calls trainer.fit, looked up when it runs
 
 
 if __name__ == "__main__":

@@ -8,14 +8,16 @@ PYTHONPATH, then compare the two files (``--compare OLD NEW``):
     PYTHONPATH=$PWD OMP_NUM_THREADS=1 python benchmarks/refactor_parity.py /tmp/new.json
     python benchmarks/refactor_parity.py --compare /tmp/old.json /tmp/new.json
 
-Uses only names both trees have (``hoikit.config.load_config``, ``hoikit.commands.train.train``,
-``hoikit.engine.testing.run_test``, ``hoikit.load``).
+Uses only names both trees have (``hoikit.config.load_config``, ``hoikit.engine.testing.run_test``,
+``hoikit.load``) and ``train`` / ``load_checkpoint`` from where the tree has them (``hoikit.training`` /
+``hoikit.io.checkpoint``, before that ``hoikit.commands.train`` / ``hoikit.engine.checkpoint``).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -43,10 +45,14 @@ def _hash_state(state: dict) -> str:
 
 def run_family(name: str, tag: str) -> dict:
     import hoikit
-    from hoikit.commands.train import train
     from hoikit.config import load_config
-    from hoikit.engine.checkpoint import load_checkpoint
     from hoikit.engine.testing import run_test
+    try:
+        from hoikit.io.checkpoint import load_checkpoint
+        from hoikit.training import train
+    except ImportError:   # the OLD tree of a comparison, before train() / the checkpoint module moved (4000a68)
+        train = importlib.import_module("hoikit.commands.train").train
+        load_checkpoint = importlib.import_module("hoikit.engine.checkpoint").load_checkpoint
 
     preset, overrides = RUNS[name]
     cfg = load_config(preset, COMMON + overrides + [f"output_dir={WORK}/{tag}_{name}"])

@@ -39,12 +39,17 @@ def _cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def detector_ap(detector: str, data_root: str, score_thresh: float = 0.2) -> Dict[str, float]:
+REACHABLE_AT = (0.05, 0.1, 0.2)   # box score thresholds reported besides synth_rmlr's own
+
+
+def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=None) -> Dict[str, float]:
     """COCO box AP / AP50 and per-class AP50 (engine's DetectionEvaluation: pycocotools, every drawn
     instance) of ``detector`` on the test split at
     synth_detr's test scale, and how many ground-truth HOI pairs its detections can reach: both the
     person and the object found with the right class, IoU >= 0.5 (the HICO-DET rule) and score >=
-    ``score_thresh`` (synth_rmlr's ``box_score_thresh``). HOI recall cannot exceed ``reachable``."""
+    ``score_thresh`` (None: synth_rmlr's ``box_score_thresh``). HOI recall cannot exceed ``reachable``;
+    ``reachable_at`` has the same share at the scores of :data:`REACHABLE_AT`.
+    ``nms_thresh``: Deformable DETR's class-wise NMS (``model.detr.nms_thresh``; None = the preset's)."""
     import numpy as np
     import torch
 
@@ -56,11 +61,12 @@ def detector_ap(detector: str, data_root: str, score_thresh: float = 0.2) -> Dic
     from hoikit.recipes import build_model
     from hoikit.ops import box_iou
 
-    from hoikit.engine.checkpoint import load_checkpoint
+    from hoikit.io.checkpoint import load_checkpoint
 
     kind = load_checkpoint(detector).get("config", {}).get("model", {}).get("detr", {}).get("type", "detr")
     preset = "synth_deformable" if kind == "deformable" else "synth_detr"   # the detector's own dimensions
-    cfg = load_config(preset, [f"data.root={data_root}", f"model.detr.checkpoint={detector}"])
+    over = [] if nms_thresh is None or kind != "deformable" else [f"model.detr.nms_thresh={nms_thresh}"]
+    cfg = load_config(preset, [f"data.root={data_root}", f"model.detr.checkpoint={detector}"] + over)
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=8, collate_fn=collate)
@@ -69,26 +75,34 @@ def detector_ap(detector: str, data_root: str, score_thresh: float = 0.2) -> Dic
     for i in sorted(preds):
         ev.add(i, preds[i])
     ev.compute()
+    if score_thresh is None:
+        score_thresh = load_config("synth_rmlr").model.rmlr.box_score_thresh
     hoi = open_reader("synth", synth_paths(data_root, "test")[0])
     rare = set(hoi.meta.rare)
     lut = {(int(o), int(v)): int(h) for h, o, v in hoi.meta.correspondence}
-    found = {"all": [], "rare": []}
-    for i in range(len(hoi)):
-        s, p = hoi[i], preds[i]
-        keep = p["scores"] >= score_thresh
-        boxes, labels = torch.as_tensor(p["boxes"][keep]), p["labels"][keep]
-        iou = box_iou(torch.as_tensor(s.boxes), boxes)[0].numpy() if len(boxes) else np.zeros((len(s.boxes), 0))
-        hit = [bool(((iou[e] >= 0.5) & (labels == s.labels[e])).any()) for e in range(len(s.boxes))]
-        for h, o, v in s.hois:
-            ok = hit[h] and hit[o]
-            found["all"].append(ok)
-            if lut[(int(s.labels[o]), int(v))] in rare:
-                found["rare"].append(ok)
+
+    def reachable(thresh: float) -> Dict[str, list]:
+        found = {"all": [], "rare": []}
+        for i in range(len(hoi)):
+            s, p = hoi[i], preds[i]
+            keep = p["scores"] >= thresh
+            boxes, labels = torch.as_tensor(p["boxes"][keep]), p["labels"][keep]
+            iou = box_iou(torch.as_tensor(s.boxes), boxes)[0].numpy() if len(boxes) else np.zeros((len(s.boxes), 0))
+            hit = [bool(((iou[e] >= 0.5) & (labels == s.labels[e])).any()) for e in range(len(s.boxes))]
+            for h, o, v in s.hois:
+                ok = hit[h] and hit[o]
+                found["all"].append(ok)
+                if lut[(int(s.labels[o]), int(v))] in rare:
+                    found["rare"].append(ok)
+        return found
+
+    found = reachable(score_thresh)
     return {"metric": DETECTOR_METRIC, "AP": ev.results["AP"], "AP50": ev.results["AP50"],
-            "per_class": ev.results["per_class_AP50"],
+            "per_class": ev.results["per_class_AP50"], "score_thresh": score_thresh,
             "reachable": 100 * float(np.mean(found["all"])), "pairs": len(found["all"]),
             "reachable_rare": 100 * float(np.mean(found["rare"])) if found["rare"] else float("nan"),
-            "pairs_rare": len(found["rare"])}
+            "pairs_rare": len(found["rare"]),
+            "reachable_at": {t: 100 * float(np.mean(reachable(t)["all"])) for t in REACHABLE_AT}}
 
 
 def evaluate_run(cfg, checkpoint: Path) -> Dict[str, float]:
@@ -96,7 +110,7 @@ def evaluate_run(cfg, checkpoint: Path) -> Dict[str, float]:
     import torch
 
     from hoikit.data.dataset import collate
-    from hoikit.engine.checkpoint import load_checkpoint, load_model_state
+    from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.trainer import evaluate
     from hoikit.recipes import build_model
@@ -126,7 +140,7 @@ def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
     done = out / "result.json"
     if done.is_file():
         return json.loads(done.read_text())
-    from hoikit.commands.train import train
+    from hoikit.training import train
     from hoikit.config import load_config
 
     cfg = load_config("synth_rmlr", [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}",

@@ -30,7 +30,7 @@ def per_verb_ap(run: Path) -> Dict[str, float]:
 
     from hoikit.config import from_dict
     from hoikit.data.dataset import collate
-    from hoikit.engine.checkpoint import load_checkpoint, load_model_state
+    from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.testing import collect_predictions
     from hoikit.recipes import build_model

@@ -68,7 +68,7 @@ def bench_config(args, row: str, seed: int, out: Path):
 def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, callback=None):
     """Train one (row, seed); returns (final metrics, seconds)."""
     from hoikit.data.dataset import collate
-    from hoikit.engine.checkpoint import load_checkpoint, save_checkpoint
+    from hoikit.io.checkpoint import load_checkpoint, save_checkpoint
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.trainer import fit, seed_everything
     from hoikit.recipes import build_model, meta_to_dict
@@ -115,7 +115,7 @@ def run_seed(args, seed: int) -> None:
                 if event == "checkpoint" and state.epoch == args.sgg_epochs and state.iteration == 0:
                     shutil.copyfile(_dir / "last.pt", _p1)
         if needs_p1 and metas is None:
-            from hoikit.engine.checkpoint import load_checkpoint
+            from hoikit.io.checkpoint import load_checkpoint
             from hoikit.recipes import meta_from_dict
             metas = meta_from_dict("sg2hoi", load_checkpoint(phase1)["meta"])
         metrics, secs, m = train_row(args, row, seed, metas, phase1 if needs_p1 else None, callback)

@@ -11,7 +11,7 @@ none of it is part of hoikit.
 
 Both models get identical weights: UPT's model is built with seeded random weights (or loads
 ``--checkpoint``, a UPT ``model_state_dict`` file) and its state dict is loaded strictly into
-hoikit's plain model through ``hoikit.models.rmlr.upt_checkpoint``. Several detector variants
+hoikit's plain model through ``hoikit.models.rmlr.upt_weights``. Several detector variants
 ("weight settings") exercise every branch of UPT's box selection: the random detector with a person bias
 ("low": no box passes 0.2: top-3 humans / objects), and detectors with planted confident classes (scaled class
 embeddings and biases, so that 3..15 or > 15 boxes pass). For each setting and for a batch of
@@ -185,7 +185,7 @@ def run(args) -> int:
     add_upt_paths(Path(args.upt_src).resolve())
     from hoikit.data.metadata import hicodet_meta
     from hoikit.models.rmlr.build import object_to_verbs
-    from hoikit.models.rmlr.upt_checkpoint import read_upt_file, upt_to_hoikit
+    from hoikit.models.rmlr.upt_weights import read_upt_file, upt_to_hoikit
 
     meta = hicodet_meta()
     num_classes, human_idx = 80, meta.person_label

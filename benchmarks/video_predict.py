@@ -30,7 +30,7 @@ from hoikit.config import load_config, to_dict
 from hoikit.data.metadata import DatasetMeta
 from hoikit.data.synth.classes import CORRESPONDENCE, OBJECTS, VERBS
 from hoikit.data.synth.scene import make_image
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.video import predict_video
 from hoikit.extras import require
 from hoikit.recipes import build_model, meta_to_dict

@@ -204,6 +204,10 @@ class RmLRConfig:
     word_target: WordTarget = "joint"       # L_w (Eq. 16/17): joint (both sides trained) | detached (V^_a: stop-grad teacher)
     language_reasoning: bool = True  # Sec. 3.5 / Alg. 1 stage 3: also classify language-enhanced IRM tokens in training
     text_dim: int = 0                # D_l; 0 = read from the text encoder's config.json
+    # speed only (docs/method-notes-rmlr.md, "Detector cache"): run the frozen detector one image at a
+    # time and cache its outputs by image bytes (LRU, at most detector_cache_mb MiB; 0 = keep nothing)
+    detector_cache: bool = False
+    detector_cache_mb: int = 1024
     text: RmLRTextConfig = field(default_factory=RmLRTextConfig)
 
 
@@ -365,7 +369,7 @@ RANGES: Dict[str, Range] = {
     "model.rmlr.prior_power_train": GE0, "model.rmlr.prior_power_test": GE0,
     "model.rmlr.lambda_hoi": _LOSS_WEIGHT, "model.rmlr.lambda_s_m": _LOSS_WEIGHT, "model.rmlr.lambda_w_m": _LOSS_WEIGHT,
     "model.rmlr.lambda_s_a": _LOSS_WEIGHT, "model.rmlr.lambda_w_a": _LOSS_WEIGHT, "model.rmlr.ire_ffn": GE1,
-    "model.rmlr.text_dim": GE0,
+    "model.rmlr.text_dim": GE0, "model.rmlr.detector_cache_mb": GE0,
     "model.sg2hoi.hidden_dim": Range(2), "model.sg2hoi.seg_dim": GE1, "model.sg2hoi.enc_layers": GE0,
     "model.sg2hoi.rel_dec_layers": GE1, "model.sg2hoi.r2i_layers": GE0, "model.sg2hoi.transform_layers": GE0,
     "model.sg2hoi.hoi_dec_layers": GE1, "model.sg2hoi.num_rel_queries": GE1, "model.sg2hoi.num_hoi_queries": GE1,

@@ -12,22 +12,11 @@ overlaps the rendered person. Pairwise cosine similarity and Euclidean distance 
 each group. RmLR's claim: tokens of people at the same place doing different things are MORE similar
 than tokens of people doing the same thing at different places (the token encodes location, not the
 interaction). Writes ``tokens.json`` and ``tokens.png`` (and the images into ``--data``).
+The analysis itself is :mod:`hoikit.analysis.tokens`.
 """
 from __future__ import annotations
 
 DESCRIPTION = __doc__
-
-# pose name -> (arms [(shoulder, elbow)] x2, legs [(hip, knee)] x2, gaze pitch); angles as in synth/figures.py
-POSES = {
-    "arms down": ([(10, 10), (-10, 10)], [(3, 0), (-3, 0)], 0),
-    "hold forward": ([(80, 0), (70, 10)], [(3, 0), (-3, 0)], 20),
-    "raise arm": ([(170, 0), (-10, 10)], [(3, 0), (-3, 0)], -20),
-    "kick": ([(30, 20), (-30, 20)], [(70, 0), (-5, 0)], 30),
-    "look down": ([(10, 10), (-10, 10)], [(3, 0), (-3, 0)], 45),
-    "wave": ([(150, 40), (-10, 10)], [(3, 0), (-3, 0)], 0),
-}
-POSITIONS = (0.2, 0.32, 0.44, 0.56, 0.68, 0.8)  # person hip x as a fraction of the width (same-action group)
-SAME_PLACE_X = 0.44
 
 
 def add_arguments(parser) -> None:
@@ -40,69 +29,11 @@ def add_arguments(parser) -> None:
     p.add_argument("--size", type=int, default=0, help="image long side (default: the checkpoint's test_scale)")
 
 
-def render(pose_name: str, x_frac: float, size: int):
-    """One controlled image and its person box (original pixels)."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from ..data.synth.canvas import background, disc, draw_prims, tight_box
-    from ..data.synth.figures import Person, Pose, stand_on_ground
-
-    w, h = size, int(size * 0.75)
-    image = background(np.random.default_rng(0), w, h, horizon=0.45 * h)  # same background everywhere
-    arms, legs, pitch = POSES[pose_name]
-    person = Person(hip=np.array([0.0, 0.0]), height=0.7 * h,
-                    pose=Pose(facing=1, arms=[tuple(map(float, a)) for a in arms],
-                              legs=[tuple(map(float, l)) for l in legs], gaze_pitch=float(pitch)))
-    stand_on_ground(person, x_frac * w, 0.95 * h)
-    prims = person.prims()
-    ball = disc((x_frac * w + 0.22 * person.height, 0.95 * h - 0.06 * person.height), 0.05 * person.height,
-                (220, 40, 40))
-    draw = ImageDraw.Draw(image)
-    draw_prims(draw, prims)
-    draw_prims(draw, [ball])
-    return image, np.asarray(tight_box(prims, w, h), np.float32)
-
-
-def human_token(predictor, image, person_box):
-    """``hs[-1]`` of the query whose predicted box has the highest IoU with ``person_box``: ``[D]``."""
-    import numpy as np
-    import torch
-
-    from ..structures import box_iou
-
-    tensor, target = predictor.preprocess(image)
-    detr = predictor.model.detr
-    with torch.no_grad():
-        out = detr([tensor])
-    post = predictor.model.postprocess(predictor.model([tensor]), [target])[0]
-    iou = box_iou(person_box[None], post["boxes"])[0]
-    q = int(np.argmax(iou))
-    return out["hs"][-1, 0, q].float().numpy(), float(iou[q])
-
-
-def pair_stats(tokens):
-    import numpy as np
-
-    t = np.stack(tokens)
-    n = len(t)
-    unit = t / np.linalg.norm(t, axis=1, keepdims=True)
-    iu = np.triu_indices(n, 1)
-    cos = (unit @ unit.T)[iu]
-    dist = np.linalg.norm(t[:, None] - t[None], axis=-1)[iu]
-    return {"cosine_mean": float(cos.mean()), "cosine_std": float(cos.std()), "distance_mean": float(dist.mean()),
-            "distance_std": float(dist.std()), "pairs": int(len(cos)), "cosine": cos.tolist(), "distance": dist.tolist()}
-
-
 def run(args) -> int:
     import json
     from pathlib import Path
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    from ..analysis.tokens import plot_token_similarity, token_similarity
     from ..engine.inference import Predictor
     from ..errors import CheckpointError
 
@@ -113,32 +44,10 @@ def run(args) -> int:
     out = Path(args.out)
     img_dir = Path(args.data) if args.data else out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    size = args.size or predictor.cfg.data.test_scale
-    groups = {"same place, different actions": [(p, SAME_PLACE_X) for p in POSES],
-              "different places, same action": [("hold forward", x) for x in POSITIONS]}
-    result = {}
-    for group, items in groups.items():
-        tokens, ious = [], []
-        for pose, x in items:
-            image, box = render(pose, x, size)
-            image.save(img_dir / f"{pose.replace(' ', '_')}_{int(100 * x)}.png")
-            tok, iou = human_token(predictor, image, box)
-            tokens.append(tok)
-            ious.append(iou)
-        result[group] = {**pair_stats(tokens), "matched_iou_mean": sum(ious) / len(ious),
-                         "images": [f"{p} @ x={x:.2f}" for p, x in items]}
+    result = token_similarity(predictor, args.size or predictor.cfg.data.test_scale, img_dir)
     (out / "tokens.json").write_text(json.dumps(result, indent=1))
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    names = list(result)
-    for ax, key, title in ((axes[0], "cosine", "cosine similarity"), (axes[1], "distance", "Euclidean distance")):
-        ax.boxplot([result[n][key] for n in names])
-        ax.set_xticks([1, 2], [n.replace(", ", ",\n") for n in names], fontsize=8)
-        ax.set_title(f"DETR human tokens: {title}")
-    fig.tight_layout()
-    fig.savefig(out / "tokens.png", dpi=100)
-    plt.close(fig)
-    for n in names:
-        r = result[n]
+    plot_token_similarity(result, out / "tokens.png")
+    for n, r in result.items():
         print(f"{n:32s} cosine {r['cosine_mean']:.3f} +- {r['cosine_std']:.3f}   distance "
               f"{r['distance_mean']:.3f} +- {r['distance_std']:.3f}   (person match IoU {r['matched_iou_mean']:.2f})")
     print(f"wrote {out / 'tokens.json'}, {out / 'tokens.png'} and the images in {img_dir}")

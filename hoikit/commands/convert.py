@@ -8,10 +8,10 @@ from . import add_module_subcommands, run_module_subcommand
 
 DESCRIPTION = "Convert official DETR / UPT / HuggingFace checkpoints into hoikit checkpoints (strict, key by key)."
 CONVERTERS = {
-    "detr": ("hoikit.models.checkpoints", "DETR: facebookresearch/detr, UPT detectors, HuggingFace, bare state dicts"),
+    "detr": ("hoikit.commands.convert_detr", "DETR: facebookresearch/detr, UPT detectors, HuggingFace, bare state dicts"),
     "deformable": ("hoikit.commands.convert_deformable", "Deformable DETR / H-Deformable-DETR (official, PViC), "
                    "plain, box refine, two-stage"),
-    "upt": ("hoikit.models.rmlr.upt_checkpoint", "UPT: fredzzhang/upt model_state_dict (detector + interaction head)"),
+    "upt": ("hoikit.commands.convert_upt", "UPT: fredzzhang/upt model_state_dict (detector + interaction head)"),
 }
 
 

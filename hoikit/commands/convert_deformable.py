@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.deformable_checkpoints import convert_deformable_checkpoint
+from ..convert.deformable import convert_deformable_checkpoint
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:

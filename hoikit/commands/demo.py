@@ -4,7 +4,10 @@
 2. detector: the shipped ``hoikit/assets/synth_deformable.pt`` (Deformable DETR trained from scratch on
    the default-size SynthHOI by ``hoikit train synth_deformable``; docs/synthhoi-training.md), its COCO box AP / AP50 (pycocotools)
    on the demo's test images; without it (or with ``--retrain``) a detector is trained here, which is weak in minutes;
-3. train RmLR on the frozen detector (``synth_rmlr`` preset on the demo's training images);
+3. RmLR on the frozen detector: the shipped ``hoikit/assets/synth_rmlr.pt`` (``hoikit train synth_rmlr`` on the
+   2,000 default SynthHOI training images; the demo's test images are SynthHOI test images, which no
+   training split contains), or, with ``--train-rmlr`` (or ``--retrain``), RmLR trained here on the demo's
+   training images (weaker: a few hundred images for a few minutes);
 4. evaluate with the official HICO-DET protocol, print the table, write ``DIR/metrics.json``;
 5. run the trained model on test images: ``DIR/predictions/*.json`` and ``*.png``.
 """
@@ -23,7 +26,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rmlr-epochs", type=int, default=2, help="RmLR epochs (default 2)")
     parser.add_argument("--ablation", default="full", help="RmLR Table 2 row (default full; plain = UPT)")
     parser.add_argument("--pictures", type=int, default=8, help="test images to draw (default 8)")
-    parser.add_argument("--retrain", action="store_true", help="ignore shipped checkpoints in hoikit/assets")
+    parser.add_argument("--train-rmlr", action="store_true",
+                        help="train RmLR here on the demo's training images instead of using the shipped one")
+    parser.add_argument("--retrain", action="store_true",
+                        help="ignore every shipped checkpoint in hoikit/assets (trains the detector and RmLR here)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -59,35 +65,26 @@ def _detector_ap(common, detr_ckpt: str) -> dict:
     return evaluate(build_model(cfg, data.meta), loader, data.make_evaluator, torch.device("cpu"))
 
 
-def run(args) -> int:
-    import dataclasses
-    import json
-    import time
-    from pathlib import Path
-
-    import torch
-
-    from ..config import load_config
+def _dataset(args, data_root):
+    """Step 1: SynthHOI in ``data_root`` (generated unless its test annotation file is there)."""
     from ..data.dataset import synth_paths
     from ..data.synth import generate_synthhoi
-    from ..engine.evaluation import HOIEvaluation
-    from ..engine.inference import Predictor
-    from ..eval.hicodet import format_results
-    from ..eval.report import write_json
-    from ..viz.draw import draw_hoi
-    from .train import train
 
-    t0 = time.time()
-    out = Path(args.out)
-    data_root = out / "synthhoi"
     anno, images = synth_paths(data_root, "test")
     if not anno.is_file():
         print(f"[1/5] generating SynthHOI ({args.train} train / {args.test} test images, {args.size} px) in {data_root}")
         generate_synthhoi(data_root, args.train, args.test, args.seed, args.size, workers=2)
     else:
         print(f"[1/5] SynthHOI found in {data_root}")
-    common = _common(args, str(data_root))
-    timings, detector_metrics = {}, {}
+    return anno, images
+
+
+def _detector(args, out, common, timings: dict):
+    """Step 2: the shipped detector and its COCO AP, or one trained here. Returns ``(checkpoint, metrics)``."""
+    import time
+
+    from ..config import load_config
+    from ..training import train
 
     detr_ckpt = None if args.retrain else _asset("synth_deformable.pt")
     if detr_ckpt:
@@ -109,53 +106,101 @@ def run(args) -> int:
     if "AP50" in detector_metrics:
         print(f"      detector on the {args.test} test images (COCO protocol): AP50 {detector_metrics['AP50']:.2f}, "
               f"AP {detector_metrics['AP']:.2f}")
-    rmlr_ckpt = None if args.retrain else _asset("synth_rmlr.pt")
+    return detr_ckpt, detector_metrics
+
+
+def _rmlr(args, out, common, detr_ckpt: str, timings: dict) -> str:
+    """Step 3: the shipped RmLR checkpoint, or RmLR trained here on the frozen detector. Returns its path."""
+    import time
+
+    from ..config import load_config
+    from ..training import train
+
+    rmlr_ckpt = None if args.retrain or args.train_rmlr else _asset("synth_rmlr.pt")
     if rmlr_ckpt:
-        print(f"[3/5] RmLR: shipped checkpoint {rmlr_ckpt}")
-    else:
-        print(f"[3/5] training RmLR ({args.ablation}, {args.rmlr_epochs} epochs on {args.train} images) "
-              "on the frozen detector")
-        t = time.time()
-        cfg = load_config("synth_rmlr", common + [f"output_dir={out / 'rmlr'}", f"train.epochs={args.rmlr_epochs}",
-                                                   f"model.detr.checkpoint={detr_ckpt}",
-                                                   f"model.rmlr.ablation={args.ablation}"])
-        train(cfg, with_eval=False)  # evaluated once, below
-        rmlr_ckpt, timings["rmlr_s"] = str(out / "rmlr" / "last.pt"), round(time.time() - t, 1)
+        print(f"[3/5] RmLR: shipped checkpoint {rmlr_ckpt}\n      (trained on the 2,000 default SynthHOI "
+              "training images, docs/synthhoi-training.md; --train-rmlr trains one here)")
+        return rmlr_ckpt
+    print(f"[3/5] training RmLR ({args.ablation}, {args.rmlr_epochs} epochs on {args.train} images) "
+          "on the frozen detector")
+    t = time.time()
+    cfg = load_config("synth_rmlr", common + [f"output_dir={out / 'rmlr'}", f"train.epochs={args.rmlr_epochs}",
+                                               f"model.detr.checkpoint={detr_ckpt}",
+                                               f"model.rmlr.ablation={args.ablation}"])
+    train(cfg, with_eval=False)  # evaluated once, in step 4
+    timings["rmlr_s"] = round(time.time() - t, 1)
+    return str(out / "rmlr" / "last.pt")
+
+
+def _evaluate(predictor, data_root, anno):
+    """Step 4: the official HICO-DET protocol on the demo's test images. Returns ``(evaluation, reader)``."""
+    import dataclasses
+
+    import torch
+
+    from ..data.dataset import HOIDataset, build_reader, collate
+    from ..eval.adapters import HOIEvaluation
+    from ..engine.testing import collect_predictions
 
     print("[4/5] evaluating with the HICO-DET protocol")
-    predictor = Predictor.from_checkpoint(rmlr_ckpt)
-    from ..data.dataset import HOIDataset, build_reader
-
     reader = build_reader(dataclasses.replace(predictor.cfg.data, root=str(data_root), test_anno="", test_images=""),
                           "test")
-    ds = HOIDataset(reader, predictor.transforms)
+    loader = torch.utils.data.DataLoader(HOIDataset(reader, predictor.transforms), batch_size=1, collate_fn=collate)
+    predictions = collect_predictions(predictor.model, loader, predictor.device, recipe=predictor.recipe)
     ev = HOIEvaluation(str(anno))
-    with torch.no_grad():
-        for i in range(len(ds)):
-            image, target = ds[i]
-            pred = predictor.model.postprocess(predictor.model([image]), [target])[0]
-            ev.add(i, pred)
+    for i in sorted(predictions):
+        ev.add(i, predictions[i])
+    return ev, reader
+
+
+def _draw(predictor, reader, pred_dir, count: int) -> None:
+    """Step 5: ``pred_dir/<image>.json`` and ``.png`` for the first ``count`` test images."""
+    import json
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ..viz.draw import draw_hoi
+
+    print(f"[5/5] drawing predictions for {count} test images")
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(min(count, len(reader))):
+        sample = reader[i]
+        result = predictor.predict(sample.image_path, threshold=0.2)
+        name = Path(sample.file_name).stem
+        (pred_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
+        # nothing above the threshold (a weak model): draw its 3 best triplets rather than a cloud of boxes
+        shown = result if result["triplets"] else predictor.predict(sample.image_path, threshold=0.0, max_triplets=3)
+        with Image.open(sample.image_path) as im:
+            draw_hoi(im, shown).save(pred_dir / f"{name}.png")
+
+
+def run(args) -> int:
+    import time
+    from pathlib import Path
+
+    from ..engine.inference import Predictor
+    from ..eval.hicodet import format_results
+    from ..eval.report import write_json
+
+    t0 = time.time()
+    out = Path(args.out)
+    data_root = out / "synthhoi"
+    anno, images = _dataset(args, data_root)
+    common = _common(args, str(data_root))
+    timings = {}
+    detr_ckpt, detector_metrics = _detector(args, out, common, timings)
+    rmlr_ckpt = _rmlr(args, out, common, detr_ckpt, timings)
+    predictor = Predictor.from_checkpoint(rmlr_ckpt)
+    ev, reader = _evaluate(predictor, data_root, anno)
     metrics = ev.compute()
     print(format_results(ev.results))
     summary = {"hicodet": {"default": ev.results["default"], "known_object": ev.results["known_object"]},
                "detector": detector_metrics, "checkpoints": {"detector": detr_ckpt, "rmlr": rmlr_ckpt},
                "dataset": {"root": str(data_root), "train": args.train, "test": args.test, "size": args.size},
                "timings_s": timings, "metrics": metrics}
-
-    print(f"[5/5] drawing predictions for {args.pictures} test images")
     pred_dir = out / "predictions"
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    for i in range(min(args.pictures, len(reader))):
-        sample = reader[i]
-        result = predictor.predict(sample.image_path, threshold=0.2)
-        name = Path(sample.file_name).stem
-        (pred_dir / f"{name}.json").write_text(json.dumps(result, indent=1))
-        from PIL import Image
-
-        # nothing above the threshold (a weak model): draw its 3 best triplets rather than a cloud of boxes
-        shown = result if result["triplets"] else predictor.predict(sample.image_path, threshold=0.0, max_triplets=3)
-        with Image.open(sample.image_path) as im:
-            draw_hoi(im, shown).save(pred_dir / f"{name}.png")
+    _draw(predictor, reader, pred_dir, args.pictures)
     summary["timings_s"]["total"] = round(time.time() - t0, 1)
     write_json(out / "metrics.json", summary)
     print(f"\ndone in {summary['timings_s']['total']:.0f} s. Everything is in {out}:")

@@ -3,7 +3,7 @@
 Formats:
   dir   config.yaml + model.safetensors + classes.json, loadable without pickle by hoikit.load(DIR),
         hoikit predict --checkpoint DIR and hoikit test --checkpoint DIR (docs/formats.md, "Model directories")
-  onnx  DETR (``model.arch=detr``) and UPT / RmLR (``model.arch=rmlr``) as ONNX graphs plus a
+  onnx  DETR or Deformable DETR (``model.arch=detr``) and UPT / RmLR (``model.arch=rmlr``) as ONNX graphs plus a
         ``manifest.json`` (docs/onnx.md); run them with ``hoikit predict IMAGE --onnx DIR``. Needs the
         extra ``pip install 'hoikit[onnx]'``.
 """

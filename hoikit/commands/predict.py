@@ -1,7 +1,7 @@
 """``hoikit predict IMAGE_OR_DIR_OR_VIDEO (--checkpoint CKPT | --onnx DIR) [--threshold 0.2] [--out DIR]``.
 
 ``--onnx DIR`` runs a model exported by ``hoikit export --format onnx`` with onnxruntime
-(DETR, UPT, RmLR; the extra ``pip install 'hoikit[onnx]'``); the JSON is the same.
+(DETR, Deformable DETR, UPT, RmLR; the extra ``pip install 'hoikit[onnx]'``); the JSON is the same.
 
 Writes ``DIR/<name>.json`` (named triplets, boxes, scores; SG2HOI+: also the scene graph) and
 ``DIR/<name>.png`` (boxes, human-object links, captions); SG2HOI+ adds ``DIR/<name>_graph.png``.

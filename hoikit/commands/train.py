@@ -62,39 +62,10 @@ def check_output_dir(out: Path, resume: bool, overwrite: bool, is_main: bool = T
             shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
-def train(cfg, resume: bool = False, with_eval: bool = True):
-    """Train ``cfg`` (datasets, model, evaluator from the config). Returns ``(TrainState, TrainingData)``.
-
-    ``with_eval=False`` skips every evaluation (callers that evaluate themselves, e.g. ``hoikit demo``).
-    """
-    from ..config import to_yaml
-    from ..data.dataset import collate
-    from ..engine import distributed as D
-    from ..engine.datasets import build_training_data
-    from ..engine.trainer import fit, seed_everything
-    from ..recipes import build_model, meta_to_dict
-
-    info = D.init_distributed(cfg.train.device)
-    data = build_training_data(cfg, with_eval=with_eval)
-    seed_everything(cfg.seed)  # identical initial weights on every rank
-    model = build_model(cfg, data.meta)
-    out = Path(cfg.output_dir)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(to_yaml(cfg))  # after build: builders may fill derived fields
-    state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict(cfg.model.arch, data.meta),
-                eval_set=data.eval_set, make_evaluator=data.make_evaluator, primary_metric=data.primary, evals=data.evals,
-                resume=resume, info=info)
-    if info.is_main:
-        from ..viz.plots import plot_training_curves
-
-        plot_training_curves(out, out / "curves.png")
-    return state, data
-
-
 def run(args) -> int:
     from ..config import load_config
     from ..engine import distributed as D
+    from ..training import train
 
     cfg = load_config(args.config, args.overrides)
     if args.output_dir:

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from ..structures import hoi_lookup
 from .metadata import RARE_THRESHOLD
-from .readers import Problem, decode_image, open_reader
+from .reader_base import Problem, decode_image
+from .readers import open_reader
 
 @dataclass
 class CheckReport:

@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import DataError
 from ..structures import Sample
 from .metadata import DatasetMeta
-from .readers import ProblemLog, check_boxes, load_json, require_keys
+from .reader_base import ProblemLog, check_boxes, load_json, require_keys
 
 
 class COCODetectionReader:

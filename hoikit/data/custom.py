@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import DataError
 from ..structures import Sample
 from .metadata import RARE_THRESHOLD, DatasetMeta
-from .readers import ProblemLog, as_array, check_boxes, header_size, load_json
+from .reader_base import ProblemLog, as_array, check_boxes, header_size, load_json
 
 def _id_map(ids: Sequence[int], what: str, path) -> Dict[int, int]:
     m = {int(c): k for k, c in enumerate(ids)}

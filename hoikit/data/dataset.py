@@ -16,7 +16,9 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..structures import Sample
-from .readers import decode_image, open_reader
+from .reader_base import decode_image
+from .readers import open_reader
+from .synth import generate_synthhoi
 from .transforms import Compose, ToTensorNormalize, make_transforms
 
 # DETR / UPT crop branch for 800-px training scales: resize to [400, 500, 600], crop 384..600.
@@ -171,8 +173,4 @@ def build_reader(cfg, split: str, strict: bool = True, **kw):
 
 
 def _generate_synth(cfg) -> None:
-    try:
-        from .synth import generate_synthhoi
-    except ImportError:
-        raise DataError(f"{cfg.root}: no SynthHOI data there and the generator is not available") from None
     generate_synthhoi(cfg.root, cfg.synth_train, cfg.synth_test, cfg.synth_seed, cfg.synth_size)

@@ -16,14 +16,15 @@ A human or object box that appears identically in several pairs becomes one enti
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
 from ..errors import DataError
 from ..structures import Sample
 from .metadata import DatasetMeta, hicodet_meta
-from .readers import ProblemLog, check_boxes, check_range, empty_pairs, load_json, pair_arrays, require_keys
+from .reader_base import (ProblemLog, check_boxes, check_range, empty_pairs, load_json, merge_entities, pair_arrays,
+                          require_keys)
 
 PAIR_KEYS = ("boxes_h", "boxes_o", "hoi", "object", "verb")
 
@@ -52,34 +53,6 @@ def meta_from_file(d: Dict, path, name: Optional[str] = None) -> DatasetMeta:
     return DatasetMeta(name=name or ("hicodet" if is_hico else "synth"), objects=objects, verbs=verbs,
                        person_label=objects.index("person"), correspondence=corr, rare=[int(r) for r in rare],
                        extra=dict(packaged.extra) if is_hico else {})
-
-
-def merge_entities(boxes_h: np.ndarray, boxes_o: np.ndarray, objects: np.ndarray, person: int):
-    """Unique entities of a list of pairs.
-
-    Args:
-        boxes_h, boxes_o: float32 ``[K, 4]`` boxes of the pairs' humans and objects.
-        objects: int64 ``[K]`` object classes; humans have class ``person``.
-    Returns:
-        boxes float32 ``[N, 4]``, labels int64 ``[N]``, human index ``[K]``, object index ``[K]``.
-        Identical (box, class) entries share one entity, in order of first appearance.
-    """
-    index: Dict[tuple, int] = {}
-    boxes: List[np.ndarray] = []
-    labels: List[int] = []
-
-    def entity(box, label):
-        key = (tuple(box.tolist()), int(label))
-        if key not in index:
-            index[key] = len(boxes)
-            boxes.append(box)
-            labels.append(int(label))
-        return index[key]
-
-    hi = [entity(b, person) for b in boxes_h]
-    oi = [entity(b, o) for b, o in zip(boxes_o, objects)]
-    return (np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(labels, np.int64),
-            np.asarray(hi, np.int64), np.asarray(oi, np.int64))
 
 
 class HICODetReader:

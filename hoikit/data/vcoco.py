@@ -23,9 +23,9 @@ import numpy as np
 
 from ..errors import DataError
 from ..structures import Sample
-from .hicodet import merge_entities
 from .metadata import DatasetMeta, vcoco_meta
-from .readers import ProblemLog, check_boxes, check_range, empty_pairs, header_size, load_json, pair_arrays, require_keys
+from .reader_base import (ProblemLog, check_boxes, check_range, empty_pairs, header_size, load_json, merge_entities,
+                          pair_arrays, require_keys)
 
 PAIR_KEYS = ("boxes_h", "boxes_o", "actions", "objects")
 

@@ -26,12 +26,13 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
+import h5py
 import numpy as np
 
 from ..errors import DataError
 from ..structures import Sample, cxcywh_to_xyxy
 from .metadata import DatasetMeta, vg150_meta
-from .readers import ProblemLog, load_json
+from .reader_base import ProblemLog, load_json
 
 SPLITS = ("train", "val", "test")
 SPLIT_FLAG = {"train": 0, "val": 0, "test": 2}
@@ -134,8 +135,6 @@ class VisualGenomeReader:
 
     # ------------------------------------------------------------------ loading and validation
     def _load_h5(self, path: Path, box_key: str) -> dict:
-        import h5py
-
         if not path.is_file():
             raise DataError(f"{path}: annotation file not found")
         try:

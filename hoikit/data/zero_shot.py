@@ -17,8 +17,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..structures import Sample
-from .hicodet import merge_entities
 from .metadata import load_class_file
+from .reader_base import merge_entities
 
 SETTINGS = {"rf_uc": "RF-UC (rare first, unseen combination)", "nf_uc": "NF-UC (non-rare first, unseen combination)",
             "uo": "UO (unseen object)", "uv": "UV (unseen verb)"}
@@ -53,7 +53,7 @@ def unseen_hois(setting: str, num_hois: int, dataset: Optional[str] = None) -> n
 
 def pair_ids(boxes_h: np.ndarray, boxes_o: np.ndarray, objects: np.ndarray) -> np.ndarray:
     """``[K]`` int64 id of each row's pair: rows with the same human box, object box and object class
-    share an id (the entity pairs of :func:`~hoikit.data.hicodet.merge_entities`; GEN-VLKT's
+    share an id (the entity pairs of :func:`~hoikit.data.reader_base.merge_entities`; GEN-VLKT's
     (subject_id, object_id))."""
     if len(objects) == 0:
         return np.zeros(0, np.int64)

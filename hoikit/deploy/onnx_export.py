@@ -4,7 +4,8 @@ Layout (docs/onnx.md)::
 
     DIR/manifest.json        format, arch, graph files and their inputs / outputs, the full config
                              (evaluation transforms), the class tables (meta)
-    DIR/detector.onnx        arch=detr: image -> boxes, scores, labels
+    DIR/detector.onnx        arch=detr: image -> boxes, scores, labels (Deformable DETR: after top-k
+                             and the optional class-wise NMS, plus the raw pred_logits, pred_boxes)
     DIR/proposals.onnx       arch=rmlr (UPT / RmLR): image -> proposals + image features
     DIR/interaction.onnx     arch=rmlr: proposals -> pairs, verb_scores
 
@@ -23,21 +24,25 @@ from typing import Dict, Union
 import torch
 
 from ..config import to_dict
+from ..engine.inference import model_from_checkpoint
 from ..errors import CheckpointError, ConfigError
+from ..models.deformable_detr import DeformableDETR
 from ..recipes import meta_to_dict
-from .graphs import DETRGraph, InteractionGraph, ProposalGraph
+from .graphs import DeformableDETRGraph, DETRGraph, InteractionGraph, ProposalGraph
 
 MANIFEST = "manifest.json"
 FORMAT = "hoikit-onnx"
 FORMAT_VERSION = 1
 OPSET = 17
 EXAMPLE_SIZE = 64          # side of the example image that drives tracing (all axes are dynamic)
+# Deformable DETR: a larger example, so that no level is a degenerate 1 x 1 map while tracing
+DEFORMABLE_EXAMPLE_SIZE = 128
 
 
 def require_onnx():
     """Import ``onnx``; a one-line ConfigError naming the extra when it is missing."""
     try:
-        import onnx
+        import onnx  # optional dependency (extra 'onnx')
     except ImportError:
         raise ConfigError("ONNX export needs the 'onnx' extra: pip install 'hoikit[onnx]' "
                           "(or pip install onnx onnxruntime)") from None
@@ -52,10 +57,16 @@ def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, outpu
                           output_names=list(output_names), dynamic_axes=dynamic_axes, do_constant_folding=True)
 
 
+def _example_image(detector: torch.nn.Module) -> torch.Tensor:
+    side = DEFORMABLE_EXAMPLE_SIZE if isinstance(detector, DeformableDETR) else EXAMPLE_SIZE
+    return torch.zeros(1, 3, side, side)
+
+
 def _example_proposals(model, n: int = 3) -> tuple:
     """Proposals (two humans and an object, or one human and two objects) for tracing the
     interaction graph; every axis is dynamic, only the shapes' ranks matter."""
-    d = model.detector.query_embed.weight.shape[1]
+    det = model.detector
+    d = det.transformer.d_model if isinstance(det, DeformableDETR) else det.query_embed.weight.shape[1]
     c = model.detector.backbone.num_channels
     other = (model.human_idx + 1) % max(len(model.meta.objects), 2)
     boxes = torch.tensor([[2.0, 2.0, 30.0, 40.0], [20.0, 10.0, 60.0, 50.0], [8.0, 30.0, 40.0, 62.0]])[:n]
@@ -74,7 +85,7 @@ def export_rmlr(model, out: Path) -> Dict[str, dict]:
     """Trace the two UPT / RmLR graphs into ``out``; returns their manifest entries."""
     if model.detections != "detr":
         raise ConfigError("model.rmlr.detections=oracle reads ground-truth boxes (analysis only) and cannot be exported")
-    image = torch.zeros(1, 3, EXAMPLE_SIZE, EXAMPLE_SIZE)
+    image = _example_image(model.detector)
     proposals = ProposalGraph(model).eval()
     per_n = {k: {0: "N"} for k in ("boxes", "scores", "labels", "hidden")}
     maps = {"encoded": {1: "h", 2: "w"}} if proposals.has_ire else {}
@@ -88,13 +99,25 @@ def export_rmlr(model, out: Path) -> Dict[str, dict]:
                             "outputs": ["pairs", "verb_scores"]}}
 
 
-def export_detr(detr, out: Path) -> Dict[str, dict]:
-    """Trace DETR + its post-processing into ``out/detector.onnx``."""
-    graph = DETRGraph(detr).eval()
-    names = ["boxes", "scores", "labels"]
-    _export(graph, (torch.zeros(1, 3, EXAMPLE_SIZE, EXAMPLE_SIZE),), out / "detector.onnx", ["image"], names,
-            {"image": {2: "H", 3: "W"}})
-    return {"detector": {"file": "detector.onnx", "inputs": ["image"], "outputs": names}}
+def export_detr(detector, out: Path) -> Dict[str, dict]:
+    """Trace DETR or Deformable DETR (``model.arch = detr``) + its post-processing into
+    ``out/detector.onnx``.
+
+    Args:
+        detector: :class:`~hoikit.models.detr.DETRDetector` or its Deformable subclass, eval mode.
+    """
+    if isinstance(detector.detr, DeformableDETR):
+        graph = DeformableDETRGraph(detector).eval()
+        names, axes = graph.OUTPUTS, {"boxes": {0: "K"}, "scores": {0: "K"}, "labels": {0: "K"},
+                                      "pred_logits": {0: "Q"}, "pred_boxes": {0: "Q"}}
+        # documentation of what the graph does after the network (docs/onnx.md)
+        post = {"topk": graph.max_detections, "nms_thresh": graph.nms_thresh, "nms": "in-graph"}
+    else:
+        graph, names, axes, post = DETRGraph(detector.detr).eval(), ["boxes", "scores", "labels"], {}, {}
+    _export(graph, (_example_image(detector.detr),), out / "detector.onnx", ["image"], names,
+            {"image": {2: "H", 3: "W"}, **axes})
+    entry = {"file": "detector.onnx", "inputs": ["image"], "outputs": names}
+    return {"detector": {**entry, "postprocess": post} if post else entry}
 
 
 def export_onnx(checkpoint: Union[str, os.PathLike], out_dir: Union[str, os.PathLike]) -> Path:
@@ -107,8 +130,6 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out_dir: Union[str, os.Path
     Returns:
         the path of ``manifest.json``.
     """
-    from ..engine.inference import model_from_checkpoint
-
     require_onnx()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
@@ -120,7 +141,7 @@ def export_onnx(checkpoint: Union[str, os.PathLike], out_dir: Union[str, os.Path
     if arch == "rmlr":
         graphs = export_rmlr(model, out)
     elif arch == "detr":
-        graphs = export_detr(model.detr, out)
+        graphs = export_detr(model, out)
     else:
         raise CheckpointError(f"{checkpoint}: model.arch '{arch}' has no ONNX export (detr and rmlr/UPT do)")
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "arch": arch, "opset": OPSET, "graphs": graphs,

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 
 from ..config import from_dict
+from ..data.dataset import build_transforms
+from ..engine.inference import Predictor, to_pil
 from ..errors import CheckpointError, ConfigError
 from ..recipes import meta_from_dict
 from ..structures import HOIPrediction
@@ -26,7 +28,7 @@ from .onnx_export import FORMAT, FORMAT_VERSION, MANIFEST
 def require_onnxruntime():
     """Import ``onnxruntime``; a one-line ConfigError naming the extra when it is missing."""
     try:
-        import onnxruntime
+        import onnxruntime  # optional dependency (extra 'onnx')
     except ImportError:
         raise ConfigError("running ONNX models needs the 'onnx' extra: pip install 'hoikit[onnx]' "
                           "(or pip install onnxruntime)") from None
@@ -72,12 +74,13 @@ class OnnxModel:
 
     def __call__(self, image: Union[torch.Tensor, np.ndarray]) -> Dict[str, np.ndarray]:
         """One normalised ``[3, H, W]`` image -> the model's eval output for it: ``boxes``, ``scores``,
-        ``labels`` (DETR: all Q queries; UPT / RmLR: the kept proposals) and, for UPT / RmLR, ``pairs
+        ``labels`` (DETR: all Q queries; Deformable DETR: its top-k detections after the optional NMS,
+        and the raw ``pred_logits``, ``pred_boxes``; UPT / RmLR: the kept proposals) and, for UPT / RmLR, ``pairs
         [P, 2]`` and ``verb_scores [P, K]``; boxes in pixels of the input."""
         x = np.ascontiguousarray(np.asarray(image, dtype=np.float32)[None])
-        if self.arch == "detr":
-            boxes, scores, labels = self.sessions["detector"].run(None, {"image": x})
-            return {"boxes": boxes, "scores": scores, "labels": labels}
+        if self.arch == "detr":   # DETR: boxes, scores, labels; Deformable DETR also pred_logits, pred_boxes
+            names = self.manifest["graphs"]["detector"]["outputs"]
+            return dict(zip(names, self.sessions["detector"].run(None, {"image": x})))
         return self._hoi(x)
 
     def _hoi(self, x: np.ndarray) -> Dict[str, np.ndarray]:
@@ -104,9 +107,6 @@ class OnnxPredictor:
     """
 
     def __init__(self, directory: Union[str, os.PathLike], threads: int = 0):
-        from ..data.dataset import build_transforms
-        from ..engine.inference import Predictor
-
         self.model = OnnxModel(directory, threads)
         cfg = from_dict(self.model.manifest["config"])
         meta = meta_from_dict(self.model.arch, self.model.manifest["meta"])
@@ -118,8 +118,6 @@ class OnnxPredictor:
 
     def predict(self, image, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
         """Named predictions for one image, as :meth:`Predictor.predict`."""
-        from ..engine.inference import to_pil
-
         named = self._named
         pil = to_pil(image)
         tensor, target = named.preprocess(pil)

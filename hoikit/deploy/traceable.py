@@ -9,7 +9,7 @@ eager functions.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -29,7 +29,7 @@ def stable_descending_order(scores: Tensor) -> Tensor:
     return torch.argsort(greater + earlier_tie)
 
 
-def greedy_nms_keep(iou: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
+def greedy_nms_keep(iou: Tensor, valid: Tensor, iou_threshold: float, rounds: Optional[int] = None) -> Tensor:
     """Greedy NMS on candidates already sorted by decreasing score.
 
     Candidate ``j`` is kept when it is valid and no kept ``i < j`` has ``iou[i, j] > iou_threshold``
@@ -40,22 +40,25 @@ def greedy_nms_keep(iou: Tensor, valid: Tensor, iou_threshold: float) -> Tensor:
     Args:
         iou: ``[N, N]`` IoU of the sorted candidates. valid: ``[N]`` bool (invalid ones are never
             kept and suppress nothing).
+        rounds: iterations (default ``N``). Any ``rounds >= N`` gives the same result (the fixed
+            point is reached after ``N``), so a graph traced with ``rounds`` = the largest possible
+            ``N`` is exact when ``N`` is a dynamic size (Deformable DETR's two-stage queries).
 
     Returns:
         ``[N]`` bool keep mask in the sorted order.
     """
-    n = iou.shape[0]
+    n = iou.shape[0] if rounds is None else rounds
     upper = torch.triu(torch.ones_like(iou, dtype=torch.bool), diagonal=1)
     over = ((iou > iou_threshold) & upper).float()
     keep = valid
-    for _ in range(int(n)):          # static count: N is the (fixed) number of queries
+    for _ in range(int(n)):          # static count, >= the number of candidates
         suppressed = (keep.float()[None] @ over)[0] > 0
         keep = valid & ~suppressed
     return keep
 
 
 def batched_nms_sorted(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tensor,
-                       iou_threshold: float) -> Tuple[Tensor, Tensor]:
+                       iou_threshold: float, rounds: Optional[int] = None) -> Tuple[Tensor, Tensor]:
     """Class-wise NMS with the coordinate offset of :func:`hoikit.ops.batched_nms`.
 
     The offset (largest coordinate of the *valid* boxes + 1) and the IoU on shifted boxes are the
@@ -63,6 +66,7 @@ def batched_nms_sorted(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tenso
 
     Args:
         boxes: ``[N, 4]`` xyxy; scores ``[N]``; idxs ``[N]`` classes; valid ``[N]`` bool.
+        rounds: NMS iterations, at least ``N`` (:func:`greedy_nms_keep`).
 
     Returns:
         ``(order [N], keep [N] bool)``: candidates by decreasing score (stable) and the keep mask in
@@ -73,7 +77,7 @@ def batched_nms_sorted(boxes: Tensor, scores: Tensor, idxs: Tensor, valid: Tenso
     shifted = boxes + (idxs.to(boxes) * offset)[:, None]
     order = stable_descending_order(scores)
     iou, _ = box_iou(shifted[order], shifted[order])
-    return order, greedy_nms_keep(iou, valid[order], iou_threshold)
+    return order, greedy_nms_keep(iou, valid[order], iou_threshold, rounds)
 
 
 def _choose(members: Tensor, passed: Tensor, min_instances: int, max_instances: int) -> Tensor:
@@ -93,17 +97,18 @@ def _choose(members: Tensor, passed: Tensor, min_instances: int, max_instances: 
 
 def select_detections_indices(boxes: Tensor, scores: Tensor, labels: Tensor, valid: Tensor, human_idx: int,
                               score_thresh: float, nms_thresh: float, min_instances: int,
-                              max_instances: int) -> Tensor:
+                              max_instances: int, rounds: Optional[int] = None) -> Tensor:
     """Traceable :func:`hoikit.models.rmlr.pairs.select_detections`: indices of the kept candidates.
 
     Args:
         boxes: ``[Q, 4]`` xyxy; scores ``[Q]``; labels ``[Q]`` (dataset ids); valid ``[Q]`` bool
             (False for queries whose detector class maps to no dataset object).
+        rounds: NMS iterations, at least ``Q`` (:func:`greedy_nms_keep`).
 
     Returns:
         ``[N]`` int64 indices into the ``Q`` candidates, humans first, each group by decreasing score.
     """
-    order, keep = batched_nms_sorted(boxes, scores, labels, valid, nms_thresh)
+    order, keep = batched_nms_sorted(boxes, scores, labels, valid, nms_thresh, rounds)
     sc, lb = scores[order], labels[order]
     passed = sc >= score_thresh
     human = lb == human_idx

@@ -26,11 +26,10 @@ from PIL import Image
 from ..config import from_dict, to_dict
 from ..data.dataset import build_transforms
 from ..errors import CheckpointError, DataError
+from ..io.checkpoint import load_checkpoint, load_model_state, write_model_dir
 from ..recipes import get_recipe
 from ..structures import HOIPrediction, SceneGraphPrediction
-from .checkpoint import load_checkpoint, load_model_state
 from .distributed import resolve_device
-from .model_dir import write_model_dir
 
 ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
 MAX_RELATIONS = 20  # scene-graph relations kept per image (most confident first)
@@ -125,7 +124,7 @@ class Predictor:
 
     def save(self, out: Union[str, os.PathLike]) -> Dict[str, Path]:
         """Write this model as a model directory (config.yaml, model.safetensors, classes.json; see
-        :mod:`hoikit.engine.model_dir`) that :func:`hoikit.load` reads without pickle. Returns the paths."""
+        :mod:`hoikit.io.checkpoint`) that :func:`hoikit.load` reads without pickle. Returns the paths."""
         return write_model_dir(out, to_dict(self.cfg), self.recipe.meta_to_dict(self.meta), self.model.state_dict())
 
     def preprocess(self, image: Image.Image):

@@ -85,7 +85,7 @@ class TrainLogger:
         self.train_csv = CSVLog(Path(out_dir) / "log.csv", keep_until_step)
         self.eval_csv = CSVLog(Path(out_dir) / "eval.csv", keep_until_step)
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter   # optional extra: imported only when asked for
+            from torch.utils.tensorboard import SummaryWriter   # optional dependency (extra 'tensorboard')
 
             self.tb = SummaryWriter(str(Path(out_dir) / "tb"))
 

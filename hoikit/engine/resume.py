@@ -16,7 +16,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from ..config import Config, apply_overrides, from_dict, to_dict
 from ..errors import ConfigError
-from .checkpoint import load_checkpoint
+from ..io.checkpoint import load_checkpoint
 
 #: keys (or whole sections, ending in ".") that may differ between a run and its resumption: where the
 #: run lives, when it stops, how often it logs / evaluates / checkpoints, where it runs, how it is

@@ -1,11 +1,10 @@
 """The objects of one :func:`hoikit.engine.trainer.fit` call and the parts of its epoch loop:
-:class:`_Run` (set-up and resume, DDP wrapping, the loaders of every epoch and evaluation, phase
+:class:`TrainingRun` (set-up and resume, DDP wrapping, the loaders of every epoch and evaluation, phase
 switches of a :class:`~hoikit.engine.phases.PhasedTrainingSet`, end-of-epoch evaluation and
 checkpoints), with its helpers :func:`_epoch_steps` and :func:`_loader`.
 
-Import direction: this module imports the building blocks of :mod:`hoikit.engine.trainer`
-(:class:`~hoikit.engine.trainer.TrainState`, ``build_optimizer``, ``seed_everything``, ``evaluate``);
-``trainer.fit`` imports :class:`_Run` only when called, so neither module needs the other half-loaded.
+Import direction: trainer (``fit``) -> this module -> :mod:`hoikit.engine.epoch` (the building
+blocks :class:`~hoikit.engine.epoch.TrainState`, ``build_optimizer``, ``seed_everything``, ``evaluate``).
 How exact resume works is described in :mod:`hoikit.engine.trainer`.
 """
 from __future__ import annotations
@@ -18,17 +17,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..config import Config, to_dict
 from ..errors import ConfigError, DataError
+from ..io.checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
+                             training_checkpoint)
 from . import distributed as D
-from ..recipes import get_recipe
-from .checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
-                         training_checkpoint)
 from ..eval.adapters import EvalTask
+from ..recipes import get_recipe
 from .phases import PhasedTrainingSet
 from .resume import check_resume_changes, stored_config
 from .logging import TrainLogger
 from .sampler import ResumableSampler, SeededDataset, epoch_generator, worker_init
 from .schedule import build_scheduler
-from .trainer import Callback, TrainState, build_optimizer, evaluate, seed_everything
+from .epoch import Callback, TrainState, build_optimizer, evaluate, seed_everything
 
 
 def _loader(dataset: Dataset, sampler, batch_size: int, collate_fn, num_workers: int, drop_last: bool, generator):
@@ -59,7 +58,7 @@ def _epoch_steps(train_set: Dataset, t, world_size: int) -> List[int]:
     return [per_rank // t.batch_size] * max(1, t.epochs)
 
 
-class _Run:
+class TrainingRun:
     """The objects of one :func:`fit` call and the parts of its epoch loop.
 
     ``net`` is the bare model, ``model`` the one trained (``net`` wrapped in DDP when distributed);

@@ -76,10 +76,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     """
     total = cfg.epochs * steps_per_epoch
     factor = LRFactor(cfg.schedule, total, steps_per_epoch, cfg.lr_drop, cfg.warmup_iters, epoch_steps)
-    sched = LambdaLR(optimizer, factor)
-    if start_step:
-        sched.last_epoch = int(start_step)
-        for g, base in zip(optimizer.param_groups, sched.base_lrs):
-            g["lr"] = base * factor(int(start_step))            # what LambdaLR.get_lr computes at that step
-        sched._last_lr = [g["lr"] for g in optimizer.param_groups]
-    return sched
+    if not start_step:
+        return LambdaLR(optimizer, factor)
+    # LambdaLR's own way to start mid-run: base rates from each group's "initial_lr" (kept when an
+    # earlier scheduler set it, else the current rate, as a fresh LambdaLR takes them), and its
+    # first step lands on t = start_step: group rates become base_lr * factor(start_step)
+    for g in optimizer.param_groups:
+        g.setdefault("initial_lr", g["lr"])
+    return LambdaLR(optimizer, factor, last_epoch=int(start_step) - 1)

@@ -22,9 +22,9 @@ from ..data.dataset import collate
 from ..errors import ConfigError, DataError
 from ..eval.adapters import EvalTask, Evaluation
 from ..eval.report import write_json
+from ..io.checkpoint import load_checkpoint
 from ..recipes import Recipe, RecipeBase, get_recipe
 from . import distributed as D
-from .checkpoint import load_checkpoint
 from .datasets import eval_tasks
 from .inference import model_from_checkpoint
 from .sampler import ResumableSampler

@@ -28,7 +28,6 @@ official tool, or dropped with ``skip_empty=True`` (UPT).
 """
 from __future__ import annotations
 
-import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -36,8 +35,8 @@ import numpy as np
 from ..data.zero_shot import SETTINGS, unseen_hois
 from ..errors import DataError
 from .ap import mean_ap, precision_recall, voc_ap_11point
-from .hicodet_io import DETECTION_KEYS, HICODetGroundTruth, check_detections, load_detections
-from .report import format_table, write_json
+from .hicodet_io import DETECTION_KEYS, HICODetGroundTruth, check_detections
+from .report import format_table
 
 MIN_OVERLAP = 0.5  # eval_one.m: `min_overlap = 0.5`, compared with >=
 
@@ -353,32 +352,3 @@ def format_results(results: Dict) -> str:
                                               "seen": f"Seen ({results['setting']['num_classes'] - n})",
                                               "full": "Full"})
     return text
-
-
-# ---------------------------------------------------------------------- command line
-def add_cli_arguments(parser) -> None:
-    """Arguments of ``hoikit eval hicodet``."""
-    parser.add_argument("--pred", required=True, help="detections: .npz (arrays image, hoi, score, box_h, "
-                        "box_o) or .json ({\"detections\": [...]}); see docs/formats.md")
-    parser.add_argument("--anno", required=True, help="HICO-DET-format annotation file, e.g. instances_test2015.json")
-    parser.add_argument("--json", default=None, metavar="OUT", help="write the metrics (percent) to this JSON file")
-    parser.add_argument("--zero-shot", default="", choices=["", *SETTINGS], metavar="SETTING",
-                        help="also report Unseen / Seen / Full mAP of a zero-shot setting: rf_uc | nf_uc | uo | uv")
-    parser.add_argument("--skip-empty", action="store_true",
-                        help="drop detections in the file's `empty` images (UPT) instead of counting them as FP")
-
-
-def run_cli(args) -> int:
-    """``hoikit eval hicodet``: print the table, optionally write JSON. Errors raise DataError."""
-    t0 = time.perf_counter()
-    evaluator = HICODetEvaluator(args.anno, skip_empty=args.skip_empty, zero_shot=args.zero_shot)
-    det = load_detections(args.pred)
-    results = evaluator.evaluate(*(det[k] for k in DETECTION_KEYS), source=str(args.pred))
-    print(format_results(results))
-    s = results["setting"]
-    print(f"{s['num_detections']} detections, {s['num_classes']} classes, "
-          f"empty images {'skipped' if s['skip_empty'] else 'counted (official)'}, "
-          f"{time.perf_counter() - t0:.2f} s")
-    if args.json:
-        print(f"wrote {write_json(args.json, results)}")
-    return 0

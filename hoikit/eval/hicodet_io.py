@@ -13,7 +13,7 @@ from typing import Dict, Union
 
 import numpy as np
 
-from ..data.readers import load_json, load_npz
+from ..data.reader_base import load_json, load_npz
 from ..errors import DataError
 
 DETECTION_KEYS = ("image", "hoi", "score", "box_h", "box_o")

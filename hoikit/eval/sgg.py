@@ -24,8 +24,8 @@ import numpy as np
 from ..data.readers import load_json
 from ..errors import DataError
 from ..structures import SceneGraphPrediction, box_iou_plus1_rows
-from .report import format_table, write_json
-from .sgg_io import check_npz_arrays, load_prediction_arrays
+from .report import format_table
+from .sgg_io import check_npz_arrays
 
 KS = (20, 50, 100)
 IOU_THRESHOLD = 0.5  # iou_thres of sgg_eval.py
@@ -415,24 +415,8 @@ def format_results(res: Dict) -> str:
                         {str(k): f"@{k}" for k in KS})
 
 
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--pred", required=True, help="predictions .json or .npz (docs/formats.md)")
-    parser.add_argument("--anno", required=True, help="VG-SGG-with-attri.h5 (or SynthHOI's VG-format h5)")
-    parser.add_argument("--dicts", required=True, help="VG-SGG-dicts-with-attri.json")
-    parser.add_argument("--image-data", required=True, help="image_data.json")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"])
-    parser.add_argument("--zeroshot", default=None, help="zero-shot triplets JSON (default: VG150 list)")
-    parser.add_argument("--longtail", default=None, help="head/body/tail split JSON (default: VG150 split)")
-    parser.add_argument("--json", default=None, help="write the results here (percent)")
-
-
-def run_cli(args) -> int:
-    from ..data.visual_genome import VisualGenomeReader
-    reader = VisualGenomeReader(args.anno, args.dicts, args.image_data, split=args.split)
-    res = evaluate(load_prediction_arrays(args.pred, len(reader)), reader, num_predicates=len(reader.meta.predicates),
-                   zeroshot=load_zeroshot(args.zeroshot), longtail=load_longtail(args.longtail))
-    print(format_results(res))
-    if args.json:
-        write_json(args.json, {k: (v if k == "images" else
-                                   [100 * x for x in v] if isinstance(v, list) else 100 * v) for k, v in res.items()})
-    return 0
+def results_percent(res: Dict) -> Dict:
+    """The results of :func:`evaluate` with every recall in percent (``images`` unchanged): the
+    layout ``hoikit eval sgg --json`` writes."""
+    return {k: (v if k == "images" else [100 * x for x in v] if isinstance(v, list) else 100 * v)
+            for k, v in res.items()}

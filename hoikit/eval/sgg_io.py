@@ -19,7 +19,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..data.readers import load_json, load_npz
+from ..data.reader_base import load_json, load_npz
 from ..errors import DataError
 from ..structures import SceneGraphPrediction
 

@@ -26,13 +26,12 @@ from ..data.readers import load_json
 from ..errors import DataError
 from ..structures import box_iou_plus1_rows
 from .ap import voc_ap_all_point
-from .report import write_json
 from .vcoco_records import (ACTIONS, VCOCODetections, action_role_columns, load_detections,
                             official_roles, pairs_to_detections, records_to_detections)
 
 __all__ = ["VCOCOGroundTruth", "VCOCODetections", "load_ground_truth", "evaluate",
            "voc_ap_official", "records_to_detections", "pairs_to_detections", "load_detections",
-           "add_cli_arguments", "run_cli"]
+           "format_table", "results_percent"]
 
 IOU_THRESHOLD = 0.5  # ovr_thresh of vsrl_eval.py
 
@@ -362,25 +361,13 @@ def format_table(res: Dict) -> str:
     return "\n".join(lines)
 
 
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--pred", required=True, help="detections: official records .pkl/.json, or columns .npz")
-    parser.add_argument("--vcoco-json", required=True, help="s-gupta/v-coco vcoco_<split>.json")
-    parser.add_argument("--coco", required=True, help="COCO-format instances with all persons of the split")
-    parser.add_argument("--ids", required=True, help="<split>.ids (COCO image ids, evaluation order)")
-    parser.add_argument("--json", default=None, help="write the results here (percent)")
-
-
 def _percent(x):
     if isinstance(x, dict):
         return {k: _percent(v) for k, v in x.items()}
     return 100.0 * x  # NaN -> null in write_json
 
 
-def run_cli(args) -> int:
-    gt = load_ground_truth(args.vcoco_json, args.coco, args.ids)
-    res = evaluate(gt, load_detections(args.pred))
-    print(format_table(res))
-    if args.json:
-        out = {k: (_percent(v) if k != "npos" else v) for k, v in res.items()}
-        write_json(args.json, out)
-    return 0
+def results_percent(res: Dict) -> Dict:
+    """The results of :func:`evaluate` with every AP in percent (``npos`` counts unchanged): the
+    layout ``hoikit eval vcoco --json`` writes."""
+    return {k: (_percent(v) if k != "npos" else v) for k, v in res.items()}

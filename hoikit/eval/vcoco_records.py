@@ -26,7 +26,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from ..data.readers import load_json, load_npz
+from ..data.metadata import load_class_file
+from ..data.reader_base import load_json, load_npz
 from ..errors import DataError
 
 # s-gupta/v-coco vcoco_<split>.json action/role table (also hoikit/classes/vcoco.json).
@@ -38,7 +39,6 @@ ACTIONS: Tuple[str, ...] = (
 
 def official_roles() -> List[List[str]]:
     """Role names per action (agent first), in the official order, from hoikit/classes/vcoco.json."""
-    from ..data.metadata import load_class_file
     table = {a["action_name"]: a["role_name"] for a in load_class_file("vcoco")["official_actions"]}
     return [list(table[a]) for a in ACTIONS]
 
@@ -185,7 +185,6 @@ def pairs_to_detections(predictions, image_ids: Sequence[int], classes: Sequence
         continuous_to_inclusive: hoikit boxes are continuous pixels; the official GT uses
             ``x2 = x + w - 1``, so subtract 1 from x2, y2 (never below x1, y1).
     """
-    from ..data.metadata import load_class_file
     classes = list(classes or load_class_file("vcoco")["classes"])
     roles = official_roles()
     col_of = {f"{ACTIONS[a]} {roles[a][k + 1]}": c for c, (a, k, _) in enumerate(action_role_columns(roles))}

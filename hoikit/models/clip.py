@@ -49,7 +49,7 @@ class FrozenCLIP(nn.Module):
         p = Path(path)
         if not p.is_dir() or not (p / "config.json").exists():
             raise CheckpointError(f"model.sg2hoi.clip_path: '{path}' is not a directory with a CLIP config.json")
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel  # heavy dependency (seconds): only when CLIP is used
         try:
             self.model = CLIPModel.from_pretrained(str(p))
             self.tokenizer = AutoTokenizer.from_pretrained(str(p))

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..losses.deformable_criterion import DeformableSetCriterion, FocalHungarianMatcher
 from ..ops import batched_nms, box_cxcywh_to_xyxy
 from .backbone import Backbone, build_backbone
-from .deformable_checkpoints import load_deformable_weights
+from .deformable_weights import load_deformable_weights
 from .deformable_transformer import DeformableTransformer, inverse_sigmoid
 from .denoising import build_dn_queries, dn_attention_mask
 from .detr import DETRDetector, FreezableDetector, nested_tensor_from_images, targets_to_detr

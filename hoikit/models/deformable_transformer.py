@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,14 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     """``log(x / (1 - x))`` with both clamped at ``eps`` (Deformable DETR util/misc.py)."""
     x = x.clamp(min=0, max=1)
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def at_most(n: int, size: Union[int, Tensor]) -> Union[int, Tensor]:
+    """``min(n, size)`` for a size that is a Python int in eager mode and a traced 0-dim tensor under
+    ONNX export; the tensor form keeps e.g. ``topk``'s ``k`` dynamic (ONNX TopK takes k as an input)."""
+    if isinstance(size, Tensor):
+        return torch.clamp(size, max=n)
+    return min(n, size)
 
 
 def _clones(module: nn.Module, n: int) -> nn.ModuleList:
@@ -99,8 +107,9 @@ def encoder_reference_points(shapes: Sequence[Tuple[int, int]], valid_ratios: Te
     """
     refs = []
     for lvl, (h, w) in enumerate(shapes):
-        ys = torch.linspace(0.5, h - 0.5, h, dtype=torch.float32, device=valid_ratios.device)
-        xs = torch.linspace(0.5, w - 0.5, w, dtype=torch.float32, device=valid_ratios.device)
+        # arange + 0.5 = linspace(0.5, h - 0.5, h) exactly (unit steps), and follows a traced h (ONNX export)
+        ys = torch.arange(h, dtype=torch.float32, device=valid_ratios.device) + 0.5
+        xs = torch.arange(w, dtype=torch.float32, device=valid_ratios.device) + 0.5
         ry, rx = torch.meshgrid(ys, xs, indexing="ij")
         ry = ry.reshape(-1)[None] / (valid_ratios[:, None, lvl, 1] * h)
         rx = rx.reshape(-1)[None] / (valid_ratios[:, None, lvl, 0] * w)
@@ -223,8 +232,9 @@ class DeformableTransformer(nn.Module):
         for lvl, (h, w) in enumerate(shapes):
             m = mask[:, cur:cur + h * w].view(b, h, w)
             valid_h, valid_w = (~m[:, :, 0]).sum(1), (~m[:, 0, :]).sum(1)
-            gy, gx = torch.meshgrid(torch.linspace(0, h - 1, h, dtype=torch.float32, device=memory.device),
-                                    torch.linspace(0, w - 1, w, dtype=torch.float32, device=memory.device),
+            # arange(h) = linspace(0, h - 1, h) exactly, and follows a traced h
+            gy, gx = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=memory.device),
+                                    torch.arange(w, dtype=torch.float32, device=memory.device),
                                     indexing="ij")
             grid = torch.cat([gx[..., None], gy[..., None]], -1)
             scale = torch.cat([valid_w[:, None], valid_h[:, None]], 1).view(b, 1, 1, 2)
@@ -259,7 +269,9 @@ class DeformableTransformer(nn.Module):
             [Ld, B, Q, 2 or 4]``, ``memory [B, S, D]``, ``shapes`` (L pairs), ``mask [B, S]``; two-stage
             also ``enc_logits [B, S, C]`` and ``enc_coords_unact [B, S, 4]``.
         """
-        shapes = [(int(s.shape[-2]), int(s.shape[-1])) for s in srcs]
+        # Python ints in eager mode; traced sizes under ONNX export (hoikit/deploy), where every use below
+        # (arange, slices, views, topk's k) then follows the input size instead of freezing it
+        shapes = [(s.shape[-2], s.shape[-1]) for s in srcs]
         src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
         mask = torch.cat([m.flatten(1) for m in masks], 1)
         pos = torch.cat([p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
@@ -276,7 +288,7 @@ class DeformableTransformer(nn.Module):
             nl = self.decoder.num_layers
             enc_logits = self.decoder.class_embed[nl](enc_memory)
             enc_coords = self.decoder.bbox_embed[nl](enc_memory) + proposals
-            k = min(num_queries or self.two_stage_num_proposals, enc_logits.shape[1])
+            k = at_most(num_queries or self.two_stage_num_proposals, enc_logits.shape[1])
             top = torch.topk(enc_logits[..., 0], k, dim=1)[1]
             coords = torch.gather(enc_coords, 1, top[..., None].repeat(1, 1, 4)).detach()
             reference_points = coords.sigmoid()

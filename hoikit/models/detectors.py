@@ -15,10 +15,11 @@ from typing import Dict, List
 
 from torch import Tensor, nn
 
-from .checkpoints import load_detr_weights
-from .deformable_checkpoints import load_deformable_weights
 from .deformable_detr import DeformableDETR, build_deformable_detr, postprocess_per_query
+from .deformable_weights import load_deformable_weights
 from .detr import DETR, build_detr, postprocess_detections
+from .detr_weights import load_detr_weights
+
 
 def build_detector_network(dcfg, train_backbone: bool = True) -> nn.Module:
     """The bare network (:class:`DETR` or :class:`DeformableDETR`) of a ``model.detr`` section

@@ -18,10 +18,14 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, DataError
+from ..losses.dense import DenseHead, dense_loss, dense_targets
+from ..losses.matcher import HungarianMatcher
+from ..losses.set_criterion import SetCriterion
 from ..ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from .backbone import Backbone, build_backbone
 from .position_encoding import PositionEmbeddingSine
 from .denoising import build_dn_queries, dn_attention_mask
+from .detr_weights import load_detr_weights
 from .transformer import MLP, Transformer
 
 
@@ -212,7 +216,7 @@ def postprocess_detections(outputs: Dict, sizes: Tensor) -> List[Dict[str, Tenso
 
 
 def build_detr(cfg, train_backbone: bool = True) -> DETR:
-    """Build DETR from a :class:`hoikit.config.DETRConfig` (random init; see models/checkpoints.py to load).
+    """Build DETR from a :class:`hoikit.config.DETRConfig` (random init; see models/detr_weights.py to load).
 
     Args:
         cfg: the ``model.detr`` section.
@@ -258,8 +262,6 @@ class DETRDetector(nn.Module):
         self.meta = meta
         self.dense_loss_coef = dense_loss_coef
         if dense_loss_coef > 0:   # training aid (hoikit/losses/dense.py); not part of DETR's state dict
-            from ..losses.dense import DenseHead
-
             self.dense_head = DenseHead(detr.query_embed.weight.shape[1], detr.class_embed.out_features - 1)
 
     def forward(self, images: List[Tensor], targets: Optional[List[Dict]] = None):
@@ -281,8 +283,6 @@ class DETRDetector(nn.Module):
 
     def _dense_losses(self, outputs: Dict, detr_targets: List[Dict[str, Tensor]], images) -> Dict[str, Tensor]:
         """``loss_dense_ce`` / ``loss_dense_l1`` on the encoder memory, each weighted by ``dense_loss_coef``."""
-        from ..losses.dense import dense_loss, dense_targets
-
         sizes = torch.as_tensor([[im.shape[-2], im.shape[-1]] for im in images], device=outputs["memory"].device)
         padded = (int(sizes[:, 0].max()), int(sizes[:, 1].max()))
         classes, boxes, fg = dense_targets(detr_targets, sizes, padded, outputs["mask"],
@@ -319,9 +319,6 @@ def build_detector(cfg, meta) -> DETRDetector:
     ``cfg.model.detr.checkpoint`` (any supported format) initialises the weights strictly; its
     number of classes must equal ``len(meta.objects)``.
     """
-    from ..losses.matcher import HungarianMatcher
-    from ..losses.set_criterion import SetCriterion
-    from .checkpoints import load_detr_weights
 
     dcfg = dataclasses.replace(cfg.model.detr, num_classes=len(meta.objects))
     detr = build_detr(dcfg, train_backbone=cfg.train.lr_backbone > 0)

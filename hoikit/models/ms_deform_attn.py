@@ -38,16 +38,23 @@ def ms_deform_attn_sample(value: Tensor, shapes: Sequence[Tuple[int, int]], loca
     """
     b, _, m, dh = value.shape
     _, q, _, n_levels, n_points, _ = locations.shape
-    values = value.split([h * w for h, w in shapes], dim=1)
     grids = 2 * locations - 1                      # grid_sample's [-1, 1] frame (align_corners=False)
     sampled: List[Tensor] = []
+    start = 0
     for lvl, (h, w) in enumerate(shapes):
-        v = values[lvl].flatten(2).transpose(1, 2).reshape(b * m, dh, h, w)
+        # slices, not split(): the sizes may be traced tensors (ONNX export), which split() would freeze
+        v = value[:, start:start + h * w].flatten(2).transpose(1, 2).reshape(b * m, dh, h, w)
+        start = start + h * w
         g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)          # [B*M, Q, P, 2]
         sampled.append(F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False))
     w = weights.transpose(1, 2).reshape(b * m, 1, q, n_levels * n_points)
     out = (torch.stack(sampled, dim=-2).flatten(-2) * w).sum(-1)       # [B*M, Dh, Q]
     return out.view(b, m * dh, q).transpose(1, 2).contiguous()
+
+
+def level_sizes_wh(shapes: Sequence[Tuple[int, int]]) -> Tensor:
+    """``[L, 2]`` float (W_l, H_l); built with ``stack`` so that traced sizes (ONNX export) stay dynamic."""
+    return torch.stack([torch.stack([torch.as_tensor(w), torch.as_tensor(h)]) for h, w in shapes]).float()
 
 
 class MSDeformAttn(nn.Module):
@@ -112,7 +119,7 @@ class MSDeformAttn(nn.Module):
         weights = weights.softmax(-1).view(b, q, self.n_heads, self.n_levels, self.n_points)
         if reference_points.shape[-1] == 2:
             # offsets are in cells of each level: divide by (W_l, H_l)
-            norm = torch.as_tensor([[w, h] for h, w in shapes], dtype=offsets.dtype, device=offsets.device)
+            norm = level_sizes_wh(shapes).to(offsets)
             loc = reference_points[:, :, None, :, None, :] + offsets / norm[None, None, None, :, None, :]
         elif reference_points.shape[-1] == 4:
             loc = reference_points[:, :, None, :, None, :2] + \

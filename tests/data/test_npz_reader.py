@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hoikit.data.readers import _read_stored_npz, load_npz
+from hoikit.data.reader_base import _read_stored_npz, load_npz
 from hoikit.errors import DataError
 
 ARRAYS = dict(i16=np.arange(12, dtype=np.int16).reshape(3, 4), fortran=np.asfortranarray(np.random.rand(3, 5)),

@@ -16,7 +16,7 @@ from hoikit.data.synth.classes import CORRESPONDENCE, OBJECTS, VERBS  # noqa: E4
 from hoikit.data.metadata import DatasetMeta  # noqa: E402
 from hoikit.data.synth.scene import make_image  # noqa: E402
 from hoikit.deploy.onnx_runtime import OnnxModel  # noqa: E402
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from hoikit.engine.inference import Predictor  # noqa: E402
 from hoikit.recipes import build_model, meta_to_dict  # noqa: E402
 

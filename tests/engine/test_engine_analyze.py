@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from hoikit.cli import main
-from hoikit.commands.analyze import pair_stats
+from hoikit.analysis.tokens import human_token, pair_stats
 from hoikit.config import load_config, to_dict
 from hoikit.data.metadata import DatasetMeta
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.recipes import build_model, meta_to_dict
 
 
@@ -42,8 +42,6 @@ def test_human_token_is_the_token_of_the_best_matching_query():
     """The token analysed is ``hs[-1]`` of the query whose box overlaps the drawn person most (IoU by
     hand below), not any other query's (planting argmin instead of argmax must fail here)."""
     from types import SimpleNamespace
-
-    from hoikit.commands.analyze import human_token
 
     boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [50, 50, 60, 60], [0, 0, 20, 10]], np.float32)
     hs = torch.arange(2 * 1 * 4 * 3, dtype=torch.float32).reshape(2, 1, 4, 3)      # [L, B, Q, D]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from hoikit.engine import checkpoint as C
+from hoikit.io import checkpoint as C
 from hoikit.errors import CheckpointError
 
 
@@ -79,3 +79,30 @@ def test_rng_state_round_trip_through_a_file(tmp_path):
     C.set_rng_state(C.load_checkpoint(tmp_path / "r.pt")["rng"])
     got = (random.random(), np.random.randn(), torch.rand(3))
     assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_one_allow_list_official_args_read_but_not_taken_for_a_hoikit_checkpoint(tmp_path):
+    import argparse
+
+    official = tmp_path / "detr-r50.pth"
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(dilation=True, nheads=8)}, official)
+    raw = C.load_checkpoint(official, require_format=False)          # converters read released files this way
+    assert raw["args"].dilation is True and torch.equal(raw["model"]["w"], torch.ones(2))
+    with pytest.raises(CheckpointError, match=r"detr-r50.pth: not a hoikit checkpoint .*hoikit convert"):
+        C.load_checkpoint(official)
+
+
+def test_the_checkpoint_module_imports_only_the_bottom_layer():
+    import ast
+    from pathlib import Path
+
+    import hoikit.io
+
+    allowed = {"errors", "paths"}
+    for path in Path(hoikit.io.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2:
+                assert (node.module or "").split(".")[0] in allowed, f"{path.name} imports ..{node.module}"
+            if isinstance(node, ast.ImportFrom) and node.level == 0:
+                assert not (node.module or "").startswith("hoikit"), f"{path.name} imports {node.module}"

@@ -10,7 +10,7 @@ from hoikit.cli import main
 from hoikit.config import load_config, to_dict
 from hoikit.data.readers import open_reader
 from hoikit.data.synth import generate_synthhoi
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.datasets import build_training_data
 from hoikit.recipes import build_model, meta_to_dict
 

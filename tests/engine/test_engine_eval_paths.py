@@ -13,7 +13,7 @@ from hoikit.cli import main
 from hoikit.config import load_config, to_dict
 from hoikit.data.dataset import build_reader, collate
 from hoikit.data.synth import generate_synthhoi
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.datasets import eval_tasks
 from hoikit.engine.inference import Predictor, model_from_checkpoint
 from hoikit.engine.testing import collect_predictions, eval_loader

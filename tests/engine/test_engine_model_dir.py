@@ -12,7 +12,7 @@ import hoikit
 from hoikit.cli import main
 from hoikit.config import load_config, to_dict
 from hoikit.data.synth.scene import make_image
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.errors import CheckpointError, ConfigError
 from hoikit.recipes import build_model, meta_to_dict
 
@@ -98,7 +98,7 @@ def test_broken_model_directories_are_one_line_errors(rmlr_checkpoint, tmp_path,
 
 def test_an_exported_detector_directory_loads_as_a_detr_checkpoint(tmp_path):
     """model.detr.checkpoint may name an exported detector directory (read like the checkpoint file)."""
-    from hoikit.models.checkpoints import load_detr
+    from hoikit.convert.detr import load_detr
 
     cfg = load_config(None, ["model.arch=detr", *TINY_DETR])
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ from engine_toy import ToyHOIRecipe
 from hoikit.cli import main
 from hoikit.config import load_config, to_dict
 from hoikit.data.metadata import DatasetMeta
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.recipes import RECIPES, build_model, meta_to_dict
 
 META = DatasetMeta(name="toy", objects=["person", "bicycle", "cup"], verbs=["ride", "hold", "look at"],

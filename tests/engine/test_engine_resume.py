@@ -10,7 +10,7 @@ import torch
 
 from engine_toy import ToyDataset, ToyEvaluator, ToyModel, main as toy_main, toy_collate
 from hoikit.config import load_config
-from hoikit.engine.checkpoint import load_checkpoint
+from hoikit.io.checkpoint import load_checkpoint
 from hoikit.engine.trainer import fit, seed_everything
 from hoikit.errors import TrainingError
 

@@ -8,7 +8,7 @@ import torch
 from engine_toy import ToyDataset, ToyEvaluator, ToyModel, toy_collate
 from hoikit.cli import main
 from hoikit.config import load_config, to_dict
-from hoikit.engine.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from hoikit.engine.resume import resume_config
 from hoikit.engine.trainer import fit, seed_everything
 from hoikit.errors import ConfigError

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hoikit.engine.checkpoint import load_checkpoint
+from hoikit.io.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 KILL = ROOT / "benchmarks" / "kill_train.py"

@@ -43,6 +43,36 @@ def test_scheduler_drives_the_optimizer():
     assert lrs == pytest.approx([0.5, 0.5, 0.5, 0.05, 0.05, 0.05])
 
 
+def test_scheduler_started_mid_run_is_the_one_stepped_there():
+    """``start_step=t`` (a phase switch rebuilds the optimizer) gives the rates, ``last_epoch`` and
+    following steps of a scheduler that ran from step 0 and stepped t times; groups keep their own
+    base rates (two groups, warm-up and a drop inside the range)."""
+    cfg = TrainConfig(epochs=4, schedule="step", lr_drop=1, warmup_iters=3)
+
+    def fresh():
+        a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+        return torch.optim.SGD([{"params": [a], "lr": 0.4}, {"params": [b], "lr": 0.03}])
+
+    for t in (1, 2, 5, 7):
+        ref_opt = fresh()
+        ref = build_scheduler(ref_opt, cfg, steps_per_epoch=3)
+        for _ in range(t):
+            ref_opt.step()
+            ref.step()
+        opt = fresh()
+        sched = build_scheduler(opt, cfg, steps_per_epoch=3, start_step=t)
+        assert sched.last_epoch == ref.last_epoch == t
+        assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
+        assert sched.get_last_lr() == ref.get_last_lr() and sched.base_lrs == [0.4, 0.03]
+        for _ in range(3):
+            opt.step()
+            sched.step()
+            ref_opt.step()
+            ref.step()
+            assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in ref_opt.param_groups]
+            assert sched.get_last_lr() == ref.get_last_lr()
+
+
 def test_sampler_shards_cover_and_resume():
     shards = [ResumableSampler(10, 2, r, seed=3, shuffle=True, drop_last=True) for r in range(2)]
     for s in shards:

@@ -7,7 +7,7 @@ import torch
 
 from hoikit.config import Config
 from hoikit.data.dataset import collate
-from hoikit.engine.checkpoint import load_checkpoint
+from hoikit.io.checkpoint import load_checkpoint
 from hoikit.engine.datasets import build_training_data
 from hoikit.engine.phases import AlternatingBatchSampler
 from hoikit.engine.trainer import fit, seed_everything

@@ -14,7 +14,7 @@ from hoikit.cli import main
 from hoikit.config import load_config, to_dict
 from hoikit.data.dataset import build_reader
 from hoikit.data.synth import generate_synthhoi
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.recipes import build_model, meta_to_dict
 
 N_TEST = 6
@@ -120,7 +120,7 @@ def test_a_checkpoint_with_old_keys_loads_the_same_in_test_and_load(tiny_run, tm
     model.detr.freeze and without model.rmlr.text.pooling: `hoikit.load` and `hoikit test` (with a
     CONFIG whose data / eval sections replace the checkpoint's) build the same config from it."""
     import hoikit
-    from hoikit.engine.checkpoint import load_checkpoint
+    from hoikit.io.checkpoint import load_checkpoint
 
     root, ck = tiny_run
     state = load_checkpoint(ck)

@@ -9,8 +9,10 @@ from safetensors.torch import save_file
 from hoikit.cli import main as cli_main
 from hoikit.config import DETRConfig
 from hoikit.errors import CheckpointError
-from hoikit.models.checkpoints import (detr_to_hf, hf_to_detr, infer_detr_config, load_detr, load_detr_weights,
-                                       read_checkpoint_file)
+from hoikit.convert.detr import load_detr
+from hoikit.io.checkpoint import read_file as read_checkpoint_file
+from hoikit.models.detr_weights import infer_detr_config, load_detr_weights
+from hoikit.models.hf_detr import detr_to_hf, hf_to_detr
 from hoikit.models.detr import build_detr
 
 TINY = dict(backbone="tiny", hidden_dim=32, nheads=4, enc_layers=1, dec_layers=2, dim_feedforward=64,
@@ -196,7 +198,7 @@ def test_backbone_and_classes_are_inferred(name, layer3, bottleneck):
 
 
 def test_dc5_from_official_release_file_name(tmp_path, weights):
-    from hoikit.models.checkpoints import read_detr_weights
+    from hoikit.models.detr_weights import read_detr_weights
     _, info = read_detr_weights(write(tmp_path / "detr-r50-dc5-f0fb7ef5.pth", {"model": weights}))
     assert info["dilation"] is True
     _, info = read_detr_weights(write(tmp_path / "detr-r50-e632da11.pth", {"model": weights}))

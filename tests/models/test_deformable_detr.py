@@ -10,7 +10,7 @@ import torch
 from hoikit.config import DETRConfig
 from hoikit.data.metadata import DatasetMeta
 from hoikit.errors import CheckpointError, ConfigError
-from hoikit.models.deformable_checkpoints import load_deformable_weights, read_deformable_weights
+from hoikit.models.deformable_weights import load_deformable_weights, read_deformable_weights
 from hoikit.models.deformable_detr import build_deformable_detr, postprocess_topk
 from hoikit.models.ms_deform_attn import MSDeformAttn, ms_deform_attn_sample
 from hoikit.paths import shared_data_dir

@@ -167,7 +167,7 @@ def test_dn_loss_values_by_hand():
 
 
 def test_a_detector_file_without_the_dn_embedding_loads_into_a_dn_model(tmp_path):
-    from hoikit.models.deformable_checkpoints import load_deformable_weights
+    from hoikit.models.deformable_weights import load_deformable_weights
 
     torch.manual_seed(0)
     src = build_deformable_detr(tiny_cfg(backbone="resnet18", with_box_refine=True, two_stage=True))

@@ -78,7 +78,7 @@ def test_detector_trains_with_hybrid_matching_and_evaluates():
 
 
 def test_a_detr_file_initialises_a_model_with_training_aids(tmp_path):
-    from hoikit.models.checkpoints import load_detr_weights
+    from hoikit.models.detr_weights import load_detr_weights
 
     torch.manual_seed(0)
     plain = build_detr(tiny_cfg(backbone="resnet18"))

@@ -56,8 +56,7 @@ def test_inverse_kinematics_puts_the_wrist_on_a_reachable_target():
         p = _person(Pose(facing=facing))
         sh = p.keypoints()["shoulder"]
         target = sh + np.array([facing * 15.0, 12.0])
-        p.pose.arms = [ik_arm(sh, target, p.height, facing), p.pose.arms[1]]
-        p._kp = None
+        p.set_pose(arms=[ik_arm(sh, target, p.height, facing), p.pose.arms[1]])
         np.testing.assert_allclose(p.keypoints()["wrist0"], target, atol=1e-6)
 
 
@@ -96,8 +95,7 @@ def test_look_at_depends_on_head_direction():
     lab = label_scene([p], [ball], boxes, [1.0, 0.5], H)
     assert lab.hois == [(0, 1, VERBS.index("look_at"))]
     assert (0, 1, PREDICATES.index("looking at")) in lab.relations
-    p.pose.gaze_facing = -1  # same body, head turned away
-    p._kp = None
+    p.set_pose(gaze_facing=-1)  # same body, head turned away
     assert gaze_target(p, 0, boxes) is None
     assert label_scene([p], [ball], boxes, [1.0, 0.5], H).hois == []
 
@@ -126,3 +124,9 @@ def test_several_verbs_on_one_object_and_one_predicate_per_pair():
     assert {"hold", "look_at"} <= verbs
     assert [r[:2] for r in lab.relations].count((0, 1)) == 1
     assert (0, 1, PREDICATES.index("holding")) in lab.relations  # hold outranks look_at
+
+
+def test_set_pose_rejects_a_field_pose_does_not_have():
+    p = _person(Pose(facing=1))
+    with pytest.raises(AttributeError, match="armz"):
+        p.set_pose(armz=[(0, 0), (0, 0)])

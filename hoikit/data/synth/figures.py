@@ -85,7 +85,17 @@ class Person:
     skin: Color = SKIN[1]
     shirt: Color = (40, 90, 200)
     pants: Color = (50, 50, 60)
-    _kp: Dict[str, np.ndarray] = field(default=None, repr=False)
+    _kp: Dict[str, np.ndarray] = field(default=None, init=False, repr=False)  # keypoints() cache
+
+    def set_pose(self, **changes) -> None:
+        """Change fields of :attr:`pose` (``arms=...``, ``legs=...``, ``lean=...``, ``gaze_facing=...``,
+        ...); the keypoints follow. Change the pose through this method, not by writing ``pose``'s
+        fields directly, which would leave :meth:`keypoints` returning the old figure."""
+        for name, value in changes.items():
+            if not hasattr(self.pose, name):
+                raise AttributeError(f"Pose has no field '{name}'")
+            setattr(self.pose, name, value)
+        self._kp = None
 
     def keypoints(self) -> Dict[str, np.ndarray]:
         """Forward kinematics. Keys: hip, shoulder, head (centre), mouth, elbow0/1, wrist0/1,

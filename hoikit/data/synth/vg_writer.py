@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List
 
+import h5py
 import numpy as np
 
 from .classes import OBJECTS, PREDICATES
@@ -37,8 +38,6 @@ def _scaled_cxcywh(box, width: int, height: int, long_side: int) -> List[int]:
 
 
 def write_h5(records: List[Dict], path: Path) -> Path:
-    import h5py
-
     labels, b1024, b512, first_box, last_box = [], [], [], [], []
     rels, preds, first_rel, last_rel, split = [], [], [], [], []
     for r in records:

@@ -26,6 +26,7 @@ from ...errors import ConfigError
 from ..detectors import build_detector_network, load_detector_weights, num_detector_classes
 from ..text import encoder_pooling, load_text_encoder, text_encoder_dim
 from .cross_modal import CrossModalBranch
+from .detector_cache import DetectorCache
 from .detector_classes import detector_to_dataset
 from .interaction_head import InteractionHead
 from .model import RmLR
@@ -83,6 +84,8 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
         inference: leave out the training-only cross-modal branches ``cml_ire`` / ``cml_irm`` (their
             keys in :data:`RmLR.TRAINING_ONLY` are dropped when a checkpoint is loaded) and the text
             encoder; the model then predicts exactly as the full one but cannot train with transfer.
+            An inference build has no detector cache either (``model.rmlr.detector_cache`` is a
+            training speed-up; predicted frames and test images would only fill it).
     """
     r, d = cfg.model.rmlr, cfg.model.detr
     use_ire, transfer = ablation_switches(r.ablation)
@@ -124,5 +127,6 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     model = RmLR(detector, head, meta, meta.person_label, ire, fusion, cml_ire, cml_irm, transfer, loader, weights,
                  r.word_context, r.language_reasoning, r.alpha, r.gamma, (r.prior_power_train, r.prior_power_test),
                  r.box_score_thresh, r.nms_thresh, r.min_instances, r.max_instances, r.fg_iou_thresh, det_to_obj,
-                 r.detections, (d.set_cost_bbox, d.set_cost_giou), r.text.pooling)
+                 r.detections, (d.set_cost_bbox, d.set_cost_giou), r.text.pooling,
+                 DetectorCache(r.detector_cache_mb) if r.detector_cache and not inference else None)
     return model

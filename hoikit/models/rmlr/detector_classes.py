@@ -23,6 +23,7 @@ from typing import List, Sequence
 
 import torch
 
+from ...data.metadata import load_class_file
 from ...errors import ConfigError
 
 #: COCO category ids that no class uses (COCO has 80 classes over ids 1..90).
@@ -33,8 +34,6 @@ NO_CLASS = "N/A"
 def coco80_names() -> List[str]:
     """The 80 COCO class names in contiguous order (person first), from hoikit/classes/vcoco.json
     (fredzzhang/vcoco ``objects`` without its background entry)."""
-    from ...data.metadata import load_class_file
-
     objects = list(load_class_file("vcoco")["objects"])
     if objects[0] != "background" or len(objects) != 81:
         raise ConfigError("hoikit/classes/vcoco.json: 'objects' must be background + 80 COCO classes")

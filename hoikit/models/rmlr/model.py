@@ -27,6 +27,7 @@ from ...structures import HOIPrediction
 from ..deformable_detr import DeformableDETR
 from ..detectors import num_detector_classes
 from .cross_modal import CrossModalBranch
+from .detector_cache import DetectorCache, detect_per_image
 from .interaction_head import InteractionHead
 from .pairs import (associate_with_ground_truth, detr_boxes_and_scores, hoi_targets, oracle_proposals,
                     select_detections)
@@ -66,6 +67,10 @@ class RmLR(nn.Module):
             (:attr:`needs_targets`).
         oracle_cost: ``(cost_bbox, cost_giou)`` of the oracle's query matching (DETR's matcher weights).
         pooling: E_cls of a sub-sentence, ``cls`` | ``mean`` (``model.rmlr.text.pooling`` resolved).
+        detector_cache: None (the detector runs on the padded batch, as UPT) or a
+            :class:`~hoikit.models.rmlr.detector_cache.DetectorCache`: the detector runs one image at a
+            time and its outputs are cached by image bytes (``model.rmlr.detector_cache``). Not part
+            of the state dict; cleared by ``load_state_dict`` and ``.to()`` / ``.half()``.
     """
 
     #: state-dict prefixes of modules that only training uses (cross-modal learning, Sec. 3.4)
@@ -80,7 +85,7 @@ class RmLR(nn.Module):
                  prior_power=(1.0, 2.8), score_thresh: float = 0.2, nms_thresh: float = 0.5,
                  min_instances: int = 3, max_instances: int = 15, fg_iou_thresh: float = 0.5,
                  detector_to_object: Optional[Tensor] = None, detections: str = "detr",
-                 oracle_cost=(5.0, 2.0), pooling: str = "cls"):
+                 oracle_cost=(5.0, 2.0), pooling: str = "cls", detector_cache: Optional[DetectorCache] = None):
         super().__init__()
         if detections not in ("detr", "oracle"):
             raise ConfigError(f"model.rmlr.detections: '{detections}' is not one of detr | oracle")
@@ -112,6 +117,7 @@ class RmLR(nn.Module):
         self.needs_targets = detections == "oracle"
         self.oracle_cost = tuple(oracle_cost)
         self._warned_oracle = False
+        self.detector_cache = detector_cache   # plain attribute: never saved, refills after a resume
         if detector_to_object is None:
             detector_to_object = torch.arange(num_detector_classes(detector))
         # not persistent: the table follows the config, checkpoints keep UPT's exact keys
@@ -134,6 +140,27 @@ class RmLR(nn.Module):
         super().train(mode)
         self.detector.eval()             # frozen detector: no dropout
         return self
+
+    def _apply(self, fn, *args, **kwargs):
+        # a device / dtype change changes the detector's rounding: cached rows would be stale
+        if self.detector_cache is not None:
+            self.detector_cache.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; also empties the detector cache (new detector weights)."""
+        if self.detector_cache is not None:
+            self.detector_cache.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _detect(self, images: List[Tensor]) -> dict:
+        """The frozen detector's outputs for a batch (docs/architecture.md): on the padded batch, or
+        with a detector cache one image at a time in the same layout plus ``global_features [B, Cb]``
+        (:func:`~hoikit.models.rmlr.detector_cache.detect_per_image`)."""
+        if self.detector_cache is None:
+            with torch.no_grad():
+                return self.detector(images)
+        return detect_per_image(self.detector, images, self.detector_cache, keep_pos=hasattr(self, "ire"))
 
     def _proposals(self, out: dict, b: int, size, targets: Optional[List[dict]]):
         """Proposals of batch image ``b``: DETR's kept detections, or its ground truth (oracle)."""
@@ -160,11 +187,12 @@ class RmLR(nn.Module):
 
         ``targets`` (per image ``boxes [N, 4]``, ``labels [N]``) are read only with oracle detections.
         """
-        with torch.no_grad():
-            out = self.detector(images)
+        out = self._detect(images)
         sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
         feats, fmask = out["features"], out["mask"]
-        global_upt = feats.mean(dim=(2, 3))          # UPT: AdaptiveAvgPool2d over the padded map
+        global_upt = out.get("global_features")      # per-image runs: each image's own map
+        if global_upt is None:
+            global_upt = feats.mean(dim=(2, 3))      # UPT: AdaptiveAvgPool2d over the padded map
         has_ire = hasattr(self, "ire")
         if has_ire:
             valid = ~fmask

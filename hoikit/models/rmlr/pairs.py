@@ -13,6 +13,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from ...losses.matcher import detr_cost_matrix, match_cost_matrices
 from ...ops import batched_nms, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh
 
 
@@ -111,8 +112,6 @@ def oracle_proposals(gt_boxes: Tensor, gt_labels: Tensor, pred_boxes: Tensor, hi
         :class:`Proposals` of the ``T`` ground-truth entities, humans first (ground-truth order within
         each group), scores 1.
     """
-    from ...losses.matcher import detr_cost_matrix, match_cost_matrices
-
     boxes = gt_boxes.to(pred_boxes).reshape(-1, 4)
     labels = gt_labels.to(device=pred_boxes.device, dtype=torch.int64).reshape(-1)
     if len(boxes) > len(pred_boxes):

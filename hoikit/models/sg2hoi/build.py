@@ -84,6 +84,71 @@ def no_clip_notice() -> None:
         _notice_said = True
 
 
+def _check(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta]) -> None:
+    """The datasets ``train.task`` needs and the hidden width :func:`build_sg2hoi` needs; ConfigError
+    naming the key (the choice fields ``train.task``, ``hss_assign``, ``verb_loss`` are ``Literal``s
+    checked when the config loads)."""
+    sg, task = cfg.model.sg2hoi, cfg.train.task
+    if (task in ("joint", "sgg") and meta_sgg is None) or (task in ("joint", "hoi") and meta_hoi is None):
+        raise ConfigError(f"train.task={task}: needs {'both an SGG and an HOI' if task == 'joint' else 'an ' + task.upper()} dataset")
+    if meta_sgg is not None and not meta_sgg.predicates:
+        raise ConfigError(f"SG2HOI+: SGG dataset '{meta_sgg.name}' has no predicates")
+    if sg.hidden_dim != 2 * sg.seg_dim:
+        raise ConfigError(f"model.sg2hoi.hidden_dim={sg.hidden_dim} must equal 2 * seg_dim={2 * sg.seg_dim} "
+                          "(Eq. 3: d = 2C')")
+
+
+def _text_source(sg, state_dict: Optional[Mapping[str, torch.Tensor]]):
+    """``(clip or None, CLIP embedding width or 0, text tables)``: the stored tables of a checkpoint
+    (``state_dict``), or CLIP (``sg.clip_path``) and the text encoders."""
+    clip, clip_dim = None, 0
+    if state_dict is not None:
+        text = StoredTables(state_dict)
+        if "distill.proj.weight" in state_dict:
+            clip_dim = int(state_dict["distill.proj.weight"].shape[0])
+        return clip, clip_dim, text
+    clip = load_clip(sg.clip_path) if sg.clip_path else None
+    if clip is None:
+        no_clip_notice()
+    clip_dim = clip.embed_dim if clip is not None else 0
+    return clip, clip_dim, TextTables(clip, sg.text)
+
+
+def _relation_decoder(sg, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta], text,
+                      text_init: bool) -> RelationDecoder:
+    """The relation decoder over the SGG objects and predicates (the HOI objects without an SGG set)."""
+    sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
+    predicates = meta_sgg.predicates if meta_sgg else []
+    return RelationDecoder(
+        sg.hidden_dim, sg.nheads, sg.dim_feedforward, sg.dropout, sg.rel_dec_layers, sg.num_rel_queries,
+        len(sgg_objects), len(predicates),
+        object_text=text.prompts([object_prompt(n) for n in sgg_objects]) if text_init else None,
+        predicate_text=text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None)
+
+
+def _hoi_branch(sg, meta_hoi: Optional[DatasetMeta], text, text_init: bool):
+    """``(R2I transformer, feature transform, query transform, HOI decoder)``, each None when the
+    ablation or a missing HOI dataset leaves it out (built in this order: initial weights)."""
+    r2i = feat_tr = query_tr = hoi_decoder = None
+    if meta_hoi is None:
+        return r2i, feat_tr, query_tr, hoi_decoder
+    d = sg.hidden_dim
+    if sg.relq and sg.num_hoi_queries != sg.num_rel_queries:
+        log.info("SG2HOI+ RELQ: HOI queries are the %d relation queries", sg.num_rel_queries)
+    if sg.r2i:
+        r2i = R2ITransformer(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.r2i_layers)
+        if sg.feature_transform:
+            feat_tr = CrossAttentionStack(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.transform_layers)
+    if not sg.relq:
+        query_tr = QueryTransform(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.transform_layers,
+                                  sg.num_hoi_queries, enabled=sg.query_transform)
+    hoi_decoder = HOIDecoder(
+        d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.hoi_dec_layers, len(meta_hoi.objects), len(meta_hoi.verbs),
+        object_text=text.prompts([object_prompt(n) for n in meta_hoi.objects]) if text_init else None,
+        verb_text=text.prompts([verb_prompt(n) for n in meta_hoi.verbs]) if text_init else None)
+    return r2i, feat_tr, query_tr, hoi_decoder
+
+
 def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta],
                  state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> SG2HOIPlus:
     """Build the model.
@@ -95,29 +160,14 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
         state_dict: weights the caller will load next (inference from a checkpoint): then CLIP and
             the text encoders are not opened; tables get the stored shapes (:class:`StoredTables`)
             and the distillation head CLIP's stored width. The model has no CLIP teacher.
+
+    The modules are created in a fixed order (backbone, HSS, encoder, distillation head, relation
+    decoder, HOI branch): with a given seed the initial weights do not change.
     """
-    sg, task = cfg.model.sg2hoi, cfg.train.task
-    if (task in ("joint", "sgg") and meta_sgg is None) or (task in ("joint", "hoi") and meta_hoi is None):
-        raise ConfigError(f"train.task={task}: needs {'both an SGG and an HOI' if task == 'joint' else 'an ' + task.upper()} dataset")
-    if meta_sgg is not None and not meta_sgg.predicates:
-        raise ConfigError(f"SG2HOI+: SGG dataset '{meta_sgg.name}' has no predicates")
-    d = sg.hidden_dim
-    if d != 2 * sg.seg_dim:
-        raise ConfigError(f"model.sg2hoi.hidden_dim={d} must equal 2 * seg_dim={2 * sg.seg_dim} (Eq. 3: d = 2C')")
+    _check(cfg, meta_sgg, meta_hoi)
+    sg, d = cfg.model.sg2hoi, cfg.model.sg2hoi.hidden_dim
     source = distill_source(sg.variant, sg.vl_distill)
-
-    clip, clip_dim = None, 0
-    if state_dict is not None:
-        text = StoredTables(state_dict)
-        if "distill.proj.weight" in state_dict:
-            clip_dim = int(state_dict["distill.proj.weight"].shape[0])
-    else:
-        clip = load_clip(sg.clip_path) if sg.clip_path else None
-        if clip is None:
-            no_clip_notice()
-        clip_dim = clip.embed_dim if clip is not None else 0
-        text = TextTables(clip, sg.text)
-
+    clip, clip_dim, text = _text_source(sg, state_dict)
     backbone = build_backbone(cfg.model.detr.backbone, cfg.model.detr.dilation,
                               train_backbone=cfg.train.lr_backbone > 0)
     # BBSeg classes: union of the two datasets' object vocabularies (method notes)
@@ -129,37 +179,14 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
                                      detr_proj=sg.detr_proj)
     encoder = SG2HOIEncoder(sg.seg_dim, d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.enc_layers)
     distill = VLDistillHead(d, clip_dim, source, sg.vl_loss) if (source and clip_dim) else None
-
     text_init = sg.variant != "rand"
-    sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
-    predicates = meta_sgg.predicates if meta_sgg else []
-    rel_decoder = RelationDecoder(
-        d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.rel_dec_layers, sg.num_rel_queries,
-        len(sgg_objects), len(predicates),
-        object_text=text.prompts([object_prompt(n) for n in sgg_objects]) if text_init else None,
-        predicate_text=text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None)
-
-    r2i = feat_tr = query_tr = hoi_decoder = None
-    if meta_hoi is not None:
-        if sg.relq and sg.num_hoi_queries != sg.num_rel_queries:
-            log.info("SG2HOI+ RELQ: HOI queries are the %d relation queries", sg.num_rel_queries)
-        if sg.r2i:
-            r2i = R2ITransformer(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.r2i_layers)
-            if sg.feature_transform:
-                feat_tr = CrossAttentionStack(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.transform_layers)
-        if not sg.relq:
-            query_tr = QueryTransform(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.transform_layers,
-                                      sg.num_hoi_queries, enabled=sg.query_transform)
-        hoi_decoder = HOIDecoder(
-            d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.hoi_dec_layers, len(meta_hoi.objects), len(meta_hoi.verbs),
-            object_text=text.prompts([object_prompt(n) for n in meta_hoi.objects]) if text_init else None,
-            verb_text=text.prompts([verb_prompt(n) for n in meta_hoi.verbs]) if text_init else None)
-
+    rel_decoder = _relation_decoder(sg, meta_sgg, meta_hoi, text, text_init)
+    r2i, feat_tr, query_tr, hoi_decoder = _hoi_branch(sg, meta_hoi, text, text_init)
     criterion = SG2HOICriterion(sg.alpha_box, sg.alpha_cls, sg.alpha_rel, sg.eos_coef, sg.train_unmatched, sg.verb_loss)
     lambda_seg = sg.lambda_seg if sg.hss != "none" else 0.0          # -HSS: lambda_1 = 0 (Table VI)
     model = SG2HOIPlus(backbone, hss, encoder, rel_decoder, distill, r2i, feat_tr, query_tr, hoi_decoder, criterion,
                        meta_sgg, meta_hoi, {"sgg": map_sgg, "hoi": map_hoi}, clip=clip,
-                       lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=task)
+                       lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=cfg.train.task)
     if cfg.model.detr.checkpoint and state_dict is None:             # Section IV-D: DETR initialisation
         counts = init_from_detr(model, cfg.model.detr.checkpoint)
         log.info("SG2HOI+: initialised %d tensors from DETR %s (%d DETR tensors unused)",

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ...errors import CheckpointError
-from ..checkpoints import read_detr_weights
+from ..detr_weights import read_detr_weights
 
 
 def _targets(model: nn.Module, key: str) -> List[str]:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hoikit.config import to_dict
-from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.inference import Predictor
 from hoikit.engine.testing import collect_predictions
 from hoikit.errors import ConfigError, DataError

@@ -142,7 +142,7 @@ def test_inference_never_creates_the_text_encoder(tiny_meta, tiny_bert_dir, monk
 
 def test_inference_build_has_no_cross_modal_modules_and_predicts_identically(tiny_meta, tiny_bert_dir, tmp_path):
     from hoikit.config import to_dict
-    from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
+    from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
     from hoikit.engine.inference import model_from_checkpoint
 
     full = build_tiny(tiny_meta, "full", tiny_bert_dir).eval()

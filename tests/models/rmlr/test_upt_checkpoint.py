@@ -6,7 +6,8 @@ from hoikit.config import Config
 from hoikit.data.metadata import hicodet_meta
 from hoikit.errors import CheckpointError
 from hoikit.models.rmlr.build import build_rmlr
-from hoikit.models.rmlr.upt_checkpoint import convert_upt_checkpoint, hoikit_to_upt, load_upt, upt_to_hoikit
+from hoikit.convert.upt import convert_upt_checkpoint, load_upt
+from hoikit.models.rmlr.upt_weights import hoikit_to_upt, upt_to_hoikit
 from hoikit.paths import shared_data_dir
 
 

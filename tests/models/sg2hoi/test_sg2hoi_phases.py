@@ -61,7 +61,7 @@ def test_hoi_frozen_trains_only_the_hoi_part_and_unfreezes(metas, tiny_clip_dir)
 def test_rebuild_from_weights_opens_no_text_model(metas, tiny_clip_dir, monkeypatch):
     import hoikit.models.sg2hoi.build as B
     import hoikit.models.sg2hoi.semantics as S
-    from hoikit.engine.checkpoint import load_model_state
+    from hoikit.io.checkpoint import load_model_state
     m, cfg = build(metas, tiny_clip_dir, variant="cls")
     m.eval()
     sd = m.state_dict()

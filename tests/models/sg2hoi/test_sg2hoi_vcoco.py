@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from sg2hoi_tiny import tiny_cfg
-from hoikit.commands.train import train
+from hoikit.training import train
 from hoikit.engine.datasets import eval_tasks
 from hoikit.eval.adapters import VCOCOEvaluation
 from hoikit.engine.testing import run_test

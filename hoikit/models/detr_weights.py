@@ -1,4 +1,6 @@
-"""Load DETR weights from any released format, strictly, and convert them to hoikit checkpoints.
+"""Read DETR weights from any released format and load them strictly into a DETR (key mapping and
+architecture inference; the files are read by :mod:`hoikit.io.checkpoint`, converting them into hoikit
+checkpoints is :mod:`hoikit.convert.detr`).
 
 Recognised sources (see /work/shared/specs/detr-and-upt.md):
 
@@ -10,14 +12,14 @@ Recognised sources (see /work/shared/specs/detr-and-upt.md):
 - ``hoikit``: hoikit checkpoints (``model.arch = detr``, keys ``detr.*``);
 - ``bare``: a plain DETR state dict.
 
-Files are read with ``torch.load(weights_only=True)`` and an explicit allow-list (only
-``argparse.Namespace``, for official training files); anything else is refused, never unpickled.
-Every key of the model must be found with the right shape and no key may be left over.
+Files are read by :func:`hoikit.io.checkpoint.load_checkpoint` (``torch.load(weights_only=True)`` with the
+one allow-list; anything else is refused, never unpickled). Every key of the model must be found with the
+right shape and no key may be left over.
 """
 from __future__ import annotations
 
 import argparse
-import pickle
+import json
 import re
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -25,41 +27,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..engine.model_dir import is_model_dir, read_model_dir
 from ..errors import CheckpointError
-from ..paths import packaged
+from ..io.checkpoint import is_model_dir, load_checkpoint, load_model_state, strip_wrappers
 from .backbone import SMALL_BODIES
-from .hf_detr import HF5_BACKBONE, HF_BACKBONE, detr_to_hf, hf_to_detr  # noqa: F401  (re-exported)
-
-SAFE_GLOBALS = [argparse.Namespace]
-WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+from .hf_detr import HF5_BACKBONE, HF_BACKBONE, hf_to_detr
 
 # ----------------------------------------------------------------------------------------------
 # reading files
-
-def read_checkpoint_file(path) -> object:
-    """Read a ``.pth``/``.bin``/``.pt`` (weights-only pickle) or ``.safetensors`` file.
-
-    Raises:
-        CheckpointError: missing file, unreadable file, or content outside the allow-list.
-    """
-    path = packaged(path)   # hoikit/assets/... from any directory
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        try:
-            return load_file(str(path))
-        except Exception as e:
-            raise CheckpointError(f"{path}: cannot read safetensors file ({_first_line(e)})") from None
-    try:
-        with torch.serialization.safe_globals(SAFE_GLOBALS):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused to load (not weights-only safe): {_first_line(e)}") from None
-    except Exception as e:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {_first_line(e)})") from None
-
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -72,8 +46,6 @@ def read_hf_detr_dir(path) -> Tuple[Dict[str, Tensor], Dict]:
         (the weights as stored, architecture facts the weights cannot tell: ``dilation``, ``nheads`` and
         ``class_names`` from ``id2label`` (index i = class i; unnamed indices become ``class_<i>``)).
     """
-    import json
-
     path = Path(path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():
@@ -91,26 +63,12 @@ def read_hf_detr_dir(path) -> Tuple[Dict[str, Tensor], Dict]:
     labels = {int(k): str(v) for k, v in (hf.get("id2label") or {}).items()}
     facts = {"dilation": bool(hf.get("dilation", False)), "nheads": int(hf.get("encoder_attention_heads", 8)),
              "id2label": labels, "weights": str(weights)}
-    return read_checkpoint_file(weights), facts
+    return load_checkpoint(weights, require_format=False), facts
 
 
 def _first_line(e: Exception) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
-
-
-def strip_wrappers(sd: Mapping[str, Tensor]) -> Dict[str, Tensor]:
-    """Remove DataParallel/DDP ``module.`` and ``torch.compile`` ``_orig_mod.`` prefixes anywhere in front."""
-    out = {}
-    for k, v in sd.items():
-        changed = True
-        while changed:
-            changed = False
-            for p in WRAPPER_PREFIXES:
-                if k.startswith(p):
-                    k, changed = k[len(p):], True
-        out[k] = v
-    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,14 +174,15 @@ def infer_detr_config(sd: Mapping[str, Tensor], args: Optional[argparse.Namespac
            for name, axis in (("linear1.weight", 0), ("linear1.bias", 0), ("linear2.weight", 1))]
     if any(k in sd for k, _ in ffn):
         cfg["dim_feedforward"] = agreed_size(sd, "dim_feedforward", ffn, path, key_prefix)
-    cfg["backbone"] = _infer_backbone(sd, path)
+    cfg["backbone"] = infer_backbone(sd, path)
     cfg["dilation"] = bool(getattr(args, "dilation", False))
     cfg["nheads"] = int(getattr(args, "nheads", 8))
     cfg["dilation_known"] = args is not None and hasattr(args, "dilation")
     return cfg
 
 
-def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
+def infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
+    """The ``model.detr.backbone`` name that the ``backbone.0.body.*`` keys imply (DETR and Deformable DETR)."""
     if any(k.startswith("backbone.0.body.stem.") for k in sd):   # the multi-scale small_res body
         return "small_res"
     convs = [k for k in sd if re.fullmatch(r"backbone\.0\.body\.layers\.\d+\.weight", k) and sd[k].dim() == 4]
@@ -246,27 +205,6 @@ def _infer_backbone(sd: Mapping[str, Tensor], path: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # strict loading
 
-def check_state_dict(model: nn.Module, sd: Mapping[str, Tensor], path: str = "checkpoint",
-                     key_prefix: str = "") -> None:
-    """Raise :class:`CheckpointError` naming the first missing, unexpected or misshapen key.
-
-    Args:
-        key_prefix: written before each key in messages (``"model."`` for the weights inside a
-            hoikit checkpoint, so the message names the key as it is stored in the file).
-    """
-    own = model.state_dict()
-    missing = [k for k in own if k not in sd]
-    extra = [k for k in sd if k not in own]
-    if missing:
-        raise CheckpointError(f"{path}: key '{key_prefix}{missing[0]}' missing ({len(missing)} missing keys)")
-    if extra:
-        raise CheckpointError(f"{path}: unexpected key '{key_prefix}{extra[0]}' ({len(extra)} unexpected keys)")
-    for k, v in own.items():
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise CheckpointError(f"{path}: key '{key_prefix}{k}' has shape {tuple(sd[k].shape)}, "
-                                  f"the model expects {tuple(v.shape)}")
-
-
 def read_detr_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
     """Read any supported DETR file.
 
@@ -285,7 +223,7 @@ def read_detr_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
         info.update(dilation=hf["dilation"], nheads=hf["nheads"], dilation_known=True,
                     class_names=[hf["id2label"].get(i, f"class_{i}") for i in range(info["num_classes"])])
         return sd, info
-    obj = read_model_dir(path) if is_model_dir(path) else read_checkpoint_file(path)   # hoikit export --format dir
+    obj = load_checkpoint(path, require_format=False)   # a file or a model directory (hoikit export --format dir)
     sd, fmt, args = extract_detr_state_dict(obj, str(path))
     info = {"format": fmt, "path": str(path), **infer_detr_config(sd, args, str(path))}
     if fmt == "hoikit" and isinstance(obj.get("config"), Mapping):
@@ -316,108 +254,5 @@ def load_detr_weights(model: nn.Module, path) -> Dict:
         sd = {**sd, "query_embed.weight": torch.cat([qe, own["query_embed.weight"][qe.shape[0]:].to(qe)])}
     # DN-DETR's training-only modules keep their initialisation
     sd = {**{k: v for k, v in own.items() if k.startswith(("dn_label_embed.", "dn_box_embed.")) and k not in sd}, **sd}
-    check_state_dict(model, sd, str(path))
-    model.load_state_dict(sd, strict=True)
+    load_model_state(model, sd, str(path), key_prefix="")
     return info
-
-
-def load_detr(path, **overrides):
-    """Build a DETR with the architecture found in ``path`` and load it strictly.
-
-    Args:
-        overrides: DETRConfig fields that the weights cannot tell (``dilation``, ``nheads``, ...).
-
-    Returns:
-        (DETR, info dict).
-    """
-    from ..config import DETRConfig
-    from .detr import build_detr
-
-    sd, info = read_detr_weights(path)
-    fields = {k: info[k] for k in DETRConfig.__dataclass_fields__ if k in info}
-    fields.update(overrides)
-    model = build_detr(DETRConfig(**fields))
-    check_state_dict(model, sd, str(path))
-    model.load_state_dict(sd, strict=True)
-    return model, info
-
-
-# ----------------------------------------------------------------------------------------------
-# conversion to a hoikit checkpoint (`hoikit convert detr`)
-
-def _class_meta(classes: Optional[str], num_classes: int, path: str, names: Optional[List[str]] = None) -> Dict:
-    """The checkpoint meta: ``classes`` = hicodet / vcoco tables, generic ``class_<i>``, or None = the
-    source's own names (Hugging Face ``id2label``) when it has them, else generic."""
-    from ..data.metadata import DatasetMeta, hicodet_meta, vcoco_meta
-
-    if classes is None and names:
-        person = names.index("person") if "person" in names else 0
-        return DatasetMeta("detector", list(names), person_label=person).to_dict()
-    if classes in (None, "generic"):
-        return DatasetMeta("detector", [f"class_{i}" for i in range(num_classes)]).to_dict()
-    meta = hicodet_meta() if classes == "hicodet" else vcoco_meta()
-    if len(meta.objects) != num_classes:
-        raise CheckpointError(f"{path}: key 'class_embed.weight' has {num_classes} + 1 rows but --classes "
-                              f"{classes} names {len(meta.objects)} classes")
-    return meta.to_dict()
-
-
-def convert_detr_checkpoint(src, out, classes: Optional[str] = None, dilation: Optional[bool] = None) -> Dict:
-    """Convert any supported DETR file into a hoikit checkpoint (``model.arch = detr``).
-
-    The weights are checked strictly against a DETR built with the inferred architecture, and
-    stored under ``detr.*`` exactly as :class:`hoikit.models.detr.DETRDetector` names them.
-
-    Args:
-        src: input file or Hugging Face DETR directory. out: output ``.pth``.
-        classes: ``generic | hicodet | vcoco`` class names; None = the source's names (Hugging Face
-            ``id2label``) when it has them, else generic.
-        dilation: DC5 when the file cannot tell (overrides the inferred value).
-
-    Returns:
-        the info dict of :func:`read_detr_weights` (plus ``out``).
-    """
-    from ..config import Config, DETRConfig, to_dict
-    from ..engine.checkpoint import FORMAT, VERSION, save_checkpoint
-    from .detr import build_detr
-
-    sd, info = read_detr_weights(src)
-    if dilation is not None:
-        info["dilation"], info["dilation_known"] = bool(dilation), True
-    cfg = Config()
-    cfg.model.arch = "detr"
-    fields = {k: info[k] for k in DETRConfig.__dataclass_fields__ if k in info}
-    cfg.model.detr = DETRConfig(**fields)
-    with torch.device("meta"):  # shapes only: no memory for a second copy of the weights
-        check_state_dict(build_detr(cfg.model.detr), sd, str(src))
-    meta = _class_meta(classes, info["num_classes"], str(src), info.get("class_names"))
-    save_checkpoint({"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "meta": meta,
-                     "model": {"detr." + k: v.contiguous() for k, v in sd.items()},
-                     "source": {"path": str(src), "format": info["format"]}}, out)
-    return {**info, "out": str(out), "meta_objects": meta["objects"]}
-
-
-def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--src", required=True, help="DETR file: official .pth, UPT .pth, HuggingFace "
-                        ".bin/.safetensors, hoikit checkpoint or bare state dict; or a HuggingFace DETR "
-                        "model directory (config.json + model.safetensors; its id2label names are kept)")
-    parser.add_argument("--out", required=True, help="hoikit checkpoint to write")
-    parser.add_argument("--classes", default=None, choices=["generic", "hicodet", "vcoco"],
-                        help="class names stored in the checkpoint meta (must match num_classes); default: the "
-                        "source's names (HuggingFace id2label) when it has them, else generic class_<i>")
-    parser.add_argument("--dc5", action="store_true", default=None,
-                        help="the file is a DC5 model (weights cannot tell; official files say so in args)")
-
-
-def run_cli(args) -> int:
-    info = convert_detr_checkpoint(args.src, args.out, args.classes, args.dc5)
-    dc5 = ("yes" if info["dilation"] else "no") + ("" if info["dilation_known"] else " (assumed; pass --dc5 if not)")
-    print(f"source format: {info['format']}")
-    print(f"backbone:      {info['backbone']}  DC5: {dc5}")
-    print(f"num_classes:   {info['num_classes']} (+1 no-object)")
-    names = info.get("meta_objects", [])
-    print(f"class names:   {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}")
-    print(f"transformer:   d={info['hidden_dim']} heads={info['nheads']} enc={info['enc_layers']} "
-          f"dec={info['dec_layers']} ffn={info.get('dim_feedforward')} queries={info['num_queries']}")
-    print(f"wrote {info['out']}")
-    return 0

@@ -1,4 +1,5 @@
-"""Read Deformable DETR / H-Deformable-DETR weights strictly.
+"""Read Deformable DETR / H-Deformable-DETR weights and load them strictly (files are read by
+:mod:`hoikit.io.checkpoint`; converting them into hoikit checkpoints is :mod:`hoikit.convert.deformable`).
 
 Recognised files (/work/shared/specs/deformable-detr.md, "Checkpoints"):
 
@@ -20,7 +21,8 @@ from typing import Dict, Mapping, Tuple
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from .checkpoints import check_state_dict, detector_weights, read_checkpoint_file
+from ..io.checkpoint import load_checkpoint, load_model_state
+from .detr_weights import detector_weights, infer_backbone
 
 IGNORED_SUFFIXES = ("total_params", "total_ops")
 
@@ -52,8 +54,6 @@ def infer_deformable_config(sd: Mapping[str, Tensor], args=None) -> Dict:
     Heads, sampling points and dropout leave no unambiguous trace; they come from ``args`` when the file
     has them, else the official defaults (8 heads; points from the offset shapes assuming 8 heads).
     """
-    from .checkpoints import _infer_backbone
-
     levels = int(sd["transformer.level_embed"].shape[0])
     hidden = int(sd["transformer.level_embed"].shape[1])
     enc = {int(m.group(1)) for k in sd for m in [re.match(r"transformer\.encoder\.layers\.(\d+)\.", k)] if m}
@@ -65,7 +65,7 @@ def infer_deformable_config(sd: Mapping[str, Tensor], args=None) -> Dict:
     cfg = {"type": "deformable", "num_classes": int(sd["class_embed.0.weight"].shape[0]), "hidden_dim": hidden,
            "num_feature_levels": levels, "enc_layers": max(enc) + 1 if enc else 0,
            "dec_layers": max(dec) + 1 if dec else 0, "two_stage": two_stage, "with_box_refine": refine,
-           "nheads": nheads, "backbone": _infer_backbone(sd, "checkpoint")}
+           "nheads": nheads, "backbone": infer_backbone(sd, "checkpoint")}
     if enc:
         cfg["dim_feedforward"] = int(sd["transformer.encoder.layers.0.linear1.weight"].shape[0])
         cfg["enc_n_points"] = int(off.shape[0]) // (nheads * levels * 2)
@@ -89,7 +89,7 @@ TRAINING_ONLY_KEYS = ("dn_label_embed.weight",)
 
 def read_deformable_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
     """Read any supported Deformable DETR file: (state dict, info with ``format`` and the inferred fields)."""
-    obj = read_checkpoint_file(path)
+    obj = load_checkpoint(path, require_format=False)
     sd, fmt, args = extract_deformable_state_dict(obj, str(path))
     return sd, {"format": fmt, "path": str(path), **infer_deformable_config(sd, args)}
 
@@ -105,39 +105,5 @@ def load_deformable_weights(model: nn.Module, path) -> Dict:
     # training-only parameters a detector file never holds keep their initialisation (DN-DETR's
     # label embedding: fine-tuning a released detector with denoising on)
     sd = {**{k: v for k, v in model.state_dict().items() if k in TRAINING_ONLY_KEYS and k not in sd}, **sd}
-    check_state_dict(model, sd, str(path))
-    model.load_state_dict(sd, strict=True)
+    load_model_state(model, sd, str(path), key_prefix="")
     return info
-
-
-def convert_deformable_checkpoint(src, out, classes: str = "generic") -> Dict:
-    """Convert a Deformable DETR / H-Deformable-DETR file into a hoikit checkpoint (``model.arch = detr``,
-    ``model.detr.type = deformable``), checked strictly against the inferred architecture.
-
-    Args:
-        src: input file. out: output ``.pth``. classes: ``generic | hicodet | vcoco`` class names
-            (``hicodet`` / ``vcoco`` need 80 class rows, e.g. PViC's fine-tuned H-DETR files).
-
-    Returns:
-        the info dict of :func:`read_deformable_weights` (plus ``out``).
-    """
-    import torch
-
-    from ..config import Config, DETRConfig, to_dict
-    from ..engine.checkpoint import FORMAT, VERSION, save_checkpoint
-    from .checkpoints import _class_meta
-    from .deformable_detr import build_deformable_detr
-
-    sd, info = read_deformable_weights(src)
-    cfg = Config()
-    cfg.model.arch = "detr"
-    fields = {k: info[k] for k in DETRConfig.__dataclass_fields__ if k in info}
-    # official Deformable DETR trains with FFN 1024 and dropout 0.1; H-DETR with dropout 0 (spec)
-    cfg.model.detr = DETRConfig(**fields)
-    with torch.device("meta"):
-        check_state_dict(build_deformable_detr(cfg.model.detr), sd, str(src))
-    meta = _class_meta(classes, info["num_classes"], str(src))
-    save_checkpoint({"format": FORMAT, "version": VERSION, "config": to_dict(cfg), "meta": meta,
-                     "model": {"detr." + k: v.contiguous() for k, v in sd.items()},
-                     "source": {"path": str(src), "format": info["format"]}}, out)
-    return {**info, "out": str(out)}

@@ -1,0 +1,1 @@
+"""Analyses of trained models (``hoikit analyze``): :mod:`hoikit.analysis.tokens`."""
