@@ -60,7 +60,7 @@ def detector_predictions(detector: str, data_root: str):
     from hoikit.data.dataset import collate
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.testing import collect_predictions
-    from hoikit.models.build import build_model
+    from hoikit.recipes import build_model
 
     cfg = load_config("synth_detr", [f"data.root={data_root}", f"model.detr.checkpoint={detector}"])
     data = build_training_data(cfg)

@@ -61,7 +61,7 @@ def time_steps(args) -> List[Dict]:
     """Per epoch and mode: steps, seconds in steps, seconds in the detector, final loss."""
     from hoikit.data.dataset import collate
     from hoikit.engine.datasets import build_training_data
-    from hoikit.models.build import build_model
+    from hoikit.recipes import build_model
 
     cfgs = {m: _config(args, m == "on") for m in ("off", "on")}
     data = build_training_data(cfgs["off"], with_eval=False)

@@ -79,7 +79,7 @@ def rmlr_random_head(out: Path) -> str:
     from hoikit.data.metadata import DatasetMeta
     from hoikit.data.synth.classes import CORRESPONDENCE, OBJECTS, VERBS
     from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
-    from hoikit.models.build import build_model, meta_to_dict
+    from hoikit.recipes import build_model, meta_to_dict
 
     meta = DatasetMeta(name="synth", objects=list(OBJECTS), verbs=list(VERBS), person_label=OBJECTS.index("person"),
                        correspondence=np.asarray(CORRESPONDENCE))

@@ -58,7 +58,7 @@ def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=Non
     from hoikit.data.readers import open_reader
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.testing import collect_predictions
-    from hoikit.models.build import build_model
+    from hoikit.recipes import build_model
     from hoikit.ops import box_iou
 
     from hoikit.io.checkpoint import load_checkpoint
@@ -113,7 +113,7 @@ def evaluate_run(cfg, checkpoint: Path) -> Dict[str, float]:
     from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.trainer import evaluate
-    from hoikit.models.build import build_model
+    from hoikit.recipes import build_model
 
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)

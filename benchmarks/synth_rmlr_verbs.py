@@ -33,7 +33,7 @@ def per_verb_ap(run: Path) -> Dict[str, float]:
     from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.testing import collect_predictions
-    from hoikit.models.build import build_model
+    from hoikit.recipes import build_model
 
     ck = load_checkpoint(run / "last.pt")
     cfg = from_dict(ck["config"])

@@ -71,7 +71,7 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
     from hoikit.io.checkpoint import load_checkpoint, save_checkpoint
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.trainer import fit, seed_everything
-    from hoikit.models.build import build_model, meta_to_dict
+    from hoikit.recipes import build_model, meta_to_dict
 
     out = Path(args.out) / f"{row}_s{seed}"
     cfg = bench_config(args, row, seed, out)
@@ -116,7 +116,7 @@ def run_seed(args, seed: int) -> None:
                     shutil.copyfile(_dir / "last.pt", _p1)
         if needs_p1 and metas is None:
             from hoikit.io.checkpoint import load_checkpoint
-            from hoikit.models.build import meta_from_dict
+            from hoikit.recipes import meta_from_dict
             metas = meta_from_dict("sg2hoi", load_checkpoint(phase1)["meta"])
         metrics, secs, m = train_row(args, row, seed, metas, phase1 if needs_p1 else None, callback)
         if row == "joint":

@@ -33,7 +33,7 @@ from hoikit.data.synth.scene import make_image
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.video import predict_video
 from hoikit.extras import require
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 CONFIGS = [("batch 1, every frame", 1, 1), ("batch 8, every frame", 8, 1), ("batch 8, --every 2", 8, 2)]
 

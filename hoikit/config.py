@@ -12,7 +12,7 @@ import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Literal, Optional, Sequence, Tuple, get_args, get_type_hints
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -21,11 +21,38 @@ from .errors import ConfigError
 from .paths import packaged
 
 
+# Choice fields: a Literal type is the list of allowed values; OmegaConf checks it when a YAML file, a
+# stored checkpoint config or an override is merged, so a wrong value fails at load naming the key and
+# the allowed values (:func:`load_config`, :func:`from_dict`). YAML files keep plain strings.
+Arch = Literal["rmlr", "sg2hoi", "detr"]
+DataFormat = Literal["hicodet", "vcoco", "vg", "custom", "synth", "coco"]
+ZeroShot = Literal["", "rf_uc", "nf_uc", "uo", "uv"]
+DetectorBoxes = Literal["all", "hoi"]
+DetectorType = Literal["detr", "deformable"]
+BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "tiny", "small", "small_res"]
+Pooling = Literal["auto", "cls", "mean"]
+Ablation = Literal["full", "plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt"]
+Detections = Literal["detr", "oracle"]
+IREPool = Literal["masked", "full"]
+WordScope = Literal["image", "pair"]
+WordContext = Literal["joint", "separate"]
+WordTarget = Literal["joint", "detached"]
+Variant = Literal["rand", "clip", "cls", "pool"]
+HSS = Literal["full", "none", "det", "glove"]
+VLDistill = Literal["auto", "cls", "pool", "none"]
+VLLoss = Literal["l1", "l2"]
+HSSAssign = Literal["argmax", "soft"]
+VerbLoss = Literal["focal", "bce"]
+Optimizer = Literal["adamw", "adam"]
+Schedule = Literal["cosine", "step"]
+Task = Literal["joint", "sgg", "hoi"]
+
+
 @dataclass
 class DataConfig:
     """Where the data is and how it is augmented."""
 
-    format: str = "synth"            # hicodet | vcoco | vg | custom | synth | coco (detector training)
+    format: DataFormat = "synth"            # hicodet | vcoco | vg | custom | synth | coco (detector training)
     root: str = ""                   # synth: dataset directory (generated when missing)
     train_anno: str = ""             # annotation file of the training split
     test_anno: str = ""              # annotation file of the evaluation split
@@ -47,7 +74,7 @@ class DataConfig:
     synth_size: int = 256
     # DETR on SynthHOI: "all" = every drawn person and object (ROOT/vcoco/instances_<split>.json, the
     # analogue of DETR's COCO training), "hoi" = only the boxes of HOI pairs (the HICO-DET file)
-    synth_detector_boxes: str = "all"
+    synth_detector_boxes: DetectorBoxes = "all"
     # transforms (UPT: multi-scale 480-800, max 1333)
     scales: List[int] = field(default_factory=lambda: [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800])
     max_size: int = 1333
@@ -62,7 +89,7 @@ class DataConfig:
     skip_unreadable: bool = False
     # zero-shot setting (hoikit/data/zero_shot.py): "" | rf_uc | nf_uc | uo | uv. Training drops every
     # pair with an unseen HOI class (GEN-VLKT's --del_unseen); evaluation adds Unseen / Seen / Full mAP
-    zero_shot: str = ""
+    zero_shot: ZeroShot = ""
 
 
 @dataclass
@@ -71,8 +98,8 @@ class DETRConfig:
     deformable``). Defaults are the official DETR R50 model; the Deformable DETR presets set its own
     (300 queries, FFN 1024, focal costs / weights 2, 5, 2)."""
 
-    type: str = "detr"               # detr | deformable
-    backbone: str = "resnet50"       # resnet18 | resnet34 | resnet50 | resnet101 | tiny | small | small_res
+    type: DetectorType = "detr"               # detr | deformable
+    backbone: BackboneName = "resnet50"       # resnet18 | resnet34 | resnet50 | resnet101 | tiny | small | small_res
     dilation: bool = False           # DC5
     num_classes: int = 80            # foreground classes (+1 no-object row in class_embed)
     hidden_dim: int = 256
@@ -135,14 +162,14 @@ class RmLRTextConfig(TextEncoderConfig):
 
     # auto = what the encoder was trained with: mean for sentence-transformers models whose
     # 1_Pooling/config.json says so (all-MiniLM-L6-v2), else cls ([CLS] output: BERT / MobileBERT NSP)
-    pooling: str = "auto"            # auto | cls | mean; the resolved value is saved with the config
+    pooling: Pooling = "auto"            # auto | cls | mean; the resolved value is saved with the config
 
 
 @dataclass
 class RmLRConfig:
     """RmLR (and its plain model = UPT). Symbols follow the paper."""
 
-    ablation: str = "full"           # full | plain | wo_cl | wo_rm | wo_wa | wo_sa | wo_irm_kt | wo_ire_kt
+    ablation: Ablation = "full"           # full | plain | wo_cl | wo_rm | wo_wa | wo_sa | wo_irm_kt | wo_ire_kt
     box_score_thresh: float = 0.2    # UPT: keep detections with score >= 0.2
     min_instances: int = 3           # UPT: 3..15 humans and objects
     max_instances: int = 15
@@ -161,7 +188,7 @@ class RmLRConfig:
     prior_power_train: float = 1.0   # UPT prior exponent p in training
     prior_power_test: float = 2.8    # UPT prior exponent p at inference
     detector_classes: str = "auto"   # detector class list -> dataset objects: auto | dataset | coco80 | coco91 | a,b,...
-    detections: str = "detr"         # detr | oracle: ground-truth entities as proposals (analysis only, not a paper setting)
+    detections: Detections = "detr"         # detr | oracle: ground-truth entities as proposals (analysis only, not a paper setting)
     # Eq. (22) weights; Table 7 best row
     lambda_hoi: float = 2.0
     lambda_s_m: float = 1.0          # IRM sentence-level
@@ -169,12 +196,12 @@ class RmLRConfig:
     lambda_s_a: float = 0.1          # IRE sentence-level
     lambda_w_a: float = 0.1          # IRE word-level
     # readings the paper leaves open (docs/method-notes-rmlr.md)
-    ire_pool: str = "masked"         # GAP of the masked RoI: masked (mean over kept cells) | full
+    ire_pool: IREPool = "masked"         # GAP of the masked RoI: masked (mean over kept cells) | full
     ire_ffn: int = 1024              # IRE encoder FFN width
-    word_scope: str = "image"        # words a pair attends to (Eq. 13-14): image | pair
-    word_context: str = "joint"      # word embeddings from the [SEP]-joined text | each sub-sentence
+    word_scope: WordScope = "image"        # words a pair attends to (Eq. 13-14): image | pair
+    word_context: WordContext = "joint"      # word embeddings from the [SEP]-joined text | each sub-sentence
     query_stop_grad: bool = False    # detach the visual query of the cross-attention
-    word_target: str = "joint"       # L_w (Eq. 16/17): joint (both sides trained) | detached (V^_a: stop-grad teacher)
+    word_target: WordTarget = "joint"       # L_w (Eq. 16/17): joint (both sides trained) | detached (V^_a: stop-grad teacher)
     language_reasoning: bool = True  # Sec. 3.5 / Alg. 1 stage 3: also classify language-enhanced IRM tokens in training
     text_dim: int = 0                # D_l; 0 = read from the text encoder's config.json
     # speed only (docs/method-notes-rmlr.md, "Detector cache"): run the frozen detector one image at a
@@ -188,7 +215,7 @@ class RmLRConfig:
 class SG2HOIConfig:
     """SG2HOI+ (one-stage joint SGG + HOI)."""
 
-    variant: str = "cls"             # rand | clip | cls | pool (Table I)
+    variant: Variant = "cls"             # rand | clip | cls | pool (Table I)
     hidden_dim: int = 256
     seg_dim: int = 128               # C' channel reduction; Eq. (3): hidden_dim d = 2 C'
     enc_layers: int = 6
@@ -202,9 +229,9 @@ class SG2HOIConfig:
     dim_feedforward: int = 2048
     dropout: float = 0.1
     # ablation switches (Tables VI-VIII)
-    hss: str = "full"                # full | none (-HSS) | det (HSSD) | glove (HSSG)
-    vl_distill: str = "auto"         # auto (follows variant) | cls | pool | none (-VLpool) ; loss via vl_loss
-    vl_loss: str = "l1"              # l1 | l2 (VLl2)
+    hss: HSS = "full"                # full | none (-HSS) | det (HSSD) | glove (HSSG)
+    vl_distill: VLDistill = "auto"         # auto (follows variant) | cls | pool | none (-VLpool) ; loss via vl_loss
+    vl_loss: VLLoss = "l1"              # l1 | l2 (VLl2)
     feature_transform: bool = True   # -FETR when False
     query_transform: bool = True     # -QUTR when False
     r2i: bool = True                 # -R2ITR when False
@@ -217,11 +244,11 @@ class SG2HOIConfig:
     lambda_algn: float = 4.0
     clip_path: str = ""              # local CLIP directory (transformers); empty = no CLIP
     # choices the paper leaves open (docs/method-notes-sg2hoi.md)
-    hss_assign: str = "argmax"       # semantic map per position: argmax | soft
+    hss_assign: HSSAssign = "argmax"       # semantic map per position: argmax | soft
     seg_convs: int = 5               # BBSeg 3x3 conv + BN layers (Section IV-D)
     eos_coef: float = 0.1            # weight of no-object / no-relation targets of unmatched queries
     train_unmatched: bool = True     # False = the paper's literal "no loss for unmatched pairs"
-    verb_loss: str = "focal"         # focal (QPIC) | bce
+    verb_loss: VerbLoss = "focal"         # focal (QPIC) | bce
     clip_cls_lr: float = 1e-5        # text-initialised classifier weights (Section IV-D)
     detr_proj: bool = False          # f_agg += DETR input_proj(C5) (zero-init W_v, W_s): DETR-compatible tokens
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
@@ -229,7 +256,7 @@ class SG2HOIConfig:
 
 @dataclass
 class ModelConfig:
-    arch: str = "rmlr"               # rmlr | sg2hoi | detr
+    arch: Arch = "rmlr"               # rmlr | sg2hoi | detr
     detr: DETRConfig = field(default_factory=DETRConfig)
     rmlr: RmLRConfig = field(default_factory=RmLRConfig)
     sg2hoi: SG2HOIConfig = field(default_factory=SG2HOIConfig)
@@ -242,8 +269,8 @@ class TrainConfig:
     lr: float = 1e-4
     lr_backbone: float = 1e-5
     weight_decay: float = 1e-4
-    optimizer: str = "adamw"         # adamw | adam
-    schedule: str = "cosine"         # cosine | step
+    optimizer: Optimizer = "adamw"         # adamw | adam
+    schedule: Schedule = "cosine"         # cosine | step
     lr_drop: int = 10                # step schedule: epoch of the x0.1 drop
     warmup_iters: int = 0
     clip_max_norm: float = 0.1
@@ -257,7 +284,7 @@ class TrainConfig:
     # SG2HOI+: two-phase schedule and alternating datasets
     sgg_epochs: int = 0              # phase 1: SGG only
     sgg_lr: float = 1e-5             # phase 2: learning rate of the SGG part
-    task: str = "joint"              # joint | sgg | hoi (Table V single-task)
+    task: Task = "joint"              # joint | sgg | hoi (Table V single-task)
 
 
 @dataclass
@@ -281,6 +308,16 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def choices(key: str) -> Tuple[str, ...]:
+    """The allowed values of a choice field (the arguments of its ``Literal`` type), e.g.
+    ``choices("model.detr.type") == ("detr", "deformable")``."""
+    cls = Config
+    *parents, leaf = key.split(".")
+    for part in parents:
+        cls = get_type_hints(cls)[part]
+    return get_args(get_type_hints(cls)[leaf])
 
 
 @dataclass(frozen=True)
@@ -427,28 +464,59 @@ def _move_legacy_keys(d, where: str, strict: bool = True):
     return d
 
 
-def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
-    """Build a typed :class:`Config` from defaults, an optional YAML preset and overrides.
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = (), *, stored: Optional[dict] = None,
+                sections: Optional[Sequence[str]] = None, where: Optional[str] = None) -> Config:
+    """The one way a :class:`Config` is made (``hoikit train``, ``test``, ``predict``, ``--resume``,
+    :func:`hoikit.load`): defaults, then a checkpoint's ``stored`` config, then a YAML file / preset,
+    then dotted overrides, then :func:`validate`.
 
     Args:
         path: YAML file; a bare name (e.g. ``synth_rmlr``) is looked up in the packaged presets.
-        overrides: ``key.sub=value`` strings.
+        overrides: ``key.sub=value`` strings (``key=`` is the empty string).
+        stored: a config dict stored in a checkpoint (its legacy keys upgraded: :func:`stored_config`).
+        sections: top-level sections of ``path`` to take (``hoikit test``: ``("data", "eval")``);
+            None = the whole file.
+        where: what errors name (default: the YAML path, else ``config``).
+
+    Raises:
+        ConfigError: one line naming the file and key (an unknown key, a wrong type, a choice field
+            outside its ``Literal`` values, a value out of :data:`RANGES`).
     """
+    where = where or (str(path) if path else "config")
     cfg = OmegaConf.structured(Config)
-    if path:
-        p = resolve_preset(path)
+    if stored is not None:
         try:
-            cfg = OmegaConf.merge(cfg, _move_legacy_keys(OmegaConf.to_container(OmegaConf.load(p)), str(p)))
+            cfg = OmegaConf.merge(cfg, stored_config(stored))
         except OmegaConfBaseException as e:
-            raise _friendly(e, str(p)) from None
-        except Exception as e:  # yaml syntax
-            raise ConfigError(f"{p}: cannot parse YAML: {str(e).splitlines()[0]}") from None
-    return validate(OmegaConf.to_object(_merge_overrides(cfg, overrides)), str(path) if path else "config")
+            raise _friendly(e, where) from None
+    if path:
+        cfg = _merge_yaml(cfg, resolve_preset(path), sections)
+    cfg = _merge_overrides(cfg, overrides)
+    try:
+        return validate(OmegaConf.to_object(cfg), where)
+    except OmegaConfBaseException as e:
+        raise _friendly(e, where) from None
+
+
+def _merge_yaml(cfg, p: Path, sections: Optional[Sequence[str]]):
+    """``cfg`` merged with the YAML file ``p`` (legacy keys moved, refused when contradictory), or with
+    only its ``sections``."""
+    try:
+        y = OmegaConf.to_container(OmegaConf.load(p))
+    except Exception as e:  # yaml syntax
+        raise ConfigError(f"{p}: cannot parse YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(y, dict):
+        raise ConfigError(f"{p}: the file must hold a mapping of config sections")
+    y = _move_legacy_keys(y, str(p)) if sections is None else {k: y[k] for k in sections if k in y}
+    try:
+        return OmegaConf.merge(cfg, y)
+    except OmegaConfBaseException as e:
+        raise _friendly(e, str(p)) from None
 
 
 def apply_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
     """A copy of ``cfg`` with dotted ``key=value`` overrides applied (checked like :func:`load_config`)."""
-    return validate(OmegaConf.to_object(_merge_overrides(OmegaConf.structured(cfg), overrides)), "config")
+    return load_config(stored=to_dict(cfg), overrides=overrides)
 
 
 def _merge_overrides(cfg, overrides: Sequence[str]):
@@ -497,6 +565,6 @@ def stored_config(d: dict) -> dict:
     return d
 
 
-def from_dict(d: dict) -> Config:
-    d = stored_config(d)
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), d))
+def from_dict(d: dict, where: str = "config") -> Config:
+    """The :class:`Config` of a dict stored in a checkpoint (:func:`load_config` with ``stored=d``)."""
+    return load_config(stored=d, where=where)

@@ -13,7 +13,7 @@ from .data.dataset import collate
 from .engine import distributed as D
 from .engine import trainer
 from .engine.datasets import build_training_data
-from .models.build import build_model, meta_to_dict
+from .recipes import build_model, meta_to_dict
 from .viz.plots import plot_training_curves
 
 

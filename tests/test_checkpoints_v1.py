@@ -4,7 +4,7 @@ tests/data/checkpoints_v1/ holds one tiny checkpoint per family the library save
 DETR detector, RmLR plain = UPT, SG2HOI+), written by the commit named in its README with ``write_v1.py``,
 and the eval forward outputs that commit computed from each (the expectation is that commit's, not this
 code's). Each file is loaded through both public paths, ``hoikit.load()`` and the engine's
-``load_checkpoint`` + ``test_config`` + ``model_from_checkpoint`` of ``hoikit test`` / ``predict``.
+``load_checkpoint`` + ``config.load_config(stored=...)`` + ``model_from_checkpoint`` of ``hoikit test`` / ``predict``.
 """
 import importlib.util
 import json
@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import hoikit
-from hoikit.engine import testing as engine_testing
+from hoikit.config import load_config
+from hoikit.engine.testing import TEST_SECTIONS
 from hoikit.engine.inference import Predictor, model_from_checkpoint
 from hoikit.io.checkpoint import load_checkpoint
 
@@ -81,6 +82,6 @@ def test_v1_checkpoint_loads_through_hoikit_load(unpacked, name):
 def test_v1_checkpoint_loads_through_the_engine(unpacked, name):
     path = unpacked / f"{name}.pt"
     ck = load_checkpoint(path)
-    cfg = engine_testing.test_config(ck["config"])
+    cfg = load_config(None, (), stored=ck["config"], sections=TEST_SECTIONS, where=str(path))
     model, cfg, meta = model_from_checkpoint(path, cfg=cfg, state=ck)
     assert_same_outputs(write_v1.forward_outputs(Predictor(model, cfg, meta)), expected(name), path)

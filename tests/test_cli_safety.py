@@ -17,7 +17,7 @@ from hoikit.cli import main
 from hoikit.config import load_config, to_dict
 from hoikit.data.metadata import DatasetMeta
 from hoikit.io.checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -53,7 +53,7 @@ def test_lr_backbone_has_one_source_and_old_files_still_load(tmp_path):
 
 def test_detr_backbone_trains_iff_train_lr_backbone_is_positive():
     from hoikit.data.metadata import DatasetMeta
-    from hoikit.models.build import build_model
+    from hoikit.recipes import build_model
 
     meta = DatasetMeta(name="t", objects=["person", "ball"], verbs=[], person_label=0)
     for lr, trains in ((1e-4, True), (0.0, False)):
@@ -68,3 +68,56 @@ def test_empty_override_is_the_empty_string_and_names_the_key_when_invalid():
     assert load_config("synth_rmlr", ["model.detr.checkpoint="]).model.detr.checkpoint == ""
     with pytest.raises(ConfigError, match=r"override 'train.epochs=': config key 'train.epochs'"):
         load_config("synth_rmlr", ["train.epochs="])
+
+
+# every choice field (a Literal in hoikit/config.py) with its allowed values, written out by hand
+CHOICE_FIELDS = {
+    "model.arch": ["rmlr", "sg2hoi", "detr"],
+    "data.format": ["hicodet", "vcoco", "vg", "custom", "synth", "coco"],
+    "data.zero_shot": ["", "rf_uc", "nf_uc", "uo", "uv"],
+    "data.synth_detector_boxes": ["all", "hoi"],
+    "model.detr.type": ["detr", "deformable"],
+    "model.detr.backbone": ["resnet18", "resnet34", "resnet50", "resnet101", "tiny", "small", "small_res"],
+    "model.rmlr.ablation": ["full", "plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt"],
+    "model.rmlr.detections": ["detr", "oracle"], "model.rmlr.ire_pool": ["masked", "full"],
+    "model.rmlr.word_scope": ["image", "pair"], "model.rmlr.word_context": ["joint", "separate"],
+    "model.rmlr.word_target": ["joint", "detached"], "model.rmlr.text.pooling": ["auto", "cls", "mean"],
+    "model.sg2hoi.variant": ["rand", "clip", "cls", "pool"], "model.sg2hoi.hss": ["full", "none", "det", "glove"],
+    "model.sg2hoi.vl_distill": ["auto", "cls", "pool", "none"], "model.sg2hoi.vl_loss": ["l1", "l2"],
+    "model.sg2hoi.hss_assign": ["argmax", "soft"], "model.sg2hoi.verb_loss": ["focal", "bce"],
+    "train.optimizer": ["adamw", "adam"], "train.schedule": ["cosine", "step"], "train.task": ["joint", "sgg", "hoi"],
+}
+
+
+@pytest.mark.parametrize("key", sorted(CHOICE_FIELDS))
+def test_a_wrong_choice_fails_at_load_naming_key_and_allowed_values(key, tmp_path):
+    """Each choice field is checked once, when the config is made (override, YAML file or a
+    checkpoint's stored config), not where a builder first reads it."""
+    from hoikit.config import choices
+
+    assert list(choices(key)) == CHOICE_FIELDS[key]
+    for value in CHOICE_FIELDS[key]:             # every allowed value loads and stays a plain string
+        assert to_dict(load_config(None, [f"{key}={value}"]))
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [f"{key}=bogus_value"])
+    msg = str(e.value)
+    assert "\n" not in msg and f"'{key}'" in msg and "bogus_value" in msg
+    assert all(repr(v) in msg for v in CHOICE_FIELDS[key])
+    *parents, leaf = key.split(".")
+    stored = to_dict(Config())
+    section = stored
+    for p in parents:
+        section = section[p]
+    section[leaf] = "bogus_value"
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        from_dict(stored)
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("\n".join(f"{'  ' * i}{p}:" for i, p in enumerate(parents)) + f"\n{'  ' * len(parents)}{leaf}: bogus_value\n")
+    with pytest.raises(ConfigError, match=str(yaml_file)):
+        load_config(str(yaml_file))
+
+
+def test_yaml_choice_values_stay_plain_strings():
+    cfg = load_config("synth_sg2hoi")
+    d = to_dict(cfg)
+    assert type(cfg.model.arch) is str and type(d["model"]["arch"]) is str and d["train"]["task"] == cfg.train.task

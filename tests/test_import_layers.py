@@ -37,10 +37,6 @@ ALLOWED_LOCAL_IMPORTS = {
     "hoikit.commands.synth": 1,
     "hoikit.commands.test": 2,
     "hoikit.commands.train": 4,
-    # recipes part: datasets / inference / testing talk to a recipe instead of models.build
-    "hoikit.engine.datasets": 9,
-    "hoikit.engine.inference": 3,
-    "hoikit.engine.testing": 8,
     # thin part: eval/sgg.py's CLI moves to commands/
     "hoikit.eval.sgg": 2,
 }

@@ -57,7 +57,7 @@ def _detector_ap(common, detr_ckpt: str) -> dict:
     from ..data.dataset import collate
     from ..engine.datasets import build_training_data
     from ..engine.trainer import evaluate
-    from ..models.build import build_model
+    from ..recipes import build_model
 
     cfg = load_config("synth_deformable", common + [f"model.detr.checkpoint={detr_ckpt}"])
     data = build_training_data(cfg)
@@ -139,14 +139,14 @@ def _evaluate(predictor, data_root, anno):
     import torch
 
     from ..data.dataset import HOIDataset, build_reader, collate
-    from ..engine.evaluation import HOIEvaluation
+    from ..eval.adapters import HOIEvaluation
     from ..engine.testing import collect_predictions
 
     print("[4/5] evaluating with the HICO-DET protocol")
     reader = build_reader(dataclasses.replace(predictor.cfg.data, root=str(data_root), test_anno="", test_images=""),
                           "test")
     loader = torch.utils.data.DataLoader(HOIDataset(reader, predictor.transforms), batch_size=1, collate_fn=collate)
-    predictions = collect_predictions(predictor.model, loader, predictor.device)
+    predictions = collect_predictions(predictor.model, loader, predictor.device, recipe=predictor.recipe)
     ev = HOIEvaluation(str(anno))
     for i in sorted(predictions):
         ev.add(i, predictions[i])

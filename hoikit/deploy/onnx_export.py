@@ -26,8 +26,8 @@ import torch
 from ..config import to_dict
 from ..engine.inference import model_from_checkpoint
 from ..errors import CheckpointError, ConfigError
-from ..models.build import meta_to_dict
 from ..models.deformable_detr import DeformableDETR
+from ..recipes import meta_to_dict
 from .graphs import DeformableDETRGraph, DETRGraph, InteractionGraph, ProposalGraph
 
 MANIFEST = "manifest.json"

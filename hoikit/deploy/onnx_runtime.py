@@ -20,7 +20,7 @@ from ..config import from_dict
 from ..data.dataset import build_transforms
 from ..engine.inference import Predictor, to_pil
 from ..errors import CheckpointError, ConfigError
-from ..models.build import meta_from_dict
+from ..recipes import meta_from_dict
 from ..structures import HOIPrediction
 from .onnx_export import FORMAT, FORMAT_VERSION, MANIFEST
 

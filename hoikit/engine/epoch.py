@@ -19,11 +19,15 @@ import numpy as np
 import torch
 
 from ..config import Config
-from ..errors import ConfigError, TrainingError
+from ..errors import TrainingError
+from ..recipes import Recipe, get_recipe
 from . import distributed as D
 from ..io.checkpoint import rng_state, set_rng_state
 from .logging import TrainLogger
 from .testing import collect_predictions, to_device as _to_device
+
+
+OPTIMIZERS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}   # train.optimizer (checked at load)
 
 
 @dataclass
@@ -50,27 +54,16 @@ def seed_everything(seed: int) -> None:
 
 
 def build_optimizer(model: torch.nn.Module, cfg: Config, phase: Optional[str] = None) -> torch.optim.Optimizer:
-    """AdamW/Adam over trainable parameters.
-
-    Parameter groups come from ``model.param_groups(cfg[, phase])`` when the model defines it (e.g.
-    SG2HOI+'s phase-dependent learning rates); otherwise parameters whose name contains ``backbone``
-    use ``cfg.train.lr_backbone`` and the rest ``cfg.train.lr`` (DETR convention).
+    """AdamW/Adam over the parameter groups of the model family's recipe
+    (:meth:`hoikit.recipes.base.Recipe.param_groups` for ``phase``: e.g. SG2HOI+'s phase-dependent
+    learning rates; by default parameters whose name contains ``backbone`` use ``cfg.train.lr_backbone``
+    and the rest ``cfg.train.lr``, DETR's convention).
     """
     t = cfg.train
-    if hasattr(model, "param_groups"):
-        groups = model.param_groups(cfg, phase) if phase is not None else model.param_groups(cfg)
-    else:
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        groups = [{"params": [p for n, p in named if "backbone" not in n], "lr": t.lr},
-                  {"params": [p for n, p in named if "backbone" in n], "lr": t.lr_backbone}]
-        groups = [g for g in groups if g["params"]]
+    groups = get_recipe(cfg.model.arch).param_groups(model, cfg, phase)
     if not groups:
         raise TrainingError("the model has no trainable parameters (everything frozen?)")
-    if t.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=t.lr, weight_decay=t.weight_decay)
-    raise ConfigError(f"config key 'train.optimizer': unknown optimizer '{t.optimizer}' (adamw | adam)")
+    return OPTIMIZERS[t.optimizer](groups, lr=t.lr, weight_decay=t.weight_decay)
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, scaler, state: TrainState, *, cfg: Config,
@@ -185,7 +178,8 @@ def _optimizer_step(loss: torch.Tensor, optimizer, scheduler, scaler, params: Li
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: torch.device,
-             task: Optional[str] = None, progress: Optional[str] = None) -> Dict[str, float]:
+             task: Optional[str] = None, progress: Optional[str] = None,
+             recipe: Optional[Recipe] = None) -> Dict[str, float]:
     """Run the model over ``loader``, gather predictions on rank 0, score them there.
 
     Args:
@@ -194,6 +188,7 @@ def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: t
         task: passed as ``model.postprocess(..., task=task)`` (multi-task models, e.g. SG2HOI+'s
             ``sgg`` / ``hoi``); None = the model's default.
         progress: description of a progress bar over the batches, shown on rank 0 (None = no bar).
+        recipe: the model family's recipe (how its forward and postprocess run); None = plain.
 
     Returns:
         metrics (identical on every rank).
@@ -203,13 +198,13 @@ def evaluate(model: torch.nn.Module, loader, make_evaluator: Callable, device: t
     """
     saved = rng_state()
     try:
-        return _evaluate(model, loader, make_evaluator, device, task, progress)
+        return _evaluate(model, loader, make_evaluator, device, task, progress, recipe)
     finally:
         set_rng_state(saved)
 
 
-def _evaluate(model, loader, make_evaluator, device, task, progress) -> Dict[str, float]:
-    merged = collect_predictions(model, loader, device, task, progress=progress)   # shared with `hoikit test`
+def _evaluate(model, loader, make_evaluator, device, task, progress, recipe) -> Dict[str, float]:
+    merged = collect_predictions(model, loader, device, task, progress=progress, recipe=recipe)  # as `hoikit test`
     metrics = None
     if merged is not None:
         ev = make_evaluator()

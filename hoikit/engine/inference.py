@@ -24,8 +24,10 @@ import torch
 from PIL import Image
 
 from ..config import from_dict, to_dict
-from ..errors import CheckpointError, ConfigError, DataError
+from ..data.dataset import build_transforms
+from ..errors import CheckpointError, DataError
 from ..io.checkpoint import load_checkpoint, load_model_state, write_model_dir
+from ..recipes import get_recipe
 from ..structures import HOIPrediction, SceneGraphPrediction
 from .distributed import resolve_device
 
@@ -68,23 +70,22 @@ def model_from_checkpoint(path: Union[str, os.PathLike], cfg=None, state: Option
         ``(model, cfg, meta)``; meta is a DatasetMeta, or ``(meta_hoi, meta_sgg)`` for SG2HOI+. The
         model is an inference build (RmLR without its training-only cross-modal modules).
     """
-    from ..models.build import build_model, inference_state_dict, meta_from_dict
-
     ck = state if state is not None else load_checkpoint(path)
     if cfg is None:
         try:
-            cfg = from_dict(ck["config"])
+            cfg = from_dict(ck["config"], where=str(path))
         except Exception as e:
             raise CheckpointError(f"{path}: key 'config' is not a valid hoikit config "
                                   f"({str(e).splitlines()[0]})") from None
     cfg.model.detr.checkpoint = ""  # every weight comes from this file
     if not ck.get("meta"):
         raise CheckpointError(f"{path}: key 'meta' is empty (class names unknown)")
-    meta = meta_from_dict(cfg.model.arch, ck["meta"])
-    # SG2HOI+: class-embedding tables come from the state dict, not from CLIP / a text encoder;
-    # RmLR: no training-only cross-modal modules (their stored weights are dropped)
-    model = build_model(cfg, meta, state_dict=ck["model"] if cfg.model.arch == "sg2hoi" else None, inference=True)
-    load_model_state(model, inference_state_dict(model, ck["model"]), str(path))
+    recipe = get_recipe(cfg.model.arch)
+    meta = recipe.meta_from_dict(ck["meta"])
+    # built for inference from the stored weights: e.g. SG2HOI+'s class-embedding tables come from the
+    # state dict, not from CLIP / a text encoder; RmLR has no training-only cross-modal modules
+    model = recipe.build_model(cfg, meta, state_dict=ck["model"], inference=True)
+    load_model_state(model, recipe.inference_state_dict(model, ck["model"]), str(path))
     return model, cfg, meta
 
 
@@ -106,11 +107,9 @@ class Predictor:
     """
 
     def __init__(self, model: torch.nn.Module, cfg, meta, device: Union[str, torch.device] = "cpu"):
-        from ..data.dataset import build_transforms
-
-        if getattr(model, "needs_targets", False):
-            raise ConfigError("model.rmlr.detections=oracle: this model takes its boxes from ground-truth annotations "
-                              "(analysis only) and cannot predict on plain images; use a model with detections=detr")
+        self.recipe = get_recipe(cfg.model.arch)
+        self.recipe.check_predictable(model)
+        self.meta = meta
         self.cfg, self.device = cfg, resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval()
         self.arch = cfg.model.arch
@@ -126,10 +125,7 @@ class Predictor:
     def save(self, out: Union[str, os.PathLike]) -> Dict[str, Path]:
         """Write this model as a model directory (config.yaml, model.safetensors, classes.json; see
         :mod:`hoikit.io.checkpoint`) that :func:`hoikit.load` reads without pickle. Returns the paths."""
-        from ..models.build import meta_to_dict
-
-        meta = (self.meta_hoi, self.meta_sgg) if self.arch == "sg2hoi" else self.meta_hoi
-        return write_model_dir(out, to_dict(self.cfg), meta_to_dict(self.arch, meta), self.model.state_dict())
+        return write_model_dir(out, to_dict(self.cfg), self.recipe.meta_to_dict(self.meta), self.model.state_dict())
 
     def preprocess(self, image: Image.Image):
         """PIL image -> (normalised ``[3, H', W']`` tensor, target dict with ``orig_size``/``size`` (W, H))."""
@@ -155,24 +151,17 @@ class Predictor:
         if not pils:
             return []
         tensors, targets = zip(*(self.preprocess(p) for p in pils))
-        outputs = self.model([t.to(self.device) for t in tensors])
+        outputs = self.recipe.forward(self.model, [t.to(self.device) for t in tensors], list(targets))
         results: List[Dict] = [{"image": None, "size": list(p.size), "arch": self.arch, "triplets": [],
                                 "detections": []} for p in pils]
-        if self.arch == "sg2hoi":
-            if self.model.hoi_decoder is not None:
-                for r, pred in zip(results, self.model.postprocess(outputs, list(targets), task="hoi")):
+        for task in self.recipe.prediction_tasks(self.model, self.meta):   # e.g. SG2HOI+: hoi, then sgg
+            for r, pred in zip(results, self.recipe.postprocess(self.model, outputs, list(targets), task)):
+                if isinstance(pred, HOIPrediction):
                     self._add_hoi(r, pred, threshold, max_triplets)
-            if self.meta_sgg is not None:
-                for r, sg in zip(results, self.model.postprocess(outputs, list(targets), task="sgg")):
-                    r["scene_graph"] = self._scene_graph(sg, threshold)
-            return results
-        for r, pred in zip(results, self.model.postprocess(outputs, list(targets))):
-            if isinstance(pred, HOIPrediction):
-                self._add_hoi(r, pred, threshold, max_triplets)
-            elif isinstance(pred, SceneGraphPrediction):
-                r["scene_graph"] = self._scene_graph(pred, threshold)
-            else:  # detector: dict of boxes / scores / labels
-                self._add_detections(r, pred["boxes"], pred["labels"], pred["scores"], threshold)
+                elif isinstance(pred, SceneGraphPrediction):
+                    r["scene_graph"] = self._scene_graph(pred, threshold)
+                else:  # detector: dict of boxes / scores / labels
+                    self._add_detections(r, pred["boxes"], pred["labels"], pred["scores"], threshold)
         return results
 
     def _names(self, meta, labels) -> List[str]:

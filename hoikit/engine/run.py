@@ -20,7 +20,8 @@ from ..errors import ConfigError, DataError
 from ..io.checkpoint import (load_checkpoint, load_model_state, rng_state, save_checkpoint, set_rng_state,
                              training_checkpoint)
 from . import distributed as D
-from .evaluation import EvalTask
+from ..eval.adapters import EvalTask
+from ..recipes import get_recipe
 from .phases import PhasedTrainingSet
 from .resume import check_resume_changes, stored_config
 from .logging import TrainLogger
@@ -76,6 +77,7 @@ class TrainingRun:
         self.state = TrainState()
         self.phase: Optional[str] = None
         self.config_dict = to_dict(cfg)
+        self.recipe = get_recipe(cfg.model.arch)
         self.seeded_phase: Dict[str, SeededDataset] = {}
 
     # ------------------------------------------------------------------ set-up
@@ -90,7 +92,7 @@ class TrainingRun:
         if self.phased:  # the optimizer's phase: the checkpoint's (its optimizer state belongs to it), else epoch 0's
             phase = ck.get("phase") if ck is not None else None
             self.phase = phase or self.train_set.phase_of(ck["epoch"] if ck is not None else 0)
-            self.net.set_phase(self.phase)
+            self.recipe.set_phase(self.net, self.phase)
         self.optimizer = build_optimizer(self.net, self.cfg, self.phase)
         self.scheduler = build_scheduler(self.optimizer, t, self.epoch_steps[0],
                                          self.epoch_steps if self.phased else None)
@@ -171,7 +173,7 @@ class TrainingRun:
     def _switch_phase(self, phase: str) -> None:
         """New parameter groups and fresh optimizer state; the schedule continues at the global step."""
         self.phase = phase
-        self.net.set_phase(phase)
+        self.recipe.set_phase(self.net, phase)
         self.optimizer = build_optimizer(self.net, self.cfg, phase)
         self.scheduler = build_scheduler(self.optimizer, self.t, self.epoch_steps[0], self.epoch_steps,
                                          start_step=self.state.step)
@@ -185,7 +187,8 @@ class TrainingRun:
         s, metrics = self.state, {}
         for eval_loader, task in eval_loaders:
             desc = f"eval epoch {s.epoch}" + (f" ({task.task})" if task.task else "")
-            metrics.update(evaluate(self.model, eval_loader, task.make_evaluator, self.device, task.task, desc))
+            metrics.update(evaluate(self.model, eval_loader, task.make_evaluator, self.device, task.task, desc,
+                                    self.recipe))
         s.metrics = metrics
         self.logger.log_eval(s.epoch - 1, s.step, metrics)
         value = metrics.get(primary_metric)

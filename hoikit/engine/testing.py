@@ -14,11 +14,23 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
-from ..config import Config, stored_config
-from ..errors import ConfigError
+from ..config import load_config
+from ..data.dataset import collate
+from ..errors import ConfigError, DataError
+from ..eval.adapters import EvalTask, Evaluation
+from ..eval.report import write_json
+from ..io.checkpoint import load_checkpoint
+from ..recipes import Recipe, RecipeBase, get_recipe
 from . import distributed as D
+from .datasets import eval_tasks
+from .inference import model_from_checkpoint
+from .sampler import ResumableSampler
+
+TEST_SECTIONS = ("data", "eval")  # what a CONFIG given to `hoikit test` replaces in the checkpoint's config
+PLAIN = RecipeBase()              # forward / postprocess of a model whose recipe the caller did not name
 
 
 def to_device(images, targets, device):
@@ -32,17 +44,18 @@ def to_device(images, targets, device):
 @torch.no_grad()
 def collect_predictions(model: torch.nn.Module, loader, device: torch.device, task: Optional[str] = None,
                         prepare: Optional[Callable[[int, Any], Any]] = None,
-                        progress: Optional[str] = None) -> Optional[Dict[int, Any]]:
+                        progress: Optional[str] = None, recipe: Optional[Recipe] = None) -> Optional[Dict[int, Any]]:
     """Predictions of ``model`` over ``loader``, gathered on rank 0.
 
     Args:
         model: the model (DDP-wrapped or not); run in eval mode, its mode restored afterwards.
-            A model with a true ``needs_targets`` attribute is called as ``model(images, targets)``.
         loader: yields ``(images, targets)``; ``target["index"]`` keys the result.
         task: ``model.postprocess(..., task=task)`` (multi-task models); None = default output.
         prepare: ``prepare(index, prediction) -> record`` applied on the producing rank before the
             gather (keeps the gathered objects small); None keeps the predictions.
         progress: description of a progress bar shown on rank 0 (None = no bar).
+        recipe: the model family's recipe (:meth:`Recipe.forward` / :meth:`Recipe.postprocess`: e.g.
+            oracle-detection RmLR reads the targets); None = a plain ``model([image])``.
 
     Returns:
         ``{index: record}`` on rank 0 (every index once), None on the other ranks.
@@ -62,14 +75,12 @@ def collect_predictions(model: torch.nn.Module, loader, device: torch.device, ta
     records: Dict[int, Any] = {}
     bar = None
     if progress is not None and D.is_main_process():
-        from tqdm import tqdm
-
         bar = tqdm(total=len(loader), desc=progress, unit="batch", dynamic_ncols=True)
     try:
         for images, targets in loader:
             images, targets = to_device(images, targets, device)
             for image, target in zip(images, targets):
-                pred = _predict_one(net, image, target, task)
+                pred = _predict_one(net, image, target, task, recipe or PLAIN)
                 index = int(target["index"])
                 records[index] = prepare(index, pred) if prepare is not None else pred
             if bar is not None:
@@ -87,51 +98,21 @@ def collect_predictions(model: torch.nn.Module, loader, device: torch.device, ta
     return merged
 
 
-def _predict_one(net, image: torch.Tensor, target: dict, task: Optional[str]):
+def _predict_one(net, image: torch.Tensor, target: dict, task: Optional[str], recipe: Recipe):
     """The postprocessed prediction of one ``[3, H, W]`` image (a batch of one, no padding)."""
-    # oracle-detection models (model.rmlr.detections=oracle) read the ground truth in eval too
-    outputs = net([image], [target]) if getattr(net, "needs_targets", False) else net([image])
-    preds = net.postprocess(outputs, [target]) if task is None else net.postprocess(outputs, [target], task=task)
-    return preds[0]
+    return recipe.postprocess(net, recipe.forward(net, [image], [target]), [target], task)[0]
 
 
 def eval_loader(dataset, batch_size: int, collate_fn, num_workers: int = 0) -> DataLoader:
     """Sharded, ordered loader over ``dataset`` for this rank."""
-    from .sampler import ResumableSampler
-
     sampler = ResumableSampler(len(dataset), D.get_world_size(), D.get_rank(), shuffle=False)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate_fn, num_workers=num_workers,
                       drop_last=False)
 
 
-def test_config(ck_config: dict, config_file: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
-    """The checkpoint's config; the ``data`` and ``eval`` sections of ``config_file`` (a YAML or a
-    packaged preset) replace the checkpoint's; dotted ``overrides`` apply last (any key)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from ..config import resolve_preset
-
-    try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), stored_config(ck_config))
-        if config_file:
-            y = OmegaConf.load(resolve_preset(config_file))
-            cfg = OmegaConf.merge(cfg, {k: y[k] for k in ("data", "eval") if k in y})
-        for o in overrides:
-            if "=" not in o:
-                raise ConfigError(f"override '{o}' is not of the form key=value")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([o]))
-        return OmegaConf.to_object(cfg)
-    except OmegaConfBaseException as e:
-        key = getattr(e, "full_key", None) or getattr(e, "key", None)
-        raise ConfigError(f"config key '{key}': {str(e).splitlines()[0]}") from None
-
-
 def _drop_empty(dataset, task):
     """HICO-DET with ``--skip-empty``: do not run the annotation file's ``empty`` images (their
     detections would be dropped by the evaluator anyway, as UPT's evaluation does)."""
-    from torch.utils.data import Subset
-
     empty = set(getattr(getattr(dataset, "reader", None), "empty", []) or [])
     if not empty or task.task == "sgg":
         return dataset
@@ -141,8 +122,6 @@ def _drop_empty(dataset, task):
 def _check_object_order(tasks, meta) -> None:
     """The evaluated file must number objects as the checkpoint does (HOI classes are looked up by
     (object id, verb id)); e.g. HICO-DET ``main`` (alphabetical) vs ``class`` (COCO-80) branch files."""
-    from ..errors import DataError
-
     metas = meta if isinstance(meta, tuple) else (meta,)
     for task in tasks:
         reader = getattr(task.dataset, "reader", None)
@@ -166,14 +145,10 @@ def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[
     official records, SGG ``scene_graphs.npz``; prefixed ``<task>_`` when a model has several) and
     ``out_dir/metrics.json``; prints each table. Returns the metrics dict on rank 0, None elsewhere.
     """
-    from ..data.dataset import collate
-    from ..io.checkpoint import load_checkpoint
-    from .datasets import eval_tasks
-    from .inference import model_from_checkpoint
-
     info = D.init_distributed(device)
     ck = load_checkpoint(checkpoint)
-    cfg = test_config(ck["config"], config_file, overrides)
+    # the checkpoint's config, the data / eval sections of CONFIG, then the overrides (config.load_config)
+    cfg = load_config(config_file, overrides, stored=ck["config"], sections=TEST_SECTIONS, where=str(checkpoint))
     if skip_empty:
         cfg.eval.hicodet_skip_empty = True
     model, cfg, meta = model_from_checkpoint(checkpoint, cfg=cfg, state=ck)
@@ -187,38 +162,43 @@ def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[
     out = Path(out_dir)
     summary: Dict = {"checkpoint": str(checkpoint), "split": split, "primary": primary, "metrics": {}, "files": {}}
     for task in tasks:
-        ev = task.make_evaluator()
-        dataset = _drop_empty(task.dataset, task) if cfg.eval.hicodet_skip_empty else task.dataset
-        loader = eval_loader(dataset, batch_size, collate, cfg.data.num_workers)
-        t0 = time.perf_counter()
-        records = collect_predictions(model, loader, info.device, task.task, getattr(ev, "prepare", None),
-                                      progress=f"{split} ({task.task or cfg.data.format})")
-        if records is None:
-            continue
-        seconds = time.perf_counter() - t0
-        for index in sorted(records):
-            ev.add(index, records[index])
-        metrics = ev.compute()
-        name = getattr(ev, "protocol", task.task or "eval")
-        out.mkdir(parents=True, exist_ok=True)
-        if hasattr(ev, "save"):
-            path = ev.save(out)
-            if len(tasks) > 1:
-                path = path.rename(path.with_name(f"{name}_{path.name}"))
-            summary["files"][name] = str(path)
-            print(f"wrote {path}")
-        print(ev.table() if hasattr(ev, "table") else "\n".join(f"{k}: {v:.2f}" for k, v in metrics.items()))
-        print(f"{len(records)} images in {seconds:.1f} s ({info.world_size} process(es))")
-        summary["metrics"].update(metrics)
-        summary[name] = ev.results
-        summary.setdefault("images", {})[name] = len(records)
+        _run_task(model, cfg, task, len(tasks) > 1, split, batch_size, info, out, summary)
     D.barrier()
     if not info.is_main:
         return None
-    from ..eval.report import write_json
-
     print(f"wrote {write_json(out / 'metrics.json', summary)}")
     return summary
 
 
-__all__: List[str] = ["collect_predictions", "eval_loader", "test_config", "run_test"]
+def _run_task(model, cfg, task: EvalTask, several: bool, split: str, batch_size: int, info: D.DistInfo, out: Path,
+              summary: Dict) -> None:
+    """One evaluation of ``hoikit test``: predictions gathered on rank 0, which scores them, writes the
+    evaluator's file (``<protocol>_`` prefixed when ``several``), prints the table and fills ``summary``."""
+    ev: Evaluation = task.make_evaluator()
+    dataset = _drop_empty(task.dataset, task) if cfg.eval.hicodet_skip_empty else task.dataset
+    loader = eval_loader(dataset, batch_size, collate, cfg.data.num_workers)
+    t0 = time.perf_counter()
+    records = collect_predictions(model, loader, info.device, task.task, ev.prepare,
+                                  progress=f"{split} ({task.task or cfg.data.format})",
+                                  recipe=get_recipe(cfg.model.arch))
+    if records is None:
+        return
+    seconds = time.perf_counter() - t0
+    for index in sorted(records):
+        ev.add(index, records[index])
+    metrics = ev.compute()
+    out.mkdir(parents=True, exist_ok=True)
+    path = ev.save(out)
+    if path is not None:
+        if several:
+            path = path.rename(path.with_name(f"{ev.protocol}_{path.name}"))
+        summary["files"][ev.protocol] = str(path)
+        print(f"wrote {path}")
+    print(ev.table())
+    print(f"{len(records)} images in {seconds:.1f} s ({info.world_size} process(es))")
+    summary["metrics"].update(metrics)
+    summary[ev.protocol] = ev.results
+    summary.setdefault("images", {})[ev.protocol] = len(records)
+
+
+__all__: List[str] = ["collect_predictions", "eval_loader", "run_test"]

@@ -26,7 +26,7 @@ from ..config import Config
 from . import distributed as D
 from .epoch import (Callback, TrainState, build_optimizer, evaluate,  # noqa: F401  (re-exported)
                     seed_everything, train_one_epoch)
-from .evaluation import EvalTask
+from ..eval.adapters import EvalTask
 from .run import TrainingRun
 
 
@@ -43,9 +43,9 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
         model: freshly built model (on CPU); moved to the device and wrapped in DDP here.
         train_set: map-style dataset of ``(image, target)`` pairs, or a
             :class:`~hoikit.engine.phases.PhasedTrainingSet`: then every epoch has a phase; at a phase
-            change the model gets ``model.set_phase(phase)`` and a new optimizer from
-            ``model.param_groups(cfg, phase)`` (the schedule continues at the global step), and the
-            epoch's batches alternate between the phase's datasets.
+            change the recipe's ``set_phase(model, phase)`` switches the model and a new optimizer
+            gets the recipe's ``param_groups(model, cfg, phase)`` (the schedule continues at the global
+            step), and the epoch's batches alternate between the phase's datasets.
         collate_fn: batches them (``hoikit.data.dataset.collate``).
         meta: ``DatasetMeta.to_dict()`` stored in checkpoints (names for predict).
         eval_set, make_evaluator: evaluation every ``cfg.train.eval_every`` epochs and at the end.
@@ -54,7 +54,7 @@ def fit(cfg: Config, model: torch.nn.Module, train_set: Dataset, *, collate_fn: 
             only in :data:`hoikit.engine.resume.RESUMABLE` keys (ConfigError otherwise).
         callback: called with ("step" | "checkpoint", state) (tests, custom hooks).
         info: distributed info from :func:`hoikit.engine.distributed.init_distributed`.
-        evals: several evaluations (:class:`~hoikit.engine.evaluation.EvalTask`), metrics merged;
+        evals: several evaluations (:class:`~hoikit.eval.adapters.EvalTask`), metrics merged;
             ``eval_set`` / ``make_evaluator`` add one more.
     """
     info = info or D.init_distributed(cfg.train.device)

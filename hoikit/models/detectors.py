@@ -6,7 +6,8 @@
 
 Both networks return the same outputs dict (``pred_logits``, ``pred_boxes``, ``hs``, ``features``,
 ``mask``, ...); :func:`per_query_detections` turns either into one (box, score, label) per query, the
-contract the two-stage HOI models (UPT / RmLR) build their pairs on.
+contract the two-stage HOI models (UPT / RmLR) build their pairs on. The trainable detector of
+``model.arch = detr`` is built by the DETR recipe (:mod:`hoikit.recipes.detr`).
 """
 from __future__ import annotations
 
@@ -14,32 +15,16 @@ from typing import Dict, List
 
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from .detr_weights import load_detr_weights
+from .deformable_detr import DeformableDETR, build_deformable_detr, postprocess_per_query
 from .deformable_weights import load_deformable_weights
-from .deformable_detr import DeformableDETR, build_deformable_detector, build_deformable_detr, postprocess_per_query
-from .detr import DETR, build_detector as build_detr_detector, build_detr, postprocess_detections
-
-DETECTOR_TYPES = ("detr", "deformable")
-
-
-def _check_type(t: str) -> None:
-    if t not in DETECTOR_TYPES:
-        raise ConfigError(f"config key 'model.detr.type': unknown detector type '{t}' (choose {' | '.join(DETECTOR_TYPES)})")
+from .detr import DETR, build_detr, postprocess_detections
+from .detr_weights import load_detr_weights
 
 
 def build_detector_network(dcfg, train_backbone: bool = True) -> nn.Module:
-    """The bare network (:class:`DETR` or :class:`DeformableDETR`) of a ``model.detr`` section."""
-    _check_type(dcfg.type)
+    """The bare network (:class:`DETR` or :class:`DeformableDETR`) of a ``model.detr`` section
+    (``type``: a ``Literal`` checked when the config loads)."""
     return build_detr(dcfg, train_backbone) if dcfg.type == "detr" else build_deformable_detr(dcfg, train_backbone)
-
-
-def build_detector(cfg, meta) -> nn.Module:
-    """``model.arch = detr``: the trainable detector of ``model.detr.type`` for ``meta.objects``."""
-    _check_type(cfg.model.detr.type)
-    if cfg.model.detr.type == "deformable":
-        return build_deformable_detector(cfg, meta)
-    return build_detr_detector(cfg, meta)
 
 
 def num_detector_classes(detector: nn.Module) -> int:
@@ -70,5 +55,5 @@ def per_query_detections(detector: nn.Module, outputs: Dict, sizes: Tensor) -> L
     return postprocess_detections(outputs, sizes)
 
 
-__all__ = ["DETECTOR_TYPES", "DETR", "DeformableDETR", "build_detector", "build_detector_network",
+__all__ = ["DETR", "DeformableDETR", "build_detector_network",
            "load_detector_weights", "num_detector_classes", "per_query_detections"]

@@ -10,7 +10,7 @@ from hoikit.config import Config, DETRConfig, to_dict
 from hoikit.data.metadata import DatasetMeta
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.inference import model_from_checkpoint
-from hoikit.models.detectors import build_detector
+from hoikit.recipes import RECIPES
 
 _spec = importlib.util.spec_from_file_location("export_checkpoint",
                                                Path(__file__).parents[2] / "benchmarks" / "export_checkpoint.py")
@@ -30,7 +30,7 @@ def test_export_drops_dn_modules_and_one_to_many_rows_and_predicts_the_same(tmp_
     cfg.model.detr = DETRConfig(num_classes=4, hidden_dim=32, nheads=4, enc_layers=1, dec_layers=2, dim_feedforward=64,
                                 dropout=0.0, num_queries=6, num_queries_one2many=5, dn_number=2, **kw)
     meta = DatasetMeta("t", ["person", "ball", "cup", "box"])
-    det = build_detector(cfg, meta).eval()
+    det = RECIPES["detr"].build_model(cfg, meta).eval()
     assert "detr.dn_label_embed.weight" in det.state_dict()
     assert ("detr.dn_box_embed.layers.0.weight" in det.state_dict()) == (kw["type"] == "detr")
     src, out = tmp_path / "train.pt", tmp_path / "ship.pt"

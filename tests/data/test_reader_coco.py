@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from hoikit.config import DataConfig
+from hoikit.config import DataConfig, load_config
 from hoikit.data.readers import open_reader
 from hoikit.errors import ConfigError, DataError
 
@@ -73,7 +73,7 @@ def test_lenient_mode_collects_problems_and_keeps_the_rest(tmp_path):
 def test_synth_detector_data_uses_every_drawn_instance(tmp_path):
     """SynthHOI's detector data is its COCO file: every person and object, also those in no HOI pair."""
     from hoikit.data.synth import generate_synthhoi
-    from hoikit.engine.datasets import detector_data_config
+    from hoikit.recipes.common import detector_data_config
 
     root = tmp_path / "synth"
     generate_synthhoi(root, 12, 4, 0, 96)
@@ -94,5 +94,5 @@ def test_synth_detector_data_uses_every_drawn_instance(tmp_path):
                 assert same.any(), (split, i, box)
     hoi_only = dataclasses.replace(base, synth_detector_boxes="hoi")
     assert detector_data_config(hoi_only, "train") is hoi_only
-    with pytest.raises(ConfigError, match="data.synth_detector_boxes"):
-        detector_data_config(dataclasses.replace(base, synth_detector_boxes="some"), "train")
+    with pytest.raises(ConfigError, match="data.synth_detector_boxes"):   # checked once, when the config loads
+        load_config(None, ["data.synth_detector_boxes=some"])

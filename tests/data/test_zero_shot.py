@@ -141,7 +141,7 @@ def test_unseen_seen_full_of_a_hand_made_case(tmp_path):
 
 
 def test_eval_cli_and_training_evaluation_report_unseen_seen(tmp_path, capsys):
-    from hoikit.engine.evaluation import HOIEvaluation
+    from hoikit.eval.adapters import HOIEvaluation
 
     anno = _synth_anno(tmp_path)
     np.savez(tmp_path / "det.npz", **_detections())
@@ -185,7 +185,7 @@ def test_synthhoi_training_data_drops_unseen_verbs_and_evaluates_unseen_seen(tmp
 
 def test_zero_shot_on_another_architecture_is_a_config_error(tmp_path):
     from hoikit.config import load_config
-    from hoikit.engine.datasets import seen_pairs_reader
+    from hoikit.recipes.common import seen_pairs_reader
 
     cfg = load_config("synth_detr", ["data.zero_shot=rf_uc"])
     with pytest.raises(ConfigError, match="data.zero_shot: 'rf_uc' needs model.arch=rmlr"):

@@ -20,7 +20,7 @@ from hoikit.deploy.onnx_runtime import OnnxModel  # noqa: E402
 from hoikit.deploy.traceable import greedy_nms_keep  # noqa: E402
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from hoikit.engine.inference import Predictor  # noqa: E402
-from hoikit.models.build import build_model, meta_to_dict  # noqa: E402
+from hoikit.recipes import build_model, meta_to_dict  # noqa: E402
 from hoikit.ops import box_iou  # noqa: E402
 
 TOL = 1e-4

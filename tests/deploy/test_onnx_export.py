@@ -18,7 +18,7 @@ from hoikit.data.synth.scene import make_image  # noqa: E402
 from hoikit.deploy.onnx_runtime import OnnxModel  # noqa: E402
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from hoikit.engine.inference import Predictor  # noqa: E402
-from hoikit.models.build import build_model, meta_to_dict  # noqa: E402
+from hoikit.recipes import build_model, meta_to_dict  # noqa: E402
 
 TOL = 1e-4
 META = DatasetMeta(name="synth", objects=list(OBJECTS), verbs=list(VERBS), person_label=0,

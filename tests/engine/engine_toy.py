@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from hoikit.recipes import RecipeBase
+
 IMAGE = 8  # toy images are 3 x IMAGE x IMAGE
 
 
@@ -159,5 +161,11 @@ class ToyHOIModel(nn.Module):
         return preds
 
 
-def build_toy_hoi(cfg, meta):
-    return ToyHOIModel(meta)
+class ToyHOIRecipe(RecipeBase):
+    """A recipe whose model is :class:`ToyHOIModel` (fixed triplets); tests put it in the registry in
+    place of a real family (``monkeypatch.setitem(RECIPES, "rmlr", ToyHOIRecipe())``)."""
+
+    name = "rmlr"
+
+    def build_model(self, cfg, meta, *, state_dict=None, inference=False):
+        return ToyHOIModel(meta)

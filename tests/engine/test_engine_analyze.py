@@ -10,7 +10,7 @@ from hoikit.analysis.tokens import human_token, pair_stats
 from hoikit.config import load_config, to_dict
 from hoikit.data.metadata import DatasetMeta
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 
 def test_pair_stats_by_hand():

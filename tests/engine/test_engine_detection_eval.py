@@ -12,7 +12,7 @@ from hoikit.data.readers import open_reader
 from hoikit.data.synth import generate_synthhoi
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.datasets import build_training_data
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 TINY = ["model.detr.checkpoint=", "model.detr.backbone=tiny", "model.detr.hidden_dim=32", "model.detr.nheads=2",
         "model.detr.enc_layers=1", "model.detr.dec_layers=1", "model.detr.dim_feedforward=64",

@@ -18,7 +18,7 @@ from hoikit.engine.datasets import eval_tasks
 from hoikit.engine.inference import Predictor, model_from_checkpoint
 from hoikit.engine.testing import collect_predictions, eval_loader
 from hoikit.engine.trainer import evaluate
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 N_TEST = 8
 

@@ -14,7 +14,7 @@ from hoikit.config import load_config, to_dict
 from hoikit.data.synth.scene import make_image
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.errors import CheckpointError, ConfigError
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 from test_engine_predict import META
 

@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,12 +10,12 @@ import torch
 from PIL import Image
 
 import hoikit
-from engine_toy import ToyHOIModel
+from engine_toy import ToyHOIRecipe
 from hoikit.cli import main
 from hoikit.config import load_config, to_dict
 from hoikit.data.metadata import DatasetMeta
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import RECIPES, build_model, meta_to_dict
 
 META = DatasetMeta(name="toy", objects=["person", "bicycle", "cup"], verbs=["ride", "hold", "look at"],
                    person_label=0, correspondence=[[0, 1, 0], [1, 1, 1], [2, 2, 1], [3, 2, 2]], rare=[3])
@@ -32,8 +31,8 @@ def _checkpoint(tmp_path, arch, extra=()):
 
 
 def test_predict_cli_writes_named_triplets_json_and_picture(tmp_path, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    ck = _checkpoint(tmp_path, "engine_toy:build_toy_hoi")
+    monkeypatch.setitem(RECIPES, "rmlr", ToyHOIRecipe())     # model.arch=rmlr builds the toy model
+    ck = _checkpoint(tmp_path, "rmlr")
     frames = tmp_path / "frames"
     frames.mkdir()
     for i in range(2):

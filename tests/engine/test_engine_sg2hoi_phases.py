@@ -11,7 +11,7 @@ from hoikit.io.checkpoint import load_checkpoint
 from hoikit.engine.datasets import build_training_data
 from hoikit.engine.phases import AlternatingBatchSampler
 from hoikit.engine.trainer import fit, seed_everything
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 
 @pytest.fixture(scope="module")

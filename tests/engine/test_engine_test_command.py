@@ -15,7 +15,7 @@ from hoikit.config import load_config, to_dict
 from hoikit.data.dataset import build_reader
 from hoikit.data.synth import generate_synthhoi
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
-from hoikit.models.build import build_model, meta_to_dict
+from hoikit.recipes import build_model, meta_to_dict
 
 N_TEST = 6
 
@@ -99,3 +99,53 @@ def test_bad_override_and_missing_vcoco_files_are_one_line_errors(tiny_run, tmp_
                  f"data.test_anno={root / 'vcoco' / 'instances_vcoco_test.json'}", "--out", str(tmp_path)]) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("hoikit: error:")]
     assert len(err) == 2 and "no_such_key" in err[0] and "data.vcoco_json" in err[1]
+
+
+def _metrics(out):
+    return json.loads((out / "metrics.json").read_text())["metrics"]
+
+
+def test_test_takes_the_overrides_train_takes(tiny_run, tmp_path):
+    """`key=` is the empty string in `hoikit test` as in `hoikit train` (one config path): the
+    override `model.detr.checkpoint=` (what a checkpoint's own weights mean anyway) changes nothing."""
+    root, ck = tiny_run
+    assert main(["test", "--checkpoint", str(ck), "--out", str(tmp_path / "a"), "--device", "cpu"]) == 0
+    assert main(["test", "--checkpoint", str(ck), "model.detr.checkpoint=", "data.zero_shot=",
+                 "--out", str(tmp_path / "b"), "--device", "cpu"]) == 0
+    assert _metrics(tmp_path / "a") == _metrics(tmp_path / "b")
+
+
+def test_a_checkpoint_with_old_keys_loads_the_same_in_test_and_load(tiny_run, tmp_path):
+    """A checkpoint written before model.detr.lr_backbone moved to train.lr_backbone, with the removed
+    model.detr.freeze and without model.rmlr.text.pooling: `hoikit.load` and `hoikit test` (with a
+    CONFIG whose data / eval sections replace the checkpoint's) build the same config from it."""
+    import hoikit
+    from hoikit.io.checkpoint import load_checkpoint
+
+    root, ck = tiny_run
+    state = load_checkpoint(ck)
+    cfg = state["config"]
+    old = json.loads(json.dumps(cfg))
+    old["model"]["detr"]["lr_backbone"] = old["train"].pop("lr_backbone")
+    old["model"]["detr"]["freeze"] = False
+    del old["model"]["rmlr"]["text"]["pooling"]
+    old_ck = tmp_path / "old.pt"
+    save_checkpoint({**state, "config": old}, old_ck)
+    loaded = hoikit.load(str(old_ck)).cfg
+    assert loaded.train.lr_backbone == cfg["train"]["lr_backbone"] and loaded.model.rmlr.text.pooling == "cls"
+    yaml_file = tmp_path / "data.yaml"
+    yaml_file.write_text(f"data:\n  format: synth\n  root: {root}\n  test_scale: 64\n  max_size: 96\n"
+                         "  num_workers: 0\nmodel:\n  detr:\n    freeze: false\n")   # model section: not taken
+    assert main(["test", "--checkpoint", str(old_ck), str(yaml_file), "--out", str(tmp_path / "old"),
+                 "--device", "cpu"]) == 0
+    assert main(["test", "--checkpoint", str(ck), "--out", str(tmp_path / "new"), "--device", "cpu"]) == 0
+    assert _metrics(tmp_path / "old") == _metrics(tmp_path / "new")
+
+
+def test_a_wrong_choice_is_refused_at_load_naming_key_and_values(tiny_run, tmp_path, capsys):
+    root, ck = tiny_run
+    assert main(["test", "--checkpoint", str(ck), "model.rmlr.ablation=wo_everything", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.rmlr.ablation" in err[0] and "wo_everything" in err[0]
+    assert all(v in err[0] for v in ("full", "plain", "wo_cl", "wo_ire_kt"))
+    assert not (tmp_path / "metrics.json").exists()

@@ -8,7 +8,7 @@ import pytest
 from hoikit.config import load_config
 from hoikit.data.metadata import load_class_file
 from hoikit.engine.datasets import eval_tasks
-from hoikit.engine.evaluation import VCOCOEvaluation
+from hoikit.eval.adapters import VCOCOEvaluation
 from hoikit.eval.vcoco_records import ACTIONS, official_roles
 from hoikit.structures import HOIPrediction
 

@@ -4,7 +4,6 @@ import json
 import os
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,10 @@ import hoikit
 from hoikit.cli import main
 from hoikit.data.synth.scene import make_image
 from hoikit.engine.inference import Predictor
+from hoikit.recipes import RECIPES
 from hoikit.viz.draw import PALETTE
 
+from engine_toy import ToyHOIRecipe
 from test_engine_predict import _checkpoint
 
 try:
@@ -52,8 +53,8 @@ def decode(path):
 
 @needs_av
 def test_video_outputs_follow_every_and_max_frames(tmp_path, monkeypatch, capsys):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    ck = _checkpoint(tmp_path, "engine_toy:build_toy_hoi")    # fixed triplets: ride 0.9, hold 0.3, look at 0.05
+    monkeypatch.setitem(RECIPES, "rmlr", ToyHOIRecipe())     # model.arch=rmlr builds the toy model
+    ck = _checkpoint(tmp_path, "rmlr")    # fixed triplets: ride 0.9, hold 0.3, look at 0.05
     clip = write_clip(tmp_path / "clip.mp4", synth_frames(10, (100, 50)), fps=5)
     out = tmp_path / "o"
     assert main(["predict", str(clip), "--checkpoint", str(ck), "--out", str(out), "--every", "3",
@@ -145,8 +146,8 @@ def test_bad_every_is_a_config_error(tmp_path, capsys):
 
 @needs_av
 def test_a_second_run_keeps_the_first_outputs(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
-    ck = _checkpoint(tmp_path, "engine_toy:build_toy_hoi")
+    monkeypatch.setitem(RECIPES, "rmlr", ToyHOIRecipe())     # model.arch=rmlr builds the toy model
+    ck = _checkpoint(tmp_path, "rmlr")
     clip = write_clip(tmp_path / "clip.mp4", synth_frames(2, (100, 50)))
     out = tmp_path / "o"
     from hoikit.engine.video import predict_video

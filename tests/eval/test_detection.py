@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from hoikit.engine.evaluation import DetectionEvaluation, detection_ground_truth
+from hoikit.eval.adapters import DetectionEvaluation, detection_ground_truth
 from hoikit.errors import DataError
 from hoikit.eval.detection import coco_detection_metrics
 

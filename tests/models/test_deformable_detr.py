@@ -246,7 +246,7 @@ def test_official_file_loads_strictly_and_a_bad_key_is_named(tmp_path):
 
 def test_detector_trains_a_step_and_evaluates(tmp_path):
     from hoikit.config import Config
-    from hoikit.models.detectors import build_detector
+    from hoikit.recipes import RECIPES
 
     torch.manual_seed(0)
     cfg = Config()
@@ -254,7 +254,7 @@ def test_detector_trains_a_step_and_evaluates(tmp_path):
     cfg.model.detr = tiny_cfg(with_box_refine=True, two_stage=True, num_queries_one2many=6, k_one2many=2)
     cfg.train.lr_backbone = 1e-4
     meta = DatasetMeta("t", ["person", "ball", "cup", "box"])
-    det = build_detector(cfg, meta)
+    det = RECIPES["detr"].build_model(cfg, meta)
     imgs = [torch.randn(3, 64, 64), torch.randn(3, 64, 48)]
     targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[0.0, 0.0, 20.0, 20.0], [10.0, 30.0, 40.0, 60.0]]), "labels": torch.tensor([0, 3])}]

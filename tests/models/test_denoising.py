@@ -135,9 +135,9 @@ def test_dn_losses_equal_direct_supervision_and_reach_the_label_embedding():
     cfg.model.arch = "detr"
     cfg.model.detr = tiny_cfg(with_box_refine=True, two_stage=True, dn_number=2)
     cfg.train.lr_backbone = 1e-4
-    from hoikit.models.detectors import build_detector
+    from hoikit.recipes import RECIPES
 
-    det = build_detector(cfg, DatasetMeta("t", ["person", "ball", "cup", "box"]))
+    det = RECIPES["detr"].build_model(cfg, DatasetMeta("t", ["person", "ball", "cup", "box"]))
     imgs = [torch.randn(3, 64, 64), torch.randn(3, 64, 48)]
     targets = [{"boxes": torch.tensor([[4.0, 4.0, 30.0, 40.0]]), "labels": torch.tensor([1])},
                {"boxes": torch.tensor([[0.0, 0.0, 20.0, 20.0], [10.0, 30.0, 40.0, 60.0]]),

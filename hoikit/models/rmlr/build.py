@@ -24,8 +24,8 @@ from torch import nn
 
 from ...errors import ConfigError
 from ..detectors import build_detector_network, load_detector_weights, num_detector_classes
-from ..text import POOLINGS, encoder_pooling, load_text_encoder, text_encoder_dim
-from .cross_modal import WORD_TARGETS, CrossModalBranch
+from ..text import encoder_pooling, load_text_encoder, text_encoder_dim
+from .cross_modal import CrossModalBranch
 from .detector_cache import DetectorCache
 from .detector_classes import detector_to_dataset
 from .interaction_head import InteractionHead
@@ -89,13 +89,6 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     """
     r, d = cfg.model.rmlr, cfg.model.detr
     use_ire, transfer = ablation_switches(r.ablation)
-    for key, value, choices in (("ire_pool", r.ire_pool, ("masked", "full")), ("word_scope", r.word_scope, ("image", "pair")),
-                                ("word_context", r.word_context, ("joint", "separate")),
-                                ("detections", r.detections, ("detr", "oracle")),
-                                ("word_target", r.word_target, WORD_TARGETS),
-                                ("text.pooling", r.text.pooling, ("auto",) + POOLINGS)):
-        if value not in choices:   # checked here, whatever the ablation uses, not on the first training step
-            raise ConfigError(f"model.rmlr.{key}: '{value}' is not one of {' | '.join(choices)}")
     if detector is None:
         detector = build_detector_network(d, train_backbone=False)   # DETR or Deformable DETR (model.detr.type)
         if d.checkpoint:

@@ -21,7 +21,7 @@ from .criterion import SG2HOICriterion
 from .detr_init import init_from_detr
 from .encoder import SG2HOIEncoder, VLDistillHead
 from .hoi_decoder import HOIDecoder
-from .model import TASKS, SG2HOIPlus
+from .model import SG2HOIPlus
 from .relation_decoder import RelationDecoder
 from .segmentation import SemanticSpatialAggregation, union_vocabulary
 from .semantics import TextTables, object_prompt, predicate_prompt, verb_prompt
@@ -45,22 +45,6 @@ def distill_source(variant: str, vl_distill: str) -> Optional[str]:
     if vl_distill in ("cls", "pool"):
         return vl_distill
     raise ConfigError(f"model.sg2hoi.vl_distill: unknown value '{vl_distill}' (choose auto | cls | pool | none)")
-
-
-def phase_for_epoch(cfg: Config, epoch: int) -> str:
-    """Training phase of ``epoch`` (0-based; Section IV-D and Table V).
-
-    ``train.task=sgg``: always ``sgg``. ``joint``: ``sgg`` for the first ``train.sgg_epochs`` epochs,
-    then ``joint``. ``hoi``: ``sgg`` for the first ``train.sgg_epochs`` epochs, then ``hoi_frozen``
-    (HOI modules trained on the frozen SGG part, Table V); with ``sgg_epochs = 0`` it is ``hoi``
-    throughout (HOI alone, every part trained).
-    """
-    task, n = cfg.train.task, cfg.train.sgg_epochs
-    if task == "sgg" or epoch < n:
-        return "sgg"
-    if task == "hoi":
-        return "hoi_frozen" if n > 0 else "hoi"
-    return task
 
 
 class StoredTables:
@@ -101,10 +85,10 @@ def no_clip_notice() -> None:
 
 
 def _check(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta]) -> None:
-    """The task, datasets and choice fields :func:`build_sg2hoi` needs; ConfigError naming the key."""
+    """The datasets ``train.task`` needs and the hidden width :func:`build_sg2hoi` needs; ConfigError
+    naming the key (the choice fields ``train.task``, ``hss_assign``, ``verb_loss`` are ``Literal``s
+    checked when the config loads)."""
     sg, task = cfg.model.sg2hoi, cfg.train.task
-    if task not in TASKS:
-        raise ConfigError(f"train.task: unknown value '{task}' (choose {' | '.join(TASKS)})")
     if (task in ("joint", "sgg") and meta_sgg is None) or (task in ("joint", "hoi") and meta_hoi is None):
         raise ConfigError(f"train.task={task}: needs {'both an SGG and an HOI' if task == 'joint' else 'an ' + task.upper()} dataset")
     if meta_sgg is not None and not meta_sgg.predicates:
@@ -112,10 +96,6 @@ def _check(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[Data
     if sg.hidden_dim != 2 * sg.seg_dim:
         raise ConfigError(f"model.sg2hoi.hidden_dim={sg.hidden_dim} must equal 2 * seg_dim={2 * sg.seg_dim} "
                           "(Eq. 3: d = 2C')")
-    if sg.hss_assign not in ("argmax", "soft"):
-        raise ConfigError(f"model.sg2hoi.hss_assign: unknown value '{sg.hss_assign}' (choose argmax | soft)")
-    if sg.verb_loss not in ("focal", "bce"):
-        raise ConfigError(f"model.sg2hoi.verb_loss: unknown value '{sg.verb_loss}' (choose focal | bce)")
 
 
 def _text_source(sg, state_dict: Optional[Mapping[str, torch.Tensor]]):

@@ -94,7 +94,7 @@ class SG2HOIPlus(nn.Module):
         """Two-phase schedule (Section IV-D): ``sgg`` computes only SGG losses; ``joint`` / ``hoi``
         restore the task; ``hoi_frozen`` (Table V single-task HOI) computes HOI losses only and
         freezes the SGG part (no gradients, BatchNorm/dropout in eval mode, no Eq. (2)/(5) losses).
-        Build a new optimizer with :meth:`param_groups` (same phase) after it."""
+        Build a new optimizer (the recipe's ``param_groups`` of the same phase) after it."""
         if phase not in PHASES:
             raise ConfigError(f"SG2HOI+ phase '{phase}': choose {' | '.join(PHASES)}")
         self.task = "hoi" if phase == "hoi_frozen" else phase
@@ -271,45 +271,23 @@ class SG2HOIPlus(nn.Module):
         return preds
 
     # ------------------------------------------------------------------ optimisation
-    def param_groups(self, cfg, phase: Optional[str] = None) -> List[Dict]:
-        """Optimizer parameter groups with the paper's learning rates (Section IV-D).
-
-        Phases: ``sgg`` (phase 1: backbone ``train.lr_backbone``, SGG part ``train.lr``, HOI part not
-        trained), ``joint`` (phase 2: HOI part ``train.lr``, SGG part ``train.sgg_lr``, backbone
-        ``train.lr_backbone``), ``hoi`` (HOI alone from scratch: backbone ``train.lr_backbone``, the rest
-        ``train.lr``), ``hoi_frozen`` (Table V single-task HOI after SGG training: only the HOI part,
-        ``train.lr``).
-        Text-initialised classifier weights always use ``model.sg2hoi.clip_cls_lr``. The default phase
-        follows ``train.task`` (``joint`` -> ``joint``).
-
-        Returns:
-            list of ``{"params", "lr", "name"}`` dicts (empty groups dropped).
-        """
-        phase = phase or cfg.train.task
-        if phase not in PHASES:
-            raise ConfigError(f"param_groups phase '{phase}': choose {' | '.join(PHASES)}")
+    def parameter_parts(self) -> Dict[str, List[nn.Parameter]]:
+        """The trainable parameters by part (each once): ``backbone``, ``sgg`` (HSS, encoder,
+        distillation head, relation decoder), ``hoi`` (R2I, transformations, HOI decoder) and the
+        text-initialised classifier weights of either side, ``sgg_text_cls`` / ``hoi_text_cls``
+        (Section IV-D gives those their own learning rate). The SG2HOI+ recipe
+        (:mod:`hoikit.recipes.sg2hoi`) turns them into optimizer groups per training phase."""
         text_w = {id(m.weight) for m in self.modules() if isinstance(m, TextClassifier)}
         hoi_modules = [m for m in (self.r2i, self.feature_transform, self.query_transform, self.hoi_decoder) if m is not None]
         hoi_ids = {id(p) for m in hoi_modules for p in m.parameters()}
         bb_ids = {id(p) for p in self.backbone.parameters()}
-        lr, sg = cfg.train.lr, cfg.model.sg2hoi
-        rates = {"sgg": {"backbone": cfg.train.lr_backbone, "sgg": lr, "hoi": None},
-                 "joint": {"backbone": cfg.train.lr_backbone, "sgg": cfg.train.sgg_lr, "hoi": lr},
-                 "hoi": {"backbone": cfg.train.lr_backbone, "sgg": lr, "hoi": lr},
-                 "hoi_frozen": {"backbone": None, "sgg": None, "hoi": lr}}[phase]
-        groups: Dict[str, List] = {"backbone": [], "sgg": [], "hoi": [], "sgg_text_cls": [], "hoi_text_cls": []}
+        parts: Dict[str, List[nn.Parameter]] = {"backbone": [], "sgg": [], "hoi": [], "sgg_text_cls": [],
+                                                "hoi_text_cls": []}
         for p in self.parameters():
             if not p.requires_grad:
                 continue
             part = "backbone" if id(p) in bb_ids else "hoi" if id(p) in hoi_ids else "sgg"
             if id(p) in text_w:
                 part += "_text_cls"
-            groups[part].append(p)
-        out = []
-        for name, params in groups.items():
-            base = name.split("_")[0]
-            if not params or rates[base] is None:
-                continue
-            out.append({"params": params, "lr": sg.clip_cls_lr if name.endswith("text_cls") else rates[base],
-                        "name": name})
-        return out
+            parts[part].append(p)
+        return parts

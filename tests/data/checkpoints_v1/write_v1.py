@@ -95,8 +95,8 @@ def forward_outputs(predictor) -> dict:
 def main(out_dir: str) -> None:
     import hoikit
     from hoikit.config import load_config, to_dict
-    from hoikit.engine.checkpoint import model_checkpoint, save_checkpoint
-    from hoikit.models.build import build_model, meta_to_dict
+    from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
+    from hoikit.recipes import build_model, meta_to_dict
 
     out = Path(out_dir)
     hoi, sgg = metas()

@@ -11,7 +11,7 @@ from hoikit.io.checkpoint import model_checkpoint, save_checkpoint
 from hoikit.engine.inference import Predictor
 from hoikit.engine.testing import collect_predictions
 from hoikit.errors import ConfigError, DataError
-from hoikit.models.build import meta_to_dict
+from hoikit.recipes import RECIPES, meta_to_dict
 from hoikit.models.rmlr.build import build_rmlr
 from hoikit.models.rmlr.model import map_detector_labels
 from hoikit.models.rmlr.pairs import detr_boxes_and_scores, select_detections
@@ -194,7 +194,7 @@ def test_collect_predictions_evaluates_an_oracle_model(tiny_meta):
     targets = _targets(images)
     loader = [([images[0]], [targets[0]]), ([images[1]], [targets[1]])]     # batches of one image
     model.train()
-    records = collect_predictions(model, loader, torch.device("cpu"))
+    records = collect_predictions(model, loader, torch.device("cpu"), recipe=RECIPES["rmlr"])
     assert model.training                                              # mode restored
     assert sorted(records) == [0, 1]
     for i, t in enumerate(targets):

@@ -7,9 +7,9 @@ features (the IRE for L_w^a, the IRM for L_w^m)."""
 import pytest
 import torch
 
+from hoikit.config import load_config
 from hoikit.errors import ConfigError
-from hoikit.models.rmlr.build import build_rmlr
-from rmlr_tiny import build_tiny, targets_from_detections, tiny_config, tiny_images
+from rmlr_tiny import build_tiny, targets_from_detections, tiny_images
 
 torch.set_num_threads(1)
 
@@ -72,6 +72,6 @@ def test_detached_word_loss_equals_the_joint_value(tiny_meta, tiny_bert_dir):
         assert torch.allclose(la[k], lb[k], atol=1e-6), k
 
 
-def test_unknown_word_target_is_a_config_error(tiny_meta):
-    with pytest.raises(ConfigError, match="model.rmlr.word_target: 'teacher'"):
-        build_rmlr(tiny_config("plain", word_target="teacher"), tiny_meta)
+def test_unknown_word_target_is_a_config_error():
+    with pytest.raises(ConfigError, match="config key 'model.rmlr.word_target': Invalid value 'teacher'"):
+        load_config(None, ["model.arch=rmlr", "model.rmlr.word_target=teacher"])   # refused when the config loads

@@ -70,7 +70,8 @@ def train_row(row: str, out: str, clip_dir: str, info):
     from hoikit.data.dataset import collate
     from hoikit.engine.phases import PhasedTrainingSet
     from hoikit.engine.trainer import fit, seed_everything
-    from hoikit.models.sg2hoi.build import build_sg2hoi, phase_for_epoch
+    from hoikit.models.sg2hoi.build import build_sg2hoi
+    from hoikit.recipes.sg2hoi import phase_for_epoch
     from sg2hoi_tiny import hoi_batch, sgg_batch, tiny_cfg
 
     switches, task, sgg_epochs, epochs = ROWS[row]

@@ -6,7 +6,8 @@ import torch
 
 from sg2hoi_tiny import hoi_batch, sgg_batch, tiny_cfg
 from hoikit.errors import CheckpointError, ConfigError
-from hoikit.models.sg2hoi.build import NO_CLIP_NOTICE, build_sg2hoi, phase_for_epoch
+from hoikit.models.sg2hoi.build import NO_CLIP_NOTICE, build_sg2hoi
+from hoikit.recipes.sg2hoi import SG2HOIRecipe, phase_for_epoch
 from hoikit.models.sg2hoi.heads import TextClassifier
 from hoikit.ops import box_cxcywh_to_xyxy
 
@@ -111,10 +112,10 @@ def test_param_groups_follow_the_two_phase_schedule(metas, tiny_clip_dir):
     m, cfg = build(metas, tiny_clip_dir)
     cfg.train.lr, cfg.train.lr_backbone, cfg.train.sgg_lr = 1e-4, 1e-5, 2e-5
     cfg.model.sg2hoi.clip_cls_lr = 3e-5
-    g = {x["name"]: x for x in m.param_groups(cfg, "sgg")}
+    g = {x["name"]: x for x in SG2HOIRecipe().param_groups(m, cfg, "sgg")}
     assert set(g) == {"backbone", "sgg", "sgg_text_cls"}                 # HOI part not trained in phase 1
     assert g["sgg"]["lr"] == 1e-4 and g["backbone"]["lr"] == 1e-5 and g["sgg_text_cls"]["lr"] == 3e-5
-    g = {x["name"]: x for x in m.param_groups(cfg, "joint")}
+    g = {x["name"]: x for x in SG2HOIRecipe().param_groups(m, cfg, "joint")}
     assert g["hoi"]["lr"] == 1e-4 and g["sgg"]["lr"] == 2e-5 and g["hoi_text_cls"]["lr"] == 3e-5
     ids = [id(p) for x in g.values() for p in x["params"]]
     assert len(ids) == len(set(ids)) == sum(1 for p in m.parameters() if p.requires_grad)
@@ -129,7 +130,7 @@ def test_param_groups_follow_the_two_phase_schedule(metas, tiny_clip_dir):
 def test_training_steps_reduce_the_total_loss(metas, tiny_clip_dir):
     m, cfg = build(metas, tiny_clip_dir)
     cfg.train.lr = cfg.train.sgg_lr = cfg.train.lr_backbone = cfg.model.sg2hoi.clip_cls_lr = 2e-3
-    opt = torch.optim.AdamW(m.param_groups(cfg, "joint"), weight_decay=0.0)
+    opt = torch.optim.AdamW(SG2HOIRecipe().param_groups(m, cfg, "joint"), weight_decay=0.0)
     m.train()
     batches = [sgg_batch(), hoi_batch()]
 

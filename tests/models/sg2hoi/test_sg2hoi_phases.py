@@ -4,7 +4,8 @@ import torch
 
 from sg2hoi_tiny import hoi_batch, sgg_batch, tiny_cfg
 from hoikit.errors import ConfigError
-from hoikit.models.sg2hoi.build import build_sg2hoi, phase_for_epoch
+from hoikit.models.sg2hoi.build import build_sg2hoi
+from hoikit.recipes.sg2hoi import SG2HOIRecipe, phase_for_epoch
 
 
 def build(metas, clip_dir, task="joint", **sg):
@@ -30,7 +31,7 @@ def test_phase_for_epoch(task, sgg_epochs, expected):
 def test_hoi_frozen_trains_only_the_hoi_part_and_unfreezes(metas, tiny_clip_dir):
     m, cfg = build(metas, tiny_clip_dir, task="hoi")
     m.set_phase("hoi_frozen")
-    groups = m.param_groups(cfg, "hoi_frozen")
+    groups = SG2HOIRecipe().param_groups(m, cfg, "hoi_frozen")
     assert {g["name"] for g in groups} == {"hoi", "hoi_text_cls"}
     hoi_ids = {id(p) for mod in (m.r2i, m.feature_transform, m.query_transform, m.hoi_decoder) for p in mod.parameters()}
     assert {id(p) for g in groups for p in g["params"]} == hoi_ids

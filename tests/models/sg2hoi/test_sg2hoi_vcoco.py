@@ -11,7 +11,7 @@ from PIL import Image
 from sg2hoi_tiny import tiny_cfg
 from hoikit.training import train
 from hoikit.engine.datasets import eval_tasks
-from hoikit.engine.evaluation import VCOCOEvaluation
+from hoikit.eval.adapters import VCOCOEvaluation
 from hoikit.engine.testing import run_test
 from hoikit.data.metadata import vcoco_meta
 from hoikit.errors import ConfigError

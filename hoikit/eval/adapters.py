@@ -1,8 +1,10 @@
-"""Evaluator adapters for :func:`hoikit.engine.trainer.evaluate` and ``hoikit test``: each has
+"""Evaluator adapters for :func:`hoikit.engine.trainer.evaluate` and ``hoikit test`` (the recipes,
+:mod:`hoikit.recipes`, build them): each has
 ``add(index, prediction)`` and ``compute() -> dict of scalar metrics`` (percent), and keeps the full
-result in ``.results``. Adapters that write evaluator files (``hoikit test``) also have
+result in ``.results``. Every adapter is an :class:`Evaluation`: also
 ``prepare(index, prediction) -> record`` (run on every rank before gathering: a compact record that
-``add`` accepts too), ``save(out_dir) -> path`` (the evaluator's detection file) and ``table()``.
+``add`` accepts too), ``save(out_dir) -> path`` (the evaluator's detection file, None when there is
+none) and ``table()``.
 
 * :class:`HOIEvaluation` - official HICO-DET protocol (HICO-DET and SynthHOI), primary ``mAP_full``;
 * :class:`DetectionEvaluation` - detector box AP by the COCO protocol (pycocotools), primary ``AP50``;
@@ -18,19 +20,43 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..eval.detection import coco_detection_metrics, format_detection_metrics
-from ..eval.hicodet import HICODetEvaluator, format_results as format_hoi_results
-from ..eval.hicodet_io import DETECTION_KEYS
-from ..eval.sgg import evaluate as evaluate_sgg, format_results as format_sgg_results
-from ..eval.sgg_io import save_predictions
-from ..eval.vcoco import VCOCODetections, format_table, load_ground_truth, pairs_to_detections
-from ..eval.vcoco import evaluate as evaluate_vcoco
-from ..eval.vcoco_records import save_detections
 from ..structures import top_k_mask
+from . import sgg as sgg_eval, vcoco as vcoco_eval
+from .detection import coco_detection_metrics, format_detection_metrics
+from .hicodet import HICODetEvaluator, format_results as hicodet_table
+from .hicodet_io import DETECTION_KEYS
+from .sgg import format_results as sgg_table
+from .sgg_io import save_predictions
+from .vcoco import VCOCODetections, load_ground_truth, pairs_to_detections
+from .vcoco_records import save_detections
+
+
+@runtime_checkable
+class Evaluation(Protocol):
+    """What the engine asks of an evaluator adapter (training-time ``evaluate`` and ``hoikit test``)."""
+
+    protocol: str                     # name in metrics.json and of the written file's prefix
+    primary: str                      # the metric that selects best.pt by default
+    results: Dict                     # the full result of the last compute()
+
+    def prepare(self, index: int, prediction) -> Any:
+        """A compact record of one prediction (run on its rank before the gather; ``add`` takes it)."""
+
+    def add(self, index: int, prediction) -> None:
+        """One image's prediction (or its prepared record)."""
+
+    def compute(self) -> Dict[str, float]:
+        """Scalar metrics (percent)."""
+
+    def save(self, out_dir) -> Optional[Path]:
+        """The evaluator's detection file in ``out_dir`` (None when the protocol has none)."""
+
+    def table(self) -> str:
+        """The printed table of :attr:`results`."""
 
 
 @dataclass
@@ -61,6 +87,7 @@ class HOIEvaluation:
 
     def __init__(self, anno, skip_empty: bool = False, threshold: float = 0.0, max_detections: int = 0,
                  zero_shot: str = ""):
+
         self.ev = HICODetEvaluator(anno, skip_empty=skip_empty, zero_shot=zero_shot)
         self.threshold, self.max_detections = threshold, max_detections
         self.results: Dict = {}
@@ -89,6 +116,7 @@ class HOIEvaluation:
 
     def detections(self) -> Dict[str, np.ndarray]:
         """Everything added, as the arrays of ``hoikit eval hicodet`` (docs/formats.md)."""
+
         empty = {"image": np.zeros(0, np.int64), "hoi": np.zeros(0, np.int64), "score": np.zeros(0, np.float32),
                  "box_h": np.zeros((0, 4), np.float32), "box_o": np.zeros((0, 4), np.float32)}
         return {k: np.concatenate([p[k] for p in self._parts]) if self._parts else empty[k] for k in DETECTION_KEYS}
@@ -99,7 +127,7 @@ class HOIEvaluation:
         return path
 
     def table(self) -> str:
-        return format_hoi_results(self.results)
+        return hicodet_table(self.results)
 
 
 class DetectionEvaluation:
@@ -124,9 +152,16 @@ class DetectionEvaluation:
         self.dets: Dict[int, Dict] = {}
         self.results: Dict = {}
 
+    def prepare(self, index: int, prediction: Dict) -> Dict:
+        return prediction
+
     def add(self, index: int, prediction: Dict) -> None:
         """prediction: ``boxes [M, 4]`` xyxy original pixels, ``scores [M]``, ``labels [M]``."""
         self.dets[int(index)] = prediction
+
+    def save(self, out_dir) -> Optional[Path]:
+        """No detection file: the metrics (metrics.json) are the result."""
+        return None
 
     def compute(self) -> Dict[str, float]:
         self.results = r = coco_detection_metrics(self.ground_truth, self.dets, self.class_names)
@@ -164,7 +199,7 @@ class SGGEvaluation:
         self.preds.append((index, prediction))
 
     def compute(self) -> Dict[str, float]:
-        self.results = r = evaluate_sgg(self.preds, self.samples, self.num_predicates, self.zeroshot, self.longtail)
+        self.results = r = sgg_eval.evaluate(self.preds, self.samples, self.num_predicates, self.zeroshot, self.longtail)
         return {k: 100.0 * float(v) for k, v in r.items()
                 if isinstance(v, (float, np.floating)) and "@" in k and "per_predicate" not in k}
 
@@ -179,7 +214,7 @@ class SGGEvaluation:
         return path
 
     def table(self) -> str:
-        return format_sgg_results(self.results)
+        return sgg_table(self.results)
 
 
 class VCOCOEvaluation:
@@ -202,6 +237,7 @@ class VCOCOEvaluation:
 
     def __init__(self, vcoco_json, coco_json, ids_file, image_ids: Sequence[int], classes: Sequence[str],
                  max_detections: int = 0):
+
         self.gt = load_ground_truth(vcoco_json, coco_json, ids_file)
         self.image_ids, self.classes = list(image_ids), list(classes)
         self.max_detections = max_detections
@@ -221,7 +257,7 @@ class VCOCOEvaluation:
         return VCOCODetections.concatenate(self.parts) if self.parts else pairs_to_detections([], [], self.classes)
 
     def compute(self) -> Dict[str, float]:
-        self.results = r = evaluate_vcoco(self.gt, self.detections())
+        self.results = r = vcoco_eval.evaluate(self.gt, self.detections())
         return {"role_mAP_S1": 100.0 * r["scenario_1"]["mean_role_ap"],
                 "role_mAP_S2": 100.0 * r["scenario_2"]["mean_role_ap"],
                 "role_mAP_S1_no_point": 100.0 * r["scenario_1"]["mean_role_ap_no_point"],
@@ -234,4 +270,4 @@ class VCOCOEvaluation:
         return path
 
     def table(self) -> str:
-        return format_table(self.results)
+        return vcoco_eval.format_table(self.results)
