@@ -113,18 +113,40 @@ def run(args) -> int:
         result["image"] = str(image) if isinstance(image, Path) else name
         paths = [out / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES]
         paths[0].write_text(json.dumps(result, indent=1))
-        draw_hoi(pil, result, args.max_triplets).save(paths[1])
+        best = _best_below_threshold(predictor, pil, result)
+        draw_hoi(pil, best or result, args.max_triplets).save(paths[1])
         if "scene_graph" in result:
             draw_scene_graph(pil, result).save(paths[2])
         written.update(paths[:3 if "scene_graph" in result else 2])
-        top = result["triplets"][0] if result["triplets"] else None
-        desc = f"{top['subject']} {top['verb']} {top['object']} {top['score']:.2f}" if top else (
-            f"{len(result['detections'])} detections")
-        print(f"{name}: {len(result['triplets'])} triplets (top: {desc})")
+        print(f"{name}: {_summary(result, best, args.threshold)}")
     on_disk = [p for p in written if p.is_file()]   # what is there now, not what was attempted
     n_json = sum(p.suffix == ".json" for p in on_disk)
     print(f"wrote {n_json} JSON files and {len(on_disk) - n_json} pictures to {out}")
     return 0
+
+
+def _describe(t: dict) -> str:
+    score = f"{t['score']:.2f}" if t["score"] >= 0.01 else f"{t['score']:.2g}"
+    return f"{t['subject']} {t['verb']} {t['object']} {score}"
+
+
+def _best_below_threshold(predictor, pil, result: dict, k: int = 3):
+    """An HOI model's ``k`` best triplets when none reaches the threshold (None otherwise): the picture
+    shows them, with their scores, rather than nothing. UPT / RmLR scores are sigmoid x s_h^2.8 x s_o^2.8,
+    so a detector with modest box scores (e.g. a focal-loss Deformable DETR) keeps them far below 0.2."""
+    if result["triplets"] or result.get("arch") == "detr" or not result["detections"]:
+        return None
+    best = predictor.predict(pil, threshold=0.0, max_triplets=k)
+    return best if best["triplets"] else None
+
+
+def _summary(result: dict, best, threshold: float) -> str:
+    if result["triplets"]:
+        return f"{len(result['triplets'])} triplets (top: {_describe(result['triplets'][0])})"
+    if best:
+        return (f"0 triplets >= {threshold:g}; best {', '.join(_describe(t) for t in best['triplets'])} "
+                "(drawn; lower --threshold to keep them in the JSON)")
+    return f"0 triplets ({len(result['detections'])} detections)"
 
 
 def run_video(args, predictor) -> int:

@@ -51,6 +51,22 @@ def test_predict_cli_writes_named_triplets_json_and_picture(tmp_path, monkeypatc
     assert "person ride bicycle 0.90" in capsys.readouterr().out
 
 
+def test_predict_draws_the_best_triplets_when_none_reaches_the_threshold(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(RECIPES, "rmlr", ToyHOIRecipe())
+    ck = _checkpoint(tmp_path, "rmlr")
+    Image.fromarray(np.full((50, 100, 3), 40, np.uint8)).save(tmp_path / "f.png")
+    for thresh in ("0.2", "0.95"):
+        assert main(["predict", str(tmp_path / "f.png"), "--checkpoint", str(ck), "--threshold", thresh,
+                     "--out", str(tmp_path / thresh)]) == 0
+    out = capsys.readouterr().out
+    # the toy's triplets score 0.9 and 0.3: none reaches 0.95, so the JSON has none and the line names
+    # the best ones; the picture draws them, i.e. the same picture as at 0.2 where both pass
+    assert json.loads((tmp_path / "0.95" / "f.json").read_text())["triplets"] == []
+    assert "0 triplets >= 0.95; best person ride bicycle 0.90, person hold bicycle 0.30" in out
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "0.95" / "f.png")),
+                          np.asarray(Image.open(tmp_path / "0.2" / "f.png")))
+
+
 def test_python_api_on_a_tiny_detr_checkpoint(tmp_path):
     ck = _checkpoint(tmp_path, "detr", ["model.detr.backbone=tiny", "model.detr.hidden_dim=32", "model.detr.nheads=2",
                                         "model.detr.enc_layers=1", "model.detr.dec_layers=1",
