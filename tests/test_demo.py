@@ -27,3 +27,16 @@ def test_toy_demo_reports_what_hoikit_test_computes(tmp_path, capsys):
     for setting in ("default", "known_object"):
         for k in ("full", "rare", "non_rare"):
             assert summary["hicodet"][setting][k] == pytest.approx(tested["hicodet"][setting][k], abs=1e-9, nan_ok=True)
+
+
+def test_demo_uses_the_shipped_rmlr_when_there(tmp_path, capsys):
+    from hoikit.commands.demo import _asset
+
+    shipped = _asset("synth_rmlr.pt")
+    assert shipped, "hoikit/assets/synth_rmlr.pt is missing (docs/synthhoi-training.md says how to make it)"
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--train", "2", "--test", "3", "--pictures", "1"]) == 0
+    assert "RmLR: shipped checkpoint" in capsys.readouterr().out
+    summary = json.loads((out / "metrics.json").read_text())
+    assert summary["checkpoints"]["rmlr"] == shipped and "rmlr_s" not in summary["timings_s"]  # nothing trained
+    assert not (out / "rmlr").exists()
