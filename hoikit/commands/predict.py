@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
+from ..viz.draw import score_text
+
 DESCRIPTION = __doc__
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v"}
@@ -126,8 +128,7 @@ def run(args) -> int:
 
 
 def _describe(t: dict) -> str:
-    score = f"{t['score']:.2f}" if t["score"] >= 0.01 else f"{t['score']:.2g}"
-    return f"{t['subject']} {t['verb']} {t['object']} {score}"
+    return f"{t['subject']} {t['verb']} {t['object']} {score_text(t['score'])}"
 
 
 def _best_below_threshold(predictor, pil, result: dict, k: int = 3):

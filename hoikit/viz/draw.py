@@ -20,6 +20,12 @@ HUMAN_COLOR = (0, 130, 200)
 OBJECT_COLOR = (245, 130, 48)
 
 
+
+def score_text(score: float) -> str:
+    """Two decimals, or two significant digits below 0.01 (UPT / RmLR triplet scores carry the detector
+    prior s_h^2.8 x s_o^2.8 and can be small): ``0.90``, ``0.04``, ``0.0042``."""
+    return f"{score:.2f}" if score >= 0.01 else f"{score:.2g}"
+
 def _canvas(image: Image.Image) -> Tuple[Image.Image, float]:
     image = image.convert("RGB")
     scale = max(1.0, MIN_LONG_SIDE / max(image.size))
@@ -86,7 +92,7 @@ def draw_hoi(image: Image.Image, result: Dict, max_triplets: int = 8) -> Image.I
     line_h = y1 - y0 + 10
     for i, t in enumerate(triplets):  # captions last so lines never cover them; stacked top-left
         color = PALETTE[i % len(PALETTE)]
-        caption(draw, (4, 4 + i * line_h), f"{t['subject']} {t['verb']} {t['object']} {t['score']:.2f}", color, font)
+        caption(draw, (4, 4 + i * line_h), f"{t['subject']} {t['verb']} {t['object']} {score_text(t['score'])}", color, font)
     return canvas
 
 

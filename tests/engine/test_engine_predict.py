@@ -95,3 +95,9 @@ def test_cli_errors_are_one_line(tmp_path):
         errors.append(lines[0])
     assert "missing.pt: checkpoint file not found" in errors[0]
     assert "no_such_preset" in errors[1] and "train.no_such_key" in errors[2]
+
+
+def test_score_text_keeps_two_significant_digits_below_a_hundredth():
+    from hoikit.viz.draw import score_text
+
+    assert [score_text(s) for s in (0.9, 0.04, 0.01, 0.0042, 0.0)] == ["0.90", "0.04", "0.01", "0.0042", "0"]
