@@ -41,7 +41,7 @@ def run(args) -> int:
         config, overrides = None, [config] + overrides
     try:
         run_test(args.checkpoint, config, overrides, args.split, args.out, args.batch_size, args.device,
-                 args.skip_empty)
+                 args.skip_empty, report=print)
     finally:
         D.cleanup()
     return 0

@@ -138,13 +138,15 @@ def _check_object_order(tasks, meta) -> None:
 
 def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[str] = (), split: str = "test",
              out_dir="test_results", batch_size: int = 1, device: str = "auto",
-             skip_empty: bool = False) -> Optional[Dict]:
+             skip_empty: bool = False, report: Optional[Callable[[str], None]] = None) -> Optional[Dict]:
     """``hoikit test``: evaluate a hoikit checkpoint on ``split`` with the dataset's official protocol.
 
     Writes ``out_dir/<evaluator file>`` (HICO-DET ``detections.npz``, V-COCO ``detections.pkl``
     official records, SGG ``scene_graphs.npz``; prefixed ``<task>_`` when a model has several) and
-    ``out_dir/metrics.json``; prints each table. Returns the metrics dict on rank 0, None elsewhere.
+    ``out_dir/metrics.json``; hands each table and written path to ``report`` (the test command
+    passes ``print``; None = silent). Returns the metrics dict on rank 0, None elsewhere.
     """
+    report = report or (lambda line: None)
     info = D.init_distributed(device)
     ck = load_checkpoint(checkpoint)
     # the checkpoint's config, the data / eval sections of CONFIG, then the overrides (config.load_config)
@@ -162,18 +164,18 @@ def run_test(checkpoint, config_file: Optional[str] = None, overrides: Sequence[
     out = Path(out_dir)
     summary: Dict = {"checkpoint": str(checkpoint), "split": split, "primary": primary, "metrics": {}, "files": {}}
     for task in tasks:
-        _run_task(model, cfg, task, len(tasks) > 1, split, batch_size, info, out, summary)
+        _run_task(model, cfg, task, len(tasks) > 1, split, batch_size, info, out, summary, report)
     D.barrier()
     if not info.is_main:
         return None
-    print(f"wrote {write_json(out / 'metrics.json', summary)}")
+    report(f"wrote {write_json(out / 'metrics.json', summary)}")
     return summary
 
 
 def _run_task(model, cfg, task: EvalTask, several: bool, split: str, batch_size: int, info: D.DistInfo, out: Path,
-              summary: Dict) -> None:
+              summary: Dict, report: Callable[[str], None]) -> None:
     """One evaluation of ``hoikit test``: predictions gathered on rank 0, which scores them, writes the
-    evaluator's file (``<protocol>_`` prefixed when ``several``), prints the table and fills ``summary``."""
+    evaluator's file (``<protocol>_`` prefixed when ``several``), reports the table and fills ``summary``."""
     ev: Evaluation = task.make_evaluator()
     dataset = _drop_empty(task.dataset, task) if cfg.eval.hicodet_skip_empty else task.dataset
     loader = eval_loader(dataset, batch_size, collate, cfg.data.num_workers)
@@ -193,9 +195,9 @@ def _run_task(model, cfg, task: EvalTask, several: bool, split: str, batch_size:
         if several:
             path = path.rename(path.with_name(f"{ev.protocol}_{path.name}"))
         summary["files"][ev.protocol] = str(path)
-        print(f"wrote {path}")
-    print(ev.table())
-    print(f"{len(records)} images in {seconds:.1f} s ({info.world_size} process(es))")
+        report(f"wrote {path}")
+    report(ev.table())
+    report(f"{len(records)} images in {seconds:.1f} s ({info.world_size} process(es))")
     summary["metrics"].update(metrics)
     summary[ev.protocol] = ev.results
     summary.setdefault("images", {})[ev.protocol] = len(records)

@@ -55,7 +55,7 @@ def test_training_evaluates_role_ap_and_keeps_best_by_it_then_hoikit_test_report
     best = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
     assert state.best == pytest.approx(best["metrics"]["role_mAP_S1"])
     assert float(rows[0]["role_mAP_S1"]) == pytest.approx(state.best, abs=1e-3)
-    out = run_test(tmp_path / "run" / "best.pt", out_dir=tmp_path / "test")
+    out = run_test(tmp_path / "run" / "best.pt", out_dir=tmp_path / "test", report=print)
     assert out["primary"] == "role_mAP_S1" and (tmp_path / "test" / "detections.pkl").exists()
     assert out["metrics"]["role_mAP_S1"] == pytest.approx(best["metrics"]["role_mAP_S1"], abs=1e-4)
     assert "wrote " + str(tmp_path / "test" / "detections.pkl") in capsys.readouterr().out
