@@ -71,7 +71,7 @@ def build_models(backbone: str = "resnet50"):
     rmlr = build_rmlr(cfg, meta, detector=shared).eval()
     scfg = load_config("sg2hoi_r50_vcoco", [f"model.detr.backbone={backbone}"])
     scfg.model.detr.checkpoint, scfg.model.sg2hoi.clip_path = "", ""
-    sg2hoi = build_sg2hoi(scfg, vg150_meta(), meta).eval()
+    sg2hoi = build_sg2hoi(scfg, vg150_meta(), meta, task=scfg.train.task).eval()
     return dict(DETR=detr, UPT=upt, RmLR=rmlr, SG2HOI=sg2hoi), shared, meta
 
 

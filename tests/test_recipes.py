@@ -97,3 +97,18 @@ def test_recipes_import_neither_the_engine_nor_the_commands():
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("hoikit.engine", "hoikit.commands")):
                 bad.append(f"{path.name}: from {node.module}")
     assert bad == []
+
+
+def test_models_never_read_the_training_config():
+    """issue 10: ``models/`` holds plain modules; what a family needs from ``train.*`` (whether the
+    backbone trains, SG2HOI+'s task) its recipe passes as arguments."""
+    import re
+    from pathlib import Path
+
+    import hoikit
+
+    models = Path(hoikit.__file__).resolve().parent / "models"
+    hits = [f"{p.relative_to(models)}:{i}: {line.strip()}" for p in sorted(models.rglob("*.py"))
+            for i, line in enumerate(p.read_text().splitlines(), 1)
+            if re.search(r"\.train\.[a-z_]+", line) and not line.lstrip().startswith(("#", "``", "(", "-"))]
+    assert not hits, "\n".join(hits)

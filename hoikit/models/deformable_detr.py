@@ -307,10 +307,10 @@ class DeformableDETRDetector(DETRDetector):
         return [{k: v for k, v in r.items() if k != "queries"} for r in results]
 
 
-def build_deformable_detector(cfg, meta) -> DeformableDETRDetector:
+def build_deformable_detector(cfg, meta, train_backbone: bool = True) -> DeformableDETRDetector:
     """``model.arch = detr`` with ``model.detr.type = deformable``, for ``meta.objects`` classes."""
     dcfg = dataclasses.replace(cfg.model.detr, num_classes=len(meta.objects))
-    detr = build_deformable_detr(dcfg, train_backbone=cfg.train.lr_backbone > 0)
+    detr = build_deformable_detr(dcfg, train_backbone=train_backbone)
     if dcfg.checkpoint:
         load_deformable_weights(detr, dcfg.checkpoint)
     matcher = FocalHungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou, dcfg.focal_alpha)

@@ -313,7 +313,7 @@ class DETRDetector(nn.Module):
         return res
 
 
-def build_detector(cfg, meta) -> DETRDetector:
+def build_detector(cfg, meta, train_backbone: bool = True) -> DETRDetector:
     """``model.arch = detr``: a trainable DETR for ``meta.objects`` classes.
 
     ``cfg.model.detr.checkpoint`` (any supported format) initialises the weights strictly; its
@@ -321,7 +321,7 @@ def build_detector(cfg, meta) -> DETRDetector:
     """
 
     dcfg = dataclasses.replace(cfg.model.detr, num_classes=len(meta.objects))
-    detr = build_detr(dcfg, train_backbone=cfg.train.lr_backbone > 0)
+    detr = build_detr(dcfg, train_backbone=train_backbone)
     if dcfg.checkpoint:
         load_detr_weights(detr, dcfg.checkpoint)
     matcher = HungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou)

@@ -32,8 +32,8 @@ class DETRRecipe(RecipeBase):
         if meta is None:
             raise ConfigError("model.arch=detr: needs dataset metadata (class names)")
         if cfg.model.detr.type == "deformable":
-            return build_deformable_detector(cfg, meta)
-        return build_detector(cfg, meta)
+            return build_deformable_detector(cfg, meta, train_backbone=cfg.train.lr_backbone > 0)
+        return build_detector(cfg, meta, train_backbone=cfg.train.lr_backbone > 0)
 
     def training_sets(self, cfg: Config, readers: ReaderFactory) -> TrainingSets:
         d = cfg.data

@@ -78,7 +78,8 @@ class SG2HOIRecipe(RecipeBase):
         """``meta``: ``(meta_hoi, meta_sgg)`` or the HOI meta alone. ``state_dict`` (rebuilding from a
         checkpoint): the class-embedding tables come from it, no CLIP / text encoder is opened."""
         meta_hoi, meta_sgg = _metas(meta)
-        return build_sg2hoi(cfg, meta_sgg, meta_hoi, state_dict=state_dict)
+        return build_sg2hoi(cfg, meta_sgg, meta_hoi, state_dict=state_dict, task=cfg.train.task,
+                            train_backbone=cfg.train.lr_backbone > 0)
 
     # ------------------------------------------------------------------ data
     def training_sets(self, cfg: Config, readers: ReaderFactory) -> TrainingSets:

@@ -84,11 +84,11 @@ def no_clip_notice() -> None:
         _notice_said = True
 
 
-def _check(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta]) -> None:
+def _check(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta], task: str) -> None:
     """The datasets ``train.task`` needs and the hidden width :func:`build_sg2hoi` needs; ConfigError
     naming the key (the choice fields ``train.task``, ``hss_assign``, ``verb_loss`` are ``Literal``s
     checked when the config loads)."""
-    sg, task = cfg.model.sg2hoi, cfg.train.task
+    sg = cfg.model.sg2hoi
     if (task in ("joint", "sgg") and meta_sgg is None) or (task in ("joint", "hoi") and meta_hoi is None):
         raise ConfigError(f"train.task={task}: needs {'both an SGG and an HOI' if task == 'joint' else 'an ' + task.upper()} dataset")
     if meta_sgg is not None and not meta_sgg.predicates:
@@ -150,13 +150,16 @@ def _hoi_branch(sg, meta_hoi: Optional[DatasetMeta], text, text_init: bool):
 
 
 def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta],
-                 state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> SG2HOIPlus:
+                 state_dict: Optional[Mapping[str, torch.Tensor]] = None, *, task: str,
+                 train_backbone: bool = True) -> SG2HOIPlus:
     """Build the model.
 
     Args:
-        cfg: full config. meta_sgg: SGG dataset metadata (objects + predicates) or None.
-        meta_hoi: HOI dataset metadata (objects + verbs) or None. At least one is needed; ``train.task``
-            ``sgg`` needs ``meta_sgg``, ``hoi`` needs ``meta_hoi``, ``joint`` both.
+        cfg: the config; only its ``model`` section is read. meta_sgg: SGG dataset metadata (objects +
+            predicates) or None. meta_hoi: HOI dataset metadata (objects + verbs) or None.
+        task: the branches to build (the recipe passes ``train.task``): ``sgg`` needs ``meta_sgg``,
+            ``hoi`` needs ``meta_hoi``, ``joint`` both. train_backbone: whether the backbone trains
+            (the recipe passes ``train.lr_backbone > 0``).
         state_dict: weights the caller will load next (inference from a checkpoint): then CLIP and
             the text encoders are not opened; tables get the stored shapes (:class:`StoredTables`)
             and the distillation head CLIP's stored width. The model has no CLIP teacher.
@@ -164,12 +167,12 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
     The modules are created in a fixed order (backbone, HSS, encoder, distillation head, relation
     decoder, HOI branch): with a given seed the initial weights do not change.
     """
-    _check(cfg, meta_sgg, meta_hoi)
+    _check(cfg, meta_sgg, meta_hoi, task)
     sg, d = cfg.model.sg2hoi, cfg.model.sg2hoi.hidden_dim
     source = distill_source(sg.variant, sg.vl_distill)
     clip, clip_dim, text = _text_source(sg, state_dict)
     backbone = build_backbone(cfg.model.detr.backbone, cfg.model.detr.dilation,
-                              train_backbone=cfg.train.lr_backbone > 0)
+                              train_backbone=train_backbone)
     # BBSeg classes: union of the two datasets' object vocabularies (method notes)
     union, (map_sgg, map_hoi) = union_vocabulary(meta_sgg.objects if meta_sgg else None,
                                                  meta_hoi.objects if meta_hoi else None)
@@ -186,7 +189,7 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
     lambda_seg = sg.lambda_seg if sg.hss != "none" else 0.0          # -HSS: lambda_1 = 0 (Table VI)
     model = SG2HOIPlus(backbone, hss, encoder, rel_decoder, distill, r2i, feat_tr, query_tr, hoi_decoder, criterion,
                        meta_sgg, meta_hoi, {"sgg": map_sgg, "hoi": map_hoi}, clip=clip,
-                       lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=cfg.train.task)
+                       lambda_seg=lambda_seg, lambda_algn=sg.lambda_algn, task=task)
     if cfg.model.detr.checkpoint and state_dict is None:             # Section IV-D: DETR initialisation
         counts = init_from_detr(model, cfg.model.detr.checkpoint)
         log.info("SG2HOI+: initialised %d tensors from DETR %s (%d DETR tensors unused)",

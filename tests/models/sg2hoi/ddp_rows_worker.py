@@ -92,7 +92,7 @@ def train_row(row: str, out: str, clip_dir: str, info):
                                   {"sgg": ("sgg",), "joint": ("sgg", "hoi"), "hoi": ("hoi",), "hoi_frozen": ("hoi",)})
     seed_everything(cfg.seed)                       # the same initial weights on both ranks
     model = build_sg2hoi(cfg, meta_sgg if "sgg" in parts or task == "joint" else None,
-                         meta_hoi if task != "sgg" else None)
+                         meta_hoi if task != "sgg" else None, task=cfg.train.task)
     start = {n: p.detach().clone() for n, p in model.named_parameters()}
     state = fit(cfg, model, train_set, collate_fn=collate, info=info)
     return state.step, {n: p.detach().clone() for n, p in model.named_parameters()}, start

@@ -13,7 +13,7 @@ from hoikit.models.sg2hoi.build import build_sg2hoi
 def build(metas, clip_dir, **sg):
     cfg = tiny_cfg(clip_dir, **sg)
     torch.manual_seed(0)
-    m = build_sg2hoi(cfg, *metas)
+    m = build_sg2hoi(cfg, *metas, task=cfg.train.task)
     return m.eval()
 
 
@@ -150,7 +150,8 @@ def test_vl_distill_source_reads_only_its_tokens(metas, tiny_clip_dir, source):
 def test_vl_distill_none_trains_without_alignment_loss(metas, tiny_clip_dir):
     cfg = tiny_cfg(tiny_clip_dir, vl_distill="none")
     torch.manual_seed(0)
-    m = build_sg2hoi(cfg, *metas).train()
+    m = build_sg2hoi(cfg, *metas, task=cfg.train.task).train()
     assert "loss_algn" not in m(*hoi_batch())
-    full = build_sg2hoi(tiny_cfg(tiny_clip_dir), *metas).train()
+    full_cfg = tiny_cfg(tiny_clip_dir)
+    full = build_sg2hoi(full_cfg, *metas, task=full_cfg.train.task).train()
     assert "loss_algn" in full(*hoi_batch())

@@ -46,7 +46,7 @@ def test_every_built_parameter_of_a_row_gets_a_gradient_from_one_sgg_and_one_hoi
     cfg = tiny_cfg(tiny_clip_dir, **switches)
     cfg.train.task = task
     torch.manual_seed(0)
-    model = build_sg2hoi(cfg, *tiny_metas()).train()
+    model = build_sg2hoi(cfg, *tiny_metas(), task=cfg.train.task).train()
     for batch in (sgg_batch(), hoi_batch()):
         sum(model(*batch).values()).backward()
     unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]

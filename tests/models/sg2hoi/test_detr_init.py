@@ -26,7 +26,7 @@ def _build(metas, detr_path="", **sg):
     cfg = tiny_cfg("", **sg)
     cfg.model.detr.checkpoint = str(detr_path)
     torch.manual_seed(0)
-    return build_sg2hoi(cfg, *metas).eval()
+    return build_sg2hoi(cfg, *metas, task=cfg.train.task).eval()
 
 
 def _mlp(sd, prefix, x):

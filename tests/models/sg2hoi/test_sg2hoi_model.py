@@ -16,7 +16,7 @@ def build(metas, clip_dir, task="joint", **sg):
     cfg = tiny_cfg(clip_dir, **sg)
     cfg.train.task = task
     torch.manual_seed(0)
-    return build_sg2hoi(cfg, *metas), cfg
+    return build_sg2hoi(cfg, *metas, task=cfg.train.task), cfg
 
 
 def names(model):
@@ -105,7 +105,7 @@ def test_task_selects_losses_and_sgg_batch_has_no_hoi_loss(metas, tiny_clip_dir)
     with pytest.raises(ConfigError, match="train.task=hoi"):
         cfg = tiny_cfg(tiny_clip_dir)
         cfg.train.task = "hoi"
-        build_sg2hoi(cfg, metas[0], None)
+        build_sg2hoi(cfg, metas[0], None, task=cfg.train.task)
 
 
 def test_param_groups_follow_the_two_phase_schedule(metas, tiny_clip_dir):
@@ -206,7 +206,7 @@ def test_detr_initialisation_copies_the_mappable_weights(metas, tmp_path):
     cfg = tiny_cfg("")
     cfg.model.detr.checkpoint = str(tmp_path / "detr.pth")
     torch.manual_seed(0)
-    own = build_sg2hoi(cfg, *metas).state_dict()
+    own = build_sg2hoi(cfg, *metas, task=cfg.train.task).state_dict()
     assert torch.equal(own["backbone.body.layers.0.weight"], sd["backbone.0.body.layers.0.weight"])
     assert torch.equal(own["encoder.encoder.layers.0.linear1.weight"], sd["transformer.encoder.layers.0.linear1.weight"])
     for dec in ("rel_decoder", "hoi_decoder"):
@@ -219,4 +219,4 @@ def test_detr_initialisation_copies_the_mappable_weights(metas, tmp_path):
     _save_tiny_detr(tmp_path / "bad.pth", hidden_dim=16)
     cfg.model.detr.checkpoint = str(tmp_path / "bad.pth")
     with pytest.raises(CheckpointError, match="transformer.encoder.layers.0"):
-        build_sg2hoi(cfg, *metas)
+        build_sg2hoi(cfg, *metas, task=cfg.train.task)

@@ -12,7 +12,7 @@ def build(metas, clip_dir, task="joint", **sg):
     cfg = tiny_cfg(clip_dir, **sg)
     cfg.train.task = task
     torch.manual_seed(0)
-    return build_sg2hoi(cfg, *metas), cfg
+    return build_sg2hoi(cfg, *metas, task=cfg.train.task), cfg
 
 
 @pytest.mark.parametrize("task, sgg_epochs, expected", [
@@ -73,7 +73,7 @@ def test_rebuild_from_weights_opens_no_text_model(metas, tiny_clip_dir, monkeypa
     monkeypatch.setattr(S, "load_text_encoder", refuse)
     monkeypatch.setattr(B, "_notice_said", False)
     torch.manual_seed(5)                                              # different random init
-    r = build_sg2hoi(cfg, *metas, state_dict=sd)
+    r = build_sg2hoi(cfg, *metas, state_dict=sd, task=cfg.train.task)
     assert not B._notice_said                                         # inference needs no CLIP: no notice
     load_model_state(r, sd)
     r.eval()

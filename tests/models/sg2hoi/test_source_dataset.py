@@ -51,7 +51,8 @@ def test_vg_image_cropped_to_no_relation_keeps_set_and_segmentation_losses(tmp_p
                       correspondence=[[0, 1, 0]])
     cfg = tiny_cfg("", variant="rand")
     torch.manual_seed(0)
-    model = build_sg2hoi(cfg, DatasetMeta(name="vg", objects=vg.objects, predicates=vg.predicates), hoi).train()
+    model = build_sg2hoi(cfg, DatasetMeta(name="vg", objects=vg.objects, predicates=vg.predicates), hoi,
+                         task=cfg.train.task).train()
     losses = model(images, targets)
     assert {"loss_seg", "loss_rel_box", "loss_rel_cls", "loss_rel_pred"} <= set(losses)
     assert not any(k.startswith("loss_hoi") for k in losses)
