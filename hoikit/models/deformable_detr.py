@@ -225,10 +225,6 @@ class DeformableDETR(FreezableDetector):
             out.update(dn_valid=dn[2], dn_groups=self.dn_number)
         return out
 
-    def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
-        aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []
-        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux}
-
 
 @torch.no_grad()
 def postprocess_topk(outputs: Dict, sizes: Tensor, k: int = 100) -> List[Dict[str, Tensor]]:

@@ -69,8 +69,9 @@ class Joiner(nn.Sequential):
 
 
 class FreezableDetector(nn.Module):
-    """``freeze()`` stops all gradients and pins eval mode (dropout off) even under ``model.train()``:
-    the frozen detector of the two-stage HOI models (DETR and Deformable DETR)."""
+    """What DETR and Deformable DETR share: ``freeze()`` stops all gradients and pins eval mode (dropout
+    off) even under ``model.train()`` (the frozen detector of the two-stage HOI models), and ``_pack``
+    turns per-layer predictions into DETR's output dict (subclasses set ``aux_loss``)."""
 
     frozen = False
 
@@ -81,6 +82,12 @@ class FreezableDetector(nn.Module):
 
     def train(self, mode: bool = True):
         return super().train(mode and not self.frozen)
+
+    def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
+        """Per-layer ``logits [L, B, Q, C]`` and ``boxes [L, B, Q, 4]`` -> the last layer's
+        ``pred_logits`` / ``pred_boxes`` plus ``aux_outputs`` (the earlier layers, when ``aux_loss``)."""
+        aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []
+        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux}
 
 
 class DETR(FreezableDetector):
@@ -190,10 +197,6 @@ class DETR(FreezableDetector):
             out["dn"] = self._pack(logits[:, :, total:], boxes[:, :, total:])
             out.update(dn_valid=dn[2], dn_groups=self.dn_number)
         return out
-
-    def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
-        aux = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(logits[:-1], boxes[:-1])] if self.aux_loss else []
-        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_outputs": aux}
 
 
 @torch.no_grad()
