@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..convert.deformable import convert_deformable_checkpoint
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +14,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args) -> int:
+    from ..convert.deformable import convert_deformable_checkpoint   # here: `hoikit --help` / `hoikit eval` must not import torch
     info = convert_deformable_checkpoint(args.src, args.out, args.classes)
     variant = "two-stage" if info["two_stage"] else ("box refine" if info["with_box_refine"] else "plain")
     print(f"source format: {info['format']}")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..convert.detr import convert_detr_checkpoint
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +18,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args) -> int:
+    from ..convert.detr import convert_detr_checkpoint   # here: `hoikit --help` / `hoikit eval` must not import torch
     info = convert_detr_checkpoint(args.src, args.out, args.classes, args.dc5)
     dc5 = ("yes" if info["dilation"] else "no") + ("" if info["dilation_known"] else " (assumed; pass --dc5 if not)")
     print(f"source format: {info['format']}")

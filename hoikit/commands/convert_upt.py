@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..convert.upt import convert_upt_checkpoint
 
 
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,6 +16,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cli(args) -> int:
+    from ..convert.upt import convert_upt_checkpoint   # here: `hoikit --help` / `hoikit eval` must not import torch
     info = convert_upt_checkpoint(args.src, args.out, args.classes, args.detector_classes)
     d = info["detr"]
     print(f"source format: upt ({info['num_tensors']} tensors, all matched)")

@@ -26,7 +26,6 @@ import warnings
 from pathlib import Path
 from typing import List, Optional
 
-import h5py
 import numpy as np
 
 from ..errors import DataError
@@ -137,6 +136,8 @@ class VisualGenomeReader:
     def _load_h5(self, path: Path, box_key: str) -> dict:
         if not path.is_file():
             raise DataError(f"{path}: annotation file not found")
+        import h5py   # third-party, here: `hoikit --help` and `hoikit eval` do not load HDF5
+
         try:
             f = h5py.File(path, "r")
         except OSError as e:

@@ -152,8 +152,11 @@ def ranked_order(image: np.ndarray, hoi: np.ndarray, score: np.ndarray) -> np.nd
 
     Sorted by class, then descending score; equal scores keep MATLAB's stable order on its
     image-by-image input: image index, then input position. Equals
-    ``np.lexsort((image, -score, hoi))``, done as three stable passes from the least
-    significant key (radix sorts for the integer keys, ~4x faster than lexsort).
+    ``np.lexsort((image, -score, hoi))``. Done as two stable radix passes on the integer keys
+    (image, then class) and one stable score sort inside each class's segment: a segment
+    (~5,000 of 3M detections on HICO-DET) sorts in cache, which is faster than one
+    3M-element float sort (0.38 s vs 0.66 s for the former three whole-array passes on the
+    benchmark's 3M detections).
 
     Args:
         image, hoi: int64 ``[N]``; score: float ``[N]``.
@@ -162,8 +165,15 @@ def ranked_order(image: np.ndarray, hoi: np.ndarray, score: np.ndarray) -> np.nd
         int64 ``[N]`` permutation.
     """
     order = _stable_argsort_int(image)
-    order = order[np.argsort(-score[order].astype(np.float64), kind="stable")]
-    return order[_stable_argsort_int(hoi[order])]
+    order = order[_stable_argsort_int(hoi[order])]           # (class, image, position)
+    if len(order) == 0:
+        return order
+    neg = -score[order].astype(np.float64)
+    bounds = np.flatnonzero(np.diff(hoi[order])) + 1          # where the class changes
+    for s, e in zip(np.r_[0, bounds], np.r_[bounds, len(order)]):
+        if e - s > 1:
+            order[s:e] = order[s:e][np.argsort(neg[s:e], kind="stable")]
+    return order
 
 
 def _class_aps(hoi_sorted: np.ndarray, tp: np.ndarray, npos: np.ndarray):

@@ -297,6 +297,12 @@ def test_ranked_order_is_lexsort_class_score_image_position():
         score = np.round(rng.random(5000), 1)  # many exact ties
         expected = np.lexsort((np.arange(5000), image, -score, hoi))
         assert (ranked_order(image, hoi, score) == expected).all()
+    # sparse classes (most empty, some with one detection), a single detection, none
+    hoi = np.array([599, 3, 3, 0, 599, 42, 3, 599])
+    image, score = np.array([1, 0, 2, 5, 0, 7, 0, 1]), np.array([0.5, 0.2, 0.9, 0.1, 0.5, 0.3, 0.2, 0.7])
+    assert ranked_order(image, hoi, score).tolist() == [3, 2, 1, 6, 5, 7, 4, 0]
+    assert ranked_order(image[:1], hoi[:1], score[:1]).tolist() == [0]
+    assert len(ranked_order(image[:0], hoi[:0], score[:0])) == 0
 
 
 def test_object_order_comes_from_the_file(real, shared_data):
