@@ -153,6 +153,26 @@ def test_predict_outputs_are_unique_per_input_and_counted_on_disk(tmp_path, detr
     assert len({v.casefold() for v in by_input.values()}) == 5
 
 
+def test_predict_refuses_to_replace_earlier_outputs_unless_told(tmp_path, detr_ckpt, capsys):
+    images = tmp_path / "in"
+    images.mkdir()
+    _image(images / "a.png", 10)
+    _image(images / "b.png", 200)
+    out = tmp_path / "out"
+    out.mkdir()
+    mine = (out / "b.json")
+    mine.write_text("the user's own notes")                 # a file that happens to carry an output's name
+    args = ["predict", str(images), "--checkpoint", str(detr_ckpt), "--out", str(out)]
+    capsys.readouterr()
+    assert main(args) == 2
+    line = one_error_line(capsys)
+    assert "b.json is already there" in line and "--overwrite" in line and "nothing was written" in line
+    assert sorted(p.name for p in out.iterdir()) == ["b.json"] and mine.read_text() == "the user's own notes"
+    assert main(args + ["--overwrite"]) == 0
+    assert json.loads(mine.read_text())["image"].endswith("b.png")
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+
+
 def test_predict_on_a_corrupt_video_is_one_line(tmp_path, detr_ckpt, capsys):
     pytest.importorskip("av")
     bad = tmp_path / "clip.mp4"

@@ -10,7 +10,9 @@ A video file (needs the 'video' extra: pip install "hoikit[video]") gives ``DIR/
 predicted in batches (--batch-size), one in --every, at most --max-frames. A directory of frames always works.
 
 Inputs are never written over: when ``--out`` is the input's own directory, the outputs go into its
-``predictions/`` subfolder (and the command says so). Two inputs with the same stem (``a.jpg``,
+``predictions/`` subfolder (and the command says so). Files already in ``--out`` are not replaced
+either: the command refuses before predicting anything unless ``--overwrite`` is given (a video's
+outputs take the first free ``<stem>-2``, ``<stem>-3``, ... instead). Two inputs with the same stem (``a.jpg``,
 ``a.png``) get distinct output names (``a_jpg``, ``a_png``).
 """
 from __future__ import annotations
@@ -40,6 +42,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--every", type=int, default=1, help="video: predict one frame in N (default 1)")
     parser.add_argument("--max-frames", type=int, default=0, help="video: stop after N predicted frames (0 = all)")
     parser.add_argument("--batch-size", type=int, default=8, help="video: frames per forward pass (default 8)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the outputs of an earlier run in --out (default: refuse, nothing is written)")
 
 
 def iter_inputs(path: Path):
@@ -93,6 +97,17 @@ def output_dir(out: Path, input_path: Path) -> Path:
     return out
 
 
+def refuse_existing(out: Path, names: List[str]) -> None:
+    """DataError naming the first output of ``names`` that is already in ``out`` (and how many)."""
+    from ..errors import DataError
+
+    there = [out / f"{n}{s}" for n in names for s in OUTPUT_SUFFIXES if (out / f"{n}{s}").exists()]
+    if there:
+        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
+        raise DataError(f"--out {out}: {there[0].name} is already there{more}; pass --overwrite to replace "
+                        "them or choose another --out (nothing was written)")
+
+
 def run(args) -> int:
     from ..engine.inference import Predictor, to_pil
     from ..viz.draw import draw_hoi, draw_scene_graph
@@ -106,7 +121,9 @@ def run(args) -> int:
     if Path(args.input).suffix.lower() in VIDEO_EXTS and Path(args.input).is_file():
         return run_video(args, predictor)
     out = output_dir(Path(args.out), Path(args.input))
-    inputs = iter_inputs(Path(args.input))
+    inputs = list(iter_inputs(Path(args.input)))
+    if not args.overwrite:
+        refuse_existing(out, [name for name, _ in inputs])
     out.mkdir(parents=True, exist_ok=True)
     written = set()
     for name, image in inputs:
