@@ -165,13 +165,19 @@ def summarise(results: List[Dict], rows: List[str]) -> Dict[str, Dict]:
         rs = sorted((r for r in results if r["ablation"] == a), key=lambda r: r["seed"])
         if not rs:
             continue
-        s = {"seeds": [r["seed"] for r in rs], "n": len(rs), "cpu_s": float(np.mean([r["cpu_s"] for r in rs]))}
-        for k in KEYS:
-            v = np.array([r[k] for r in rs])
-            s[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
-                    "values": v.tolist()}
-        out[a] = s
+        out[a] = seed_stats(rs, KEYS)
     return out
+
+
+def seed_stats(rs: List[Dict], keys: List[str]) -> Dict:
+    """Seeds, count, mean CPU seconds, and per key the mean / sample std / per-seed values of runs ``rs``
+    (sorted by seed)."""
+    s = {"seeds": [r["seed"] for r in rs], "n": len(rs), "cpu_s": float(np.mean([r["cpu_s"] for r in rs]))}
+    for k in keys:
+        v = np.array([r[k] for r in rs])
+        s[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
+                "values": v.tolist()}
+    return s
 
 
 def _rows(summary: Dict) -> List[str]:
