@@ -59,16 +59,35 @@ def render(pose_name: str, x_frac: float, size: int) -> Tuple[Image.Image, np.nd
     return image, np.asarray(tight_box(prims, w, h), np.float32)
 
 
-def human_token(predictor, image, person_box: np.ndarray) -> Tuple[np.ndarray, float]:
-    """``hs[-1]`` of the query whose predicted box has the highest IoU with ``person_box``: ``([D], IoU)``."""
-    tensor, target = predictor.preprocess(image)
+MATCHES = ("score", "iou")
+
+
+def human_token(predictor, image, person_box: np.ndarray, match: str = "score") -> Tuple[np.ndarray, float]:
+    """The last decoder output ``hs[-1]`` of one query for the rendered person: ``([D], IoU of its box)``.
+
+    Every query has one detection (the detector's ``per_query_detections``: DETR's best
+    softmax class, Deformable DETR's best sigmoid class), in query order, which is what the two-stage HOI
+    heads read. ``match="score"``: the highest-scoring query labelled person whose box has IoU >= 0.5 with
+    ``person_box`` (the human detection UPT / RmLR would keep after NMS); ``"iou"``: the query whose box
+    overlaps ``person_box`` best, whatever its label and score. When no person query reaches IoU 0.5,
+    ``"score"`` falls back to ``"iou"``. (A detector with duplicate queries, e.g. Deformable DETR, has
+    several person queries on one person; they need not share a token.)
+    """
+    if match not in MATCHES:
+        raise ValueError(f"match: {match!r} is not one of {MATCHES}")
+    tensor, _ = predictor.preprocess(image)
     detr = predictor.model.detr
     with torch.no_grad():
-        out = detr([tensor])
-    post = predictor.model.postprocess(predictor.model([tensor]), [target])[0]
-    iou = box_iou(person_box[None], post["boxes"])[0]
+        out = detr([tensor.to(predictor.device)])
+    size = torch.tensor([[image.width, image.height]], dtype=torch.float32)
+    det = detr.per_query_detections({k: out[k].float().cpu() for k in ("pred_logits", "pred_boxes")}, size)[0]
+    iou = box_iou(person_box[None], det["boxes"].numpy())[0]
     q = int(np.argmax(iou))
-    return out["hs"][-1, 0, q].float().numpy(), float(iou[q])
+    if match == "score":
+        person = (det["labels"].numpy() == predictor.meta_hoi.person_label) & (iou >= 0.5)
+        if person.any():
+            q = int(np.flatnonzero(person)[np.argmax(det["scores"].numpy()[person])])
+    return out["hs"][-1, 0, q].float().cpu().numpy(), float(iou[q])
 
 
 def pair_stats(tokens: Sequence[np.ndarray]) -> Dict:
@@ -84,10 +103,11 @@ def pair_stats(tokens: Sequence[np.ndarray]) -> Dict:
             "distance_std": float(dist.std()), "pairs": int(len(cos)), "cosine": cos.tolist(), "distance": dist.tolist()}
 
 
-def token_similarity(predictor, size: int, image_dir: Optional[Path] = None) -> Dict[str, Dict]:
+def token_similarity(predictor, size: int, image_dir: Optional[Path] = None, match: str = "score") -> Dict[str, Dict]:
     """Render every group's images, take each image's human token, and return per group
     :func:`pair_stats` plus ``matched_iou_mean`` and the image descriptions. With ``image_dir`` the
-    rendered images are saved there as ``<pose>_<100 x>.png``."""
+    rendered images are saved there as ``<pose>_<100 x>.png``. ``match``: which query is the person's
+    (:func:`human_token`)."""
     result = {}
     for group, items in GROUPS.items():
         tokens, ious = [], []
@@ -95,7 +115,7 @@ def token_similarity(predictor, size: int, image_dir: Optional[Path] = None) -> 
             image, box = render(pose, x, size)
             if image_dir is not None:
                 image.save(Path(image_dir) / f"{pose.replace(' ', '_')}_{int(100 * x)}.png")
-            tok, iou = human_token(predictor, image, box)
+            tok, iou = human_token(predictor, image, box, match)
             tokens.append(tok)
             ious.append(iou)
         result[group] = {**pair_stats(tokens), "matched_iou_mean": sum(ious) / len(ious),
@@ -115,7 +135,7 @@ def plot_token_similarity(result: Dict[str, Dict], path) -> None:
     for ax, key, title in ((axes[0], "cosine", "cosine similarity"), (axes[1], "distance", "Euclidean distance")):
         ax.boxplot([result[n][key] for n in names])
         ax.set_xticks([1, 2], [n.replace(", ", ",\n") for n in names], fontsize=8)
-        ax.set_title(f"DETR human tokens: {title}")
+        ax.set_title(f"human tokens: {title}")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -7,8 +7,9 @@ Controlled SynthHOI-style images are rendered with the SynthHOI figure code on o
   arm raised, kicking, looking down, waving) with a ball at the same spot;
 * group "same action": the same holding pose at different horizontal positions (ball moved along).
 
-For each image the DETR human token is the last decoder output ``hs[-1]`` of the query whose box best
-overlaps the rendered person. Pairwise cosine similarity and Euclidean distance are averaged within
+For each image the DETR human token is the last decoder output ``hs[-1]`` of the person's query: by
+default the highest-scoring query labelled person whose box has IoU >= 0.5 with the rendered person
+(the detection UPT / RmLR keep), with ``--match iou`` the query whose box overlaps it best. Pairwise cosine similarity and Euclidean distance are averaged within
 each group. RmLR's claim: tokens of people at the same place doing different things are MORE similar
 than tokens of people doing the same thing at different places (the token encodes location, not the
 interaction). Writes ``tokens.json`` and ``tokens.png`` (and the images into ``--data``).
@@ -27,6 +28,9 @@ def add_arguments(parser) -> None:
     p.add_argument("--data", default=None, help="directory for the rendered controlled images (default OUT/images)")
     p.add_argument("--out", default="runs/analyze_tokens", help="output directory")
     p.add_argument("--size", type=int, default=0, help="image long side (default: the checkpoint's test_scale)")
+    p.add_argument("--match", choices=("score", "iou"), default="score",
+                   help="the person's query: score = the highest-scoring person query with IoU >= 0.5 (the "
+                        "detection an HOI head keeps; default), iou = the query whose box overlaps best")
 
 
 def run(args) -> int:
@@ -44,7 +48,7 @@ def run(args) -> int:
     out = Path(args.out)
     img_dir = Path(args.data) if args.data else out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
-    result = token_similarity(predictor, args.size or predictor.cfg.data.test_scale, img_dir)
+    result = token_similarity(predictor, args.size or predictor.cfg.data.test_scale, img_dir, args.match)
     (out / "tokens.json").write_text(json.dumps(result, indent=1))
     plot_token_similarity(result, out / "tokens.png")
     for n, r in result.items():

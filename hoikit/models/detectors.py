@@ -15,9 +15,9 @@ from typing import Dict, List
 
 from torch import Tensor, nn
 
-from .deformable_detr import DeformableDETR, build_deformable_detr, postprocess_per_query
+from .deformable_detr import DeformableDETR, build_deformable_detr
 from .deformable_weights import load_deformable_weights
-from .detr import DETR, build_detr, postprocess_detections
+from .detr import DETR, build_detr
 from .detr_weights import load_detr_weights
 
 
@@ -50,9 +50,7 @@ def per_query_detections(detector: nn.Module, outputs: Dict, sizes: Tensor) -> L
     Returns:
         per image ``boxes [Q, 4]`` xyxy pixels, ``scores [Q]``, ``labels [Q]``.
     """
-    if isinstance(detector, DeformableDETR):
-        return postprocess_per_query(outputs, sizes)
-    return postprocess_detections(outputs, sizes)
+    return detector.per_query_detections(outputs, sizes)
 
 
 __all__ = ["DETR", "DeformableDETR", "build_detector_network",

@@ -83,6 +83,12 @@ class FreezableDetector(nn.Module):
     def train(self, mode: bool = True):
         return super().train(mode and not self.frozen)
 
+    def per_query_detections(self, outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
+        """One detection per query, in query order (what the two-stage HOI heads read): per image
+        ``boxes [Q, 4]`` xyxy in the pixel frame ``sizes [B, 2]`` (W, H), ``scores [Q]``, ``labels [Q]``.
+        DETR: the best softmax class without no-object (Deformable DETR overrides: best sigmoid)."""
+        return postprocess_detections(outputs, sizes)
+
     def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
         """Per-layer ``logits [L, B, Q, C]`` and ``boxes [L, B, Q, 4]`` -> the last layer's
         ``pred_logits`` / ``pred_boxes`` plus ``aux_outputs`` (the earlier layers, when ``aux_loss``)."""
