@@ -261,8 +261,9 @@ def run(args) -> int:
 def row_line(r) -> str:
     mh, ih = med_iqr(r["hk"])
     mu, iu = med_iqr(r["up"])
-    return (f"| {r['what']} | {r['size']} | {r['threads']} | {1e3 * mh:.1f} ({1e3 * ih:.1f}) | "
-            f"{1e3 * mu:.1f} ({1e3 * iu:.1f}) | **{mh / mu:.2f}** | {len(r['hk'])} | {r['note']} |")
+    return (f"| {r['what']} | {r['size']} | {r['threads']} | {1e3 * mh:.1f} ({1e3 * ih:.1f}) [{1e3 * min(r['hk']):.1f}] | "
+            f"{1e3 * mu:.1f} ({1e3 * iu:.1f}) [{1e3 * min(r['up']):.1f}] | **{mh / mu:.2f}** | {len(r['hk'])} | "
+            f"{r['note']} |")
 
 
 def format_report(args, rows, checks, load0, load1, wall) -> str:
@@ -284,7 +285,7 @@ def format_report(args, rows, checks, load0, load1, wall) -> str:
         f"(upt_parity.py setting `{args.setting}`, planted on each size's batch); two noise images per size (H x W: s x 3s/4 and 4s/5 x s), "
         "one padded batch; eval mode under `torch.no_grad` except the training step. "
         f"{args.warmup} warm-up call(s) per side, then interleaved timed calls (head rows: {args.head_factor}x "
-        "as many). Times in ms: median (IQR); ratio = hoikit median / UPT median.", "",
+        "as many). Times in ms: median (IQR) [fastest]; ratio = hoikit median / UPT median.", "",
         "| row | size (px) | threads | hoikit ms | UPT ms | hoikit / UPT | reps | note |",
         "|---|---|---|---|---|---|---|---|",
         *[row_line(r) for r in rows], "",
