@@ -37,7 +37,7 @@ ALLOWED_LOCAL_IMPORTS = {
     "hoikit.commands.convert_upt": 1,
     "hoikit.commands.data": 2,
     "hoikit.commands.demo": 18,
-    "hoikit.commands.predict": 6,
+    "hoikit.commands.predict": 4,
     "hoikit.commands.synth": 1,
     "hoikit.commands.test": 2,
     "hoikit.commands.train": 4,

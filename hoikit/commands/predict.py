@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
+from ..errors import DataError
 from ..viz.draw import score_text
 
 DESCRIPTION = __doc__
@@ -48,8 +49,6 @@ def add_arguments(parser) -> None:
 
 def iter_inputs(path: Path):
     """(name, image path) for an image or a directory of images (video files go to :func:`run_video`)."""
-    from ..errors import DataError
-
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if not files:
@@ -85,8 +84,6 @@ def output_names(files: List[Path]) -> List[str]:
 def output_dir(out: Path, input_path: Path) -> Path:
     """``out``, or ``out/predictions`` when ``out`` is the directory the inputs are in (so that no
     picture lands on an input image and a second run does not read the first run's pictures)."""
-    from ..errors import DataError
-
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: is a file, not a directory (nothing was written)")
     in_dir = input_path if input_path.is_dir() else input_path.parent
@@ -99,8 +96,6 @@ def output_dir(out: Path, input_path: Path) -> Path:
 
 def refuse_existing(out: Path, names: List[str]) -> None:
     """DataError naming the first output of ``names`` that is already in ``out`` (and how many)."""
-    from ..errors import DataError
-
     there = [out / f"{n}{s}" for n in names for s in OUTPUT_SUFFIXES if (out / f"{n}{s}").exists()]
     if there:
         more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
