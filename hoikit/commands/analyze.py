@@ -9,8 +9,8 @@ Controlled SynthHOI-style images are rendered with the SynthHOI figure code on o
 
 For each image the DETR human token is the last decoder output ``hs[-1]`` of the person's query: by
 default the highest-scoring query labelled person whose box has IoU >= 0.5 with the rendered person
-(the detection UPT / RmLR keep), with ``--match iou`` the query whose box overlaps it best. Pairwise cosine similarity and Euclidean distance are averaged within
-each group. RmLR's claim: tokens of people at the same place doing different things are MORE similar
+(the detection UPT / RmLR keep), with ``--match iou`` the query whose box overlaps it best. Pairwise
+cosine similarity and Euclidean distance are averaged within each group. RmLR's claim: tokens of people at the same place doing different things are MORE similar
 than tokens of people doing the same thing at different places (the token encodes location, not the
 interaction). Writes ``tokens.json`` and ``tokens.png`` (and the images into ``--data``).
 The analysis itself is :mod:`hoikit.analysis.tokens`.

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="official Deformable DETR / H-Deformable-DETR .pth, "
                         "PViC/hicodet H-DETR file, hoikit checkpoint or bare state dict")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="DETR file: official .pth, UPT .pth, HuggingFace "
                         ".bin/.safetensors, hoikit checkpoint or bare state dict; or a HuggingFace DETR "

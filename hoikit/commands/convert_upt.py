@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def add_cli_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="UPT checkpoint (.pth with model_state_dict)")
     parser.add_argument("--out", required=True, help="hoikit checkpoint to write")

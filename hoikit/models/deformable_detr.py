@@ -66,10 +66,6 @@ class DeformableDETR(FreezableDetector):
             only), label flip ratio, box noise scale; training only (:mod:`hoikit.models.denoising`).
     """
 
-    def per_query_detections(self, outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
-        """One detection per query (best sigmoid class), in query order: :func:`postprocess_per_query`."""
-        return postprocess_per_query(outputs, sizes)
-
     def __init__(self, backbone: MultiScaleJoiner, transformer: DeformableTransformer, num_classes: int,
                  num_queries: int = 300, num_feature_levels: int = 4, aux_loss: bool = True,
                  with_box_refine: bool = False, two_stage: bool = False, num_queries_one2many: int = 0,
@@ -132,6 +128,10 @@ class DeformableDETR(FreezableDetector):
         self.dn_number, self.dn_label_noise, self.dn_box_noise = dn_number, dn_label_noise, dn_box_noise
         if dn_number > 0:   # training-only content of the denoising queries (not exported)
             self.dn_label_embed = nn.Embedding(num_classes, d)
+
+    def per_query_detections(self, outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
+        """One detection per query (best sigmoid class), in query order: :func:`postprocess_per_query`."""
+        return postprocess_per_query(outputs, sizes)
 
     def _levels(self, tensor: Tensor, mask: Tensor):
         feats, masks, pos = self.backbone(tensor, mask)

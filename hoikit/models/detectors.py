@@ -5,15 +5,13 @@
   multi-scale deformable attention, box refinement / two-stage / H-DETR switches.
 
 Both networks return the same outputs dict (``pred_logits``, ``pred_boxes``, ``hs``, ``features``,
-``mask``, ...); :func:`per_query_detections` turns either into one (box, score, label) per query, the
-contract the two-stage HOI models (UPT / RmLR) build their pairs on. The trainable detector of
+``mask``, ...); each network's ``per_query_detections`` method turns them into one (box, score, label) per
+query, the contract the two-stage HOI models (UPT / RmLR) build their pairs on. The trainable detector of
 ``model.arch = detr`` is built by the DETR recipe (:mod:`hoikit.recipes.detr`).
 """
 from __future__ import annotations
 
-from typing import Dict, List
-
-from torch import Tensor, nn
+from torch import nn
 
 from .deformable_detr import DeformableDETR, build_deformable_detr
 from .deformable_weights import load_deformable_weights
@@ -41,17 +39,5 @@ def load_detector_weights(detector: nn.Module, path) -> dict:
     return load_detr_weights(detector, path)
 
 
-def per_query_detections(detector: nn.Module, outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
-    """One detection per query: DETR's softmax without no-object, or Deformable DETR's best sigmoid.
-
-    Args:
-        outputs: the network's outputs. sizes: ``[B, 2]`` (W, H) of the wanted pixel frame.
-
-    Returns:
-        per image ``boxes [Q, 4]`` xyxy pixels, ``scores [Q]``, ``labels [Q]``.
-    """
-    return detector.per_query_detections(outputs, sizes)
-
-
 __all__ = ["DETR", "DeformableDETR", "build_detector_network",
-           "load_detector_weights", "num_detector_classes", "per_query_detections"]
+           "load_detector_weights", "num_detector_classes"]

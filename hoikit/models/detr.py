@@ -83,12 +83,6 @@ class FreezableDetector(nn.Module):
     def train(self, mode: bool = True):
         return super().train(mode and not self.frozen)
 
-    def per_query_detections(self, outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
-        """One detection per query, in query order (what the two-stage HOI heads read): per image
-        ``boxes [Q, 4]`` xyxy in the pixel frame ``sizes [B, 2]`` (W, H), ``scores [Q]``, ``labels [Q]``.
-        DETR: the best softmax class without no-object (Deformable DETR overrides: best sigmoid)."""
-        return postprocess_detections(outputs, sizes)
-
     def _pack(self, logits: Tensor, boxes: Tensor) -> Dict:
         """Per-layer ``logits [L, B, Q, C]`` and ``boxes [L, B, Q, 4]`` -> the last layer's
         ``pred_logits`` / ``pred_boxes`` plus ``aux_outputs`` (the earlier layers, when ``aux_loss``)."""
@@ -132,6 +126,12 @@ class DETR(FreezableDetector):
         if dn_number > 0:   # training-only (not exported): content and position of the denoising queries
             self.dn_label_embed = nn.Embedding(num_classes, d)
             self.dn_box_embed = MLP(d, d, d, 2)
+
+    def per_query_detections(self, outputs: Dict, sizes: Tensor) -> List[Dict[str, Tensor]]:
+        """One detection per query, in query order (what the two-stage HOI heads read): per image
+        ``boxes [Q, 4]`` xyxy in the pixel frame ``sizes [B, 2]`` (W, H), ``scores [Q]``, ``labels [Q]``:
+        the best softmax class without no-object (:class:`DeformableDETR`: the best sigmoid class)."""
+        return postprocess_detections(outputs, sizes)
 
     def _dn_queries(self, targets: List[Dict[str, Tensor]], num_matching: int, base: Optional[Tensor]):
         """Denoising queries for DETR, whose queries have no reference box: content
