@@ -103,6 +103,16 @@ def pair_stats(tokens: Sequence[np.ndarray]) -> Dict:
             "distance_std": float(dist.std()), "pairs": int(len(cos)), "cosine": cos.tolist(), "distance": dist.tolist()}
 
 
+def image_name(pose: str, x: float) -> str:
+    """File name of one rendered image in ``token_similarity``'s ``image_dir``."""
+    return f"{pose.replace(' ', '_')}_{int(100 * x)}.png"
+
+
+def image_names() -> List[str]:
+    """Every file name :func:`token_similarity` writes into its ``image_dir``."""
+    return sorted({image_name(pose, x) for items in GROUPS.values() for pose, x in items})
+
+
 def token_similarity(predictor, size: int, image_dir: Optional[Path] = None, match: str = "score") -> Dict[str, Dict]:
     """Render every group's images, take each image's human token, and return per group
     :func:`pair_stats` plus ``matched_iou_mean`` and the image descriptions. With ``image_dir`` the
@@ -114,7 +124,7 @@ def token_similarity(predictor, size: int, image_dir: Optional[Path] = None, mat
         for pose, x in items:
             image, box = render(pose, x, size)
             if image_dir is not None:
-                image.save(Path(image_dir) / f"{pose.replace(' ', '_')}_{int(100 * x)}.png")
+                image.save(Path(image_dir) / image_name(pose, x))
             tok, iou = human_token(predictor, image, box, match)
             tokens.append(tok)
             ious.append(iou)

@@ -31,22 +31,30 @@ def add_arguments(parser) -> None:
     p.add_argument("--match", choices=("score", "iou"), default="score",
                    help="the person's query: score = the highest-scoring person query with IoU >= 0.5 (the "
                         "detection an HOI head keeps; default), iou = the query whose box overlaps best")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace tokens.json / tokens.png / rendered images already in --out or --data "
+                        "(default: refuse and write nothing)")
 
 
 def run(args) -> int:
     import json
     from pathlib import Path
 
-    from ..analysis.tokens import plot_token_similarity, token_similarity
+    from ..analysis.tokens import image_names, plot_token_similarity, token_similarity
     from ..engine.inference import Predictor
-    from ..errors import CheckpointError
+    from ..errors import CheckpointError, DataError
 
+    out = Path(args.out)
+    img_dir = Path(args.data) if args.data else out / "images"
+    there = [f for f in [out / "tokens.json", out / "tokens.png"] + [img_dir / n for n in image_names()] if f.exists()]
+    if there and not args.overwrite:   # refuse before loading anything: nothing of the user's is replaced
+        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
+        raise DataError(f"{there[0]} is already there{more}; pass --overwrite to replace them or choose another "
+                        "--out / --data (nothing was written)")
     predictor = Predictor.from_checkpoint(args.checkpoint)
     if predictor.arch != "detr":
         raise CheckpointError(f"{args.checkpoint}: model.arch is '{predictor.arch}', tokens analysis needs a DETR "
                               "checkpoint (model.arch=detr)")
-    out = Path(args.out)
-    img_dir = Path(args.data) if args.data else out / "images"
     img_dir.mkdir(parents=True, exist_ok=True)
     result = token_similarity(predictor, args.size or predictor.cfg.data.test_scale, img_dir, args.match)
     (out / "tokens.json").write_text(json.dumps(result, indent=1))

@@ -36,6 +36,23 @@ def test_tokens_end_to_end_on_tiny_detr(tmp_path, capsys):
     # 6 + 6 images, "hold forward" at x=0.44 belongs to both groups -> 11 distinct files
     assert len(list((tmp_path / "a" / "images").glob("*.png"))) == 11
     assert "cosine" in capsys.readouterr().out
+    # a second run into the same --out refuses and replaces nothing; --overwrite replaces
+    before = {f: f.stat().st_mtime_ns for f in (tmp_path / "a").rglob("*")}
+    (tmp_path / "a" / "tokens.json").write_text("the user's own notes")
+    assert main(["analyze", "tokens", "--checkpoint", str(ck), "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tokens.json is already there" in err[0] and "--overwrite" in err[0]
+    assert (tmp_path / "a" / "tokens.json").read_text() == "the user's own notes"
+    assert all(f.stat().st_mtime_ns == t for f, t in before.items() if f.name != "tokens.json")
+    # only a rendered image in a separate --data: still refused, since it would be replaced
+    data = tmp_path / "imgs"
+    data.mkdir()
+    (data / "hold_forward_44.png").write_bytes(b"mine")
+    assert main(["analyze", "tokens", "--checkpoint", str(ck), "--out", str(tmp_path / "b"), "--data", str(data)]) == 2
+    assert "hold_forward_44.png is already there" in capsys.readouterr().err
+    assert (data / "hold_forward_44.png").read_bytes() == b"mine" and not (tmp_path / "b").exists()
+    assert main(["analyze", "tokens", "--checkpoint", str(ck), "--out", str(tmp_path / "a"), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "a" / "tokens.json").read_text()) == res
 
 
 @pytest.mark.parametrize("match, labels, expected_q", [
