@@ -1,32 +1,51 @@
-"""SynthHOI benchmark of RmLR (issue 4, "Measured"): detector COCO AP50, UPT (plain) vs RmLR HOI mAP
-Full / Rare / Non-rare over several training seeds, and the Table 2 ablation rows.
+"""SynthHOI benchmark of RmLR (issues 4 and 14): detector COCO AP50, UPT (plain) vs RmLR HOI mAP
+Full / Rare / Non-rare over several training seeds, the Table 2 ablation rows, per-verb AP and
+training curves.
 
-    python benchmarks/synth_rmlr.py --detector hoikit/assets/synth_detr.pt --seeds 0 1 2 \\
+    python benchmarks/synth_rmlr.py --seeds 0 1 2 --epochs 4 --lr-drop 3 --jobs 2 \\
         --ablations plain full wo_cl wo_rm wo_wa wo_sa wo_irm_kt wo_ire_kt
 
 Every run is ``hoikit train synth_rmlr`` on the same SynthHOI dataset (default size: 2,000 / 500
-images, seed 0, ``data/synthhoi``) with the frozen detector ``--detector``; only ``seed`` (weights
-init, data order, augmentation) and ``model.rmlr.ablation`` change. Extra ``key=value`` overrides
-after ``--`` go to every run. Each finished run leaves ``OUT/<ablation>_s<seed>/result.json``, so an
-interrupted benchmark continues where it stopped. The Markdown report lists mean and sample standard
-deviation over seeds, every per-seed value, and which requested rows are still missing. Text below
-a line ``## Analysis`` in an existing report is kept.
+images, seed 0, ``data/synthhoi``) with the frozen detector ``--detector`` (default: the shipped
+Deformable DETR); only ``seed`` (weights init, data order, augmentation) and
+``model.rmlr.ablation`` change. Extra ``key=value`` overrides after ``--`` go to every run. Each
+finished run leaves ``OUT/<ablation>_s<seed>/result.json`` (mAPs, per-verb AP, the load average);
+an interrupted run resumes exactly from its ``last.pt`` (same thread count). The rows of
+``--curves`` (default plain and full) are also evaluated after every epoch: their mAP-per-epoch
+curves go into the report and ``<results>_curves.png``. The Markdown report lists mean and sample
+standard deviation over seeds, every per-seed value, the per-verb AP of plain vs full, and which
+requested rows are still missing. Text below a line ``## Analysis`` in an existing report is kept.
+
+``--jobs N`` runs N trainings at once, each pinned to its own core with ``--threads`` threads.
+Several instances may share one ``OUT`` (e.g. one per session): a worker holds an exclusive
+``flock`` on its run's ``lock`` file while it trains, so a run is never trained twice at once, and
+a run whose process died (killed, machine stopped) is simply taken up and resumed by the next
+instance.
 
 ``--detections oracle`` (analysis only, not a paper setting; docs/method-notes-rmlr.md) trains and
 evaluates every run with ``model.rmlr.detections=oracle``: the ground-truth entities are the
 proposals, so the mAP measures the interaction head alone. Those runs live in ``OUT/oracle/`` and get
 their own report section; the report always shows both sections from whatever runs are finished.
+
+The results of the previous DETR detector (2 epochs, constant lr) are kept in
+benchmarks/results/synth_rmlr.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synth_rmlr_verbs import POSE_VERBS, verb_means   # noqa: E402  per-verb AP of a run
 
 ALL_ROWS = ["plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt", "full"]
 KEYS = ["mAP_full", "mAP_rare", "mAP_non_rare"]
@@ -105,25 +124,32 @@ def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=Non
             "reachable_at": {t: 100 * float(np.mean(reachable(t)["all"])) for t in REACHABLE_AT}}
 
 
-def evaluate_run(cfg, checkpoint: Path) -> Dict[str, float]:
-    """HICO-DET mAP (engine HOIEvaluation) of the weights in ``checkpoint`` on the test split."""
+def evaluate_run(cfg, checkpoint: Path) -> Dict:
+    """HICO-DET mAP (engine HOIEvaluation, the trainer's evaluation) of the weights in ``checkpoint``
+    on the test split, plus ``per_verb``: the mean AP of each verb's HOI classes."""
     import torch
 
     from hoikit.data.dataset import collate
     from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
-    from hoikit.engine.trainer import evaluate
+    from hoikit.engine.testing import collect_predictions
     from hoikit.recipes import build_model
 
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)
     load_model_state(model, load_checkpoint(checkpoint)["model"], str(checkpoint))
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=cfg.train.batch_size, collate_fn=collate)
-    return evaluate(model, loader, data.make_evaluator, torch.device("cpu"))
+    preds = collect_predictions(model, loader, torch.device("cpu"))
+    ev = data.make_evaluator()
+    for i in sorted(preds):
+        ev.add(i, preds[i])
+    metrics: Dict = dict(ev.compute())
+    metrics["per_verb"] = verb_means(ev.results["per_class"], list(data.meta.verbs))
+    return metrics
 
 
 def run_dir(args, detections: str, ablation: str, seed: int) -> Path:
-    """``OUT/<ablation>_s<seed>`` (DETR detections, as before the switch) or ``OUT/oracle/...``."""
+    """``OUT/<ablation>_s<seed>`` (detector detections) or ``OUT/oracle/...``."""
     base = Path(args.out) if detections == "detr" else Path(args.out) / detections
     return base / f"{ablation}_s{seed}"
 
@@ -134,8 +160,32 @@ def finished(args, detections: str) -> List[Dict]:
     return [json.loads(f.read_text()) for f in files if f.is_file()]
 
 
+def overrides(args, ablation: str, seed: int) -> List[str]:
+    """The config overrides of one run (before the user's extra ones)."""
+    out = run_dir(args, args.detections, ablation, seed)
+    sched = ([f"train.epochs={args.epochs}", f"train.lr_drop={args.lr_drop}"] if args.epochs else [])
+    return ([f"data.root={args.data}", f"model.detr.checkpoint={args.detector}", f"model.rmlr.ablation={ablation}",
+             f"seed={seed}", f"output_dir={out}", f"train.max_steps={args.max_steps}",
+             f"model.rmlr.detections={args.detections}",
+             f"train.eval_every={1 if ablation in args.curves else 0}"] + sched)
+
+
+def read_curve(run: Path) -> List[Dict]:
+    """The per-epoch evaluations the trainer wrote (``eval.csv``, whose ``epoch`` is 0-based): epochs
+    completed, mAP Full / Rare / Non-rare."""
+    import csv
+
+    path = run / "eval.csv"
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [{"epoch": int(r["epoch"]) + 1, **{k: float(r[k]) for k in KEYS}} for r in csv.DictReader(f)
+                if r.get("mAP_full")]
+
+
 def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
-    """Train and evaluate one (ablation, seed); cached in ``run_dir(...)/result.json``."""
+    """Train (or resume) and evaluate one (ablation, seed) in this process; cached in
+    ``run_dir(...)/result.json``."""
     out = run_dir(args, args.detections, ablation, seed)
     done = out / "result.json"
     if done.is_file():
@@ -143,19 +193,43 @@ def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
     from hoikit.training import train
     from hoikit.config import load_config
 
-    cfg = load_config("synth_rmlr", [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}",
-                                     f"model.rmlr.ablation={ablation}", f"seed={seed}", f"output_dir={out}",
-                                     f"train.max_steps={args.max_steps}",
-                                     f"model.rmlr.detections={args.detections}"] + extra)
+    cfg = load_config("synth_rmlr", overrides(args, ablation, seed) + extra)
+    resumed = (out / "last.pt").is_file()
     t, c = time.time(), _cpu_s()
-    state, _ = train(cfg, with_eval=False)
+    state, _ = train(cfg, resume=resumed, with_eval=ablation in args.curves)   # resume is exact
     train_wall, train_cpu = time.time() - t, _cpu_s() - c
     metrics = evaluate_run(cfg, out / "last.pt")
-    res = {"ablation": ablation, "seed": seed, "detections": args.detections, "steps": state.step, "train_wall_s": round(train_wall, 1),
-           "train_cpu_s": round(train_cpu, 1), "cpu_s": round(_cpu_s() - c, 1),
-           **{k: float(metrics[k]) for k in KEYS}}
+    res = {"ablation": ablation, "seed": seed, "detections": args.detections, "steps": state.step,
+           "epochs": args.epochs, "lr_drop": args.lr_drop, "resumed": resumed,
+           "train_wall_s": round(train_wall, 1), "train_cpu_s": round(train_cpu, 1),
+           "cpu_s": round(_cpu_s() - c, 1), "load_avg": round(os.getloadavg()[0], 2),
+           **{k: float(metrics[k]) for k in KEYS}, "per_verb": metrics["per_verb"], "curve": read_curve(out)}
     done.write_text(json.dumps(res, indent=1))
     return res
+
+
+def worker(ablation: str, seed: int, args, extra: List[str]) -> int:
+    """One run in this process under an exclusive ``flock`` of its ``lock`` file (released by the OS
+    when the process ends, however it ends). Returns :data:`TAKEN` when another process holds it."""
+    import fcntl
+
+    import torch
+
+    out = run_dir(args, args.detections, ablation, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / "lock", os.O_CREAT | os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return TAKEN
+    torch.set_num_threads(args.threads)
+    r = run_one(ablation, seed, args, extra)
+    print(f"{ablation} seed {seed} ({args.detections}): " + ", ".join(f"{k} {r[k]:.2f}" for k in KEYS)
+          + f" ({r['cpu_s']:.0f} CPU s)", flush=True)
+    return 0
+
+
+TAKEN = 3   # worker exit status: the run is being trained by another process
 
 
 def summarise(results: List[Dict], rows: List[str]) -> Dict[str, Dict]:
@@ -170,9 +244,10 @@ def summarise(results: List[Dict], rows: List[str]) -> Dict[str, Dict]:
 
 
 def seed_stats(rs: List[Dict], keys: List[str]) -> Dict:
-    """Seeds, count, mean CPU seconds, and per key the mean / sample std / per-seed values of runs ``rs``
+    """Seeds, count, mean CPU seconds (of the runs trained in one go), and per key the mean / sample std / per-seed values of runs ``rs``
     (sorted by seed)."""
-    s = {"seeds": [r["seed"] for r in rs], "n": len(rs), "cpu_s": float(np.mean([r["cpu_s"] for r in rs]))}
+    whole = [r for r in rs if not r.get("resumed")] or rs   # a resumed run's process saw only part of it
+    s = {"seeds": [r["seed"] for r in rs], "n": len(rs), "cpu_s": float(np.mean([r["cpu_s"] for r in whole]))}
     for k in keys:
         v = np.array([r[k] for r in rs])
         s[k] = {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else float("nan"),
@@ -201,16 +276,19 @@ def report(summaries: Dict[str, Dict], det: Dict, args, extra: List[str], missin
     """Markdown report: the DETR-detection table, then (when any oracle run is finished, or oracle
     runs were requested) the oracle-detection table."""
     cmd = " ".join(["python benchmarks/synth_rmlr.py", f"--detector {args.detector}", f"--data {args.data}",
-                    "--seeds " + " ".join(map(str, args.seeds)),
-                    f"--max-steps {args.max_steps}", "--ablations " + " ".join(args.ablations)]
+                    "--seeds " + " ".join(map(str, args.seeds)), f"--epochs {args.epochs} --lr-drop {args.lr_drop}"]
+                   + ([f"--max-steps {args.max_steps}"] if args.max_steps else [])
+                   + ["--curves " + " ".join(args.curves), f"--threads {args.threads} --jobs {args.jobs}",
+                      "--ablations " + " ".join(args.ablations)]
                    + ([f"--detections {args.detections}"] if args.detections != "detr" else [])
                    + (["--"] + extra if extra else []))
     lines = ["# RmLR on SynthHOI", "", f"Command: `{cmd}`", "",
              f"Dataset: SynthHOI in `{args.data}` (default: 2,000 train / 500 test images, 256 px, generator seed 0); "
              f"frozen detector `{args.detector}`. Seeds are training seeds (init, data order) on the same dataset. "
              f"Each run: synth_rmlr.yaml (+ the overrides after `--`), "
-             + (f"{args.max_steps} optimizer steps" if args.max_steps else "all `train.epochs` epochs")
-             + " of batch 8, then the "
+             + (f"{args.epochs} epochs with the lr x0.1 after epoch {args.lr_drop}" if args.epochs else "the preset's epochs")
+             + (f" (stopped at {args.max_steps} optimizer steps)" if args.max_steps else "")
+             + " (batch 8 unless overridden), then the "
              "HICO-DET evaluation of the final weights on the test split. "
              "mAP: official HICO-DET protocol (default setting), %; mean +- sample std over seeds.", "",
              f"Detector on the test split (engine DetectionEvaluation: COCO protocol, pycocotools; every drawn "
@@ -235,22 +313,91 @@ def report(summaries: Dict[str, Dict], det: Dict, args, extra: List[str], missin
     return "\n".join(lines) + "\n"
 
 
+def verb_section(results: List[Dict], rows=("plain", "full")) -> List[str]:
+    """Markdown table: per-verb AP (mean +- std over seeds) of two rows and their difference; verbs
+    decided by the pose inside a fixed box pair are starred."""
+    by_row = {r: [x["per_verb"] for x in results if x["ablation"] == r and "per_verb" in x] for r in rows}
+    if not all(by_row.values()):
+        return []
+    verbs = sorted({v for pv in by_row[rows[0]] for v in pv})
+    lines = [f"| verb | {rows[0]} | {rows[1]} | {rows[1]} - {rows[0]} | seed std ({rows[0]}, {rows[1]}) |",
+             "|---|---|---|---|---|"]
+    for v in verbs:
+        vals = [np.array([pv[v] for pv in by_row[r] if v in pv]) for r in rows]
+        sd = [x.std(ddof=1) if len(x) > 1 else float("nan") for x in vals]
+        lines.append(f"| {v}{'*' if v in POSE_VERBS else ''} | {vals[0].mean():.1f} | {vals[1].mean():.1f} | "
+                     f"{vals[1].mean() - vals[0].mean():+.1f} | {sd[0]:.1f}, {sd[1]:.1f} |")
+    n = [len(by_row[r]) for r in rows]
+    return [f"Per-verb AP (%, mean of each verb's HOI classes with test instances; mean over {n[0]} / {n[1]} "
+            f"seeds). Starred verbs change with the pose inside a fixed box pair ({', '.join(POSE_VERBS)}; "
+            "docs/synthhoi.md): where re-mining should help, if it helps anywhere.", ""] + lines
+
+
+def curve_section(results: List[Dict], rows: List[str], picture: Path) -> List[str]:
+    """Markdown table of mAP Full per epoch (mean +- std over seeds) of the curve rows, and the same as a
+    picture (mean line, one thin line per seed)."""
+    curves = {r: [x["curve"] for x in results if x["ablation"] == r and x.get("curve")] for r in rows}
+    curves = {r: c for r, c in curves.items() if c}
+    if not curves:
+        return []
+    epochs = sorted({p["epoch"] for cs in curves.values() for c in cs for p in c})
+    lines = ["| epoch | " + " | ".join(f"{r} Full (seeds)" for r in curves) + " |",
+             "|---" * (len(curves) + 1) + "|"]
+    for e in epochs:
+        cells = []
+        for r, cs in curves.items():
+            v = np.array([p["mAP_full"] for c in cs for p in c if p["epoch"] == e])
+            cells.append(f"{v.mean():.2f} +- {v.std(ddof=1) if len(v) > 1 else float('nan'):.2f} ({len(v)})"
+                         if len(v) else "-")
+        lines.append(f"| {e} | " + " | ".join(cells) + " |")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for i, (r, cs) in enumerate(curves.items()):
+        color = f"C{i}"
+        for c in cs:
+            ax.plot([p["epoch"] for p in c], [p["mAP_full"] for p in c], color=color, alpha=0.3, lw=1)
+        mean = [np.mean([p["mAP_full"] for c in cs for p in c if p["epoch"] == e]) for e in epochs]
+        ax.plot(epochs, mean, color=color, lw=2, marker="o", label=f"{r} (mean of {len(cs)} seed{'s' if len(cs) > 1 else ''})")
+    ax.set_xlabel("epochs completed")
+    ax.set_ylabel("HICO-DET mAP Full (%)")
+    ax.set_xticks(epochs)
+    ax.set_title("RmLR on SynthHOI: test mAP after each epoch")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(picture)
+    plt.close(fig)
+    return ["mAP Full on the test split after each epoch (mean +- std, number of seeds); thin lines in the "
+            f"picture are single seeds: ![curves]({picture.name})", ""] + lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", default="hoikit/assets/synth_detr.pt")
+    ap.add_argument("--detector", default="hoikit/assets/synth_deformable.pt")
     ap.add_argument("--data", default="data/synthhoi", help="SynthHOI root (generated at default size when missing)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--ablations", nargs="+", default=ALL_ROWS, choices=ALL_ROWS)
-    ap.add_argument("--out", default="runs/bench_synth_rmlr")
-    ap.add_argument("--results", default="benchmarks/results/synth_rmlr.md")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--max-steps", type=int, default=125, help="optimizer steps per run (batch 8; 0 = one epoch)")
+    ap.add_argument("--out", default="runs/bench_synth_rmlr_deformable")
+    ap.add_argument("--results", default="benchmarks/results/synth_rmlr_deformable.md")
+    ap.add_argument("--epochs", type=int, default=4, help="train.epochs of every run (0 = the preset's)")
+    ap.add_argument("--lr-drop", type=int, default=3, help="train.lr_drop (epochs before the x0.1 step)")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop every run after this many steps (0 = no limit)")
+    ap.add_argument("--curves", nargs="*", default=["plain", "full"], choices=ALL_ROWS,
+                    help="rows evaluated after every epoch (training curves)")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (separate processes, one core each)")
     ap.add_argument("--report-only", action="store_true", help="only collect finished runs and write the report")
     ap.add_argument("--detections", choices=DETECTIONS, default="detr",
-                    help="model.rmlr.detections of every run: detr (paper) | oracle (ground-truth boxes, analysis "
-                         "only; runs in OUT/oracle, own report section)")
+                    help="model.rmlr.detections of every run: detr (the detector's boxes, paper) | oracle "
+                         "(ground-truth boxes, analysis only; runs in OUT/oracle, own report section)")
+    ap.add_argument("--one", nargs=2, metavar=("ABLATION", "SEED"), help=argparse.SUPPRESS)
     ap.add_argument("extra", nargs="*", help="overrides for every run (after --)")
     args = ap.parse_args(argv)
+    if args.one:   # worker: one run in this process
+        return worker(args.one[0], int(args.one[1]), args, args.extra)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -261,25 +408,68 @@ def main(argv=None) -> int:
     if det.get("metric") != DETECTOR_METRIC:   # missing, or cached by the former VOC all-point AP50
         det = detector_ap(args.detector, args.data)
         det_file.write_text(json.dumps(det))
-    print(f"detector AP50 {det['AP50']:.2f}")
+    print(f"detector AP50 {det['AP50']:.2f}", flush=True)
     # seed-major order: every row gets its first seed before any row gets a second one
-    for seed in [] if args.report_only else args.seeds:
-        for a in args.ablations:
-            r = run_one(a, seed, args, args.extra)
-            print(f"{a} seed {seed} ({args.detections}): " + ", ".join(f"{k} {r[k]:.2f}" for k in KEYS)
-                  + f" ({r['cpu_s']:.0f} CPU s)")
-    # both sections from the finished runs of the request (the other mode's runs are only read)
-    summaries = {m: summarise(finished(args, m), ALL_ROWS) for m in DETECTIONS}
+    todo = [(a, seed) for seed in args.seeds for a in args.ablations]
+    pending = [] if args.report_only else [
+        t for t in todo if not (run_dir(args, args.detections, *t) / "result.json").is_file()]
+    base = [sys.executable, __file__] + [x for k, v in vars(args).items() if k in FORWARD
+                                         for x in ([f"--{k.replace('_', '-')}"] + [str(i) for i in v]
+                                                   if isinstance(v, list) else [f"--{k.replace('_', '-')}", str(v)])]
+    cores = sorted(os.sched_getaffinity(0))
+    procs: Dict[int, subprocess.Popen] = {}   # core -> worker
+    while pending or procs:
+        for core in [c for c in cores[:max(1, args.jobs)] if c not in procs]:
+            if not pending:
+                break
+            a, seed = pending.pop(0)
+            log = run_dir(args, args.detections, a, seed)
+            log.mkdir(parents=True, exist_ok=True)
+            cmd = (["taskset", "-c", str(core)] if args.jobs > 1 else []) + base + ["--one", a, str(seed), "--"] + args.extra
+            print(f"start {a} seed {seed} ({args.detections}) on core {core}", flush=True)
+            procs[core] = subprocess.Popen(cmd, stdout=open(log / "log.txt", "a"), stderr=subprocess.STDOUT,
+                                           env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
+        time.sleep(5)
+        for core, p in list(procs.items()):
+            if p.poll() is None:
+                continue
+            del procs[core]
+            if p.returncode == TAKEN:
+                print(f"core {core}: that run is trained by another process; next", flush=True)
+            elif p.returncode:
+                print(f"a run failed (exit {p.returncode}); see its log.txt", flush=True)
+            else:
+                write_report(args, det)
+    print(write_report(args, det))
+    return 0
+
+
+FORWARD = ("detector", "data", "out", "epochs", "lr_drop", "max_steps", "curves", "threads", "detections")
+
+
+def write_report(args, det: Dict) -> str:
+    """Both detection sections from the finished runs of the request (the other mode's runs are only
+    read), the per-verb and curve sections, and ``summary.json`` in OUT."""
+    out = Path(args.out)
+    runs = {m: finished(args, m) for m in DETECTIONS}
+    summaries = {m: summarise(runs[m], ALL_ROWS) for m in DETECTIONS}
     missing = {m: [a for a in args.ablations if a not in summaries[m]] for m in DETECTIONS}
     text = report(summaries, det, args, args.extra, missing)
     path = Path(args.results)
+    extra_lines: List[str] = []
+    for m in DETECTIONS:
+        verbs = verb_section(runs[m])
+        curves = curve_section(runs[m], args.curves, path.with_name(f"{path.stem}_curves{'' if m == 'detr' else '_' + m}.png"))
+        if verbs or curves:
+            extra_lines += ["", f"## Per-verb AP and training curves ({'detector' if m == 'detr' else m} boxes)", ""]
+            extra_lines += verbs + ([""] if verbs and curves else []) + curves
+    text += "\n".join(extra_lines) + ("\n" if extra_lines else "")
     if path.is_file() and "## Analysis" in path.read_text():
         text += "\n" + path.read_text()[path.read_text().index("## Analysis"):]
     path.write_text(text)
-    print(text)
     (out / "summary.json").write_text(json.dumps({"detector": det, "rows": summaries["detr"],
                                                   "oracle_rows": summaries["oracle"]}, indent=1))
-    return 0
+    return text
 
 
 if __name__ == "__main__":

@@ -46,9 +46,14 @@ def per_verb_ap(run: Path) -> Dict[str, float]:
     for i in sorted(preds):
         ev.add(i, preds[i])
     ev.compute()
-    verbs = data.meta.verbs
+    return verb_means(ev.results["per_class"], data.meta.verbs)
+
+
+def verb_means(per_class: List[Dict], verbs: List[str]) -> Dict[str, float]:
+    """Mean AP (%) of each verb's HOI classes, from the HICO-DET evaluator's ``per_class`` entries
+    (``verb`` index, ``npos``, ``ap`` in %); classes without test instances are left out."""
     by_verb: Dict[str, List[float]] = {}
-    for c in ev.results["per_class"]:
+    for c in per_class:
         if c["npos"] > 0:
             by_verb.setdefault(verbs[c["verb"]], []).append(c["ap"])
     return {v: float(np.mean(a)) for v, a in sorted(by_verb.items())}
