@@ -60,7 +60,7 @@ def run_vcoco(args) -> int:
     res = vcoco.evaluate(gt, vcoco.load_detections(args.pred))
     print(vcoco.format_table(res))
     if args.json:
-        write_json(args.json, vcoco.results_percent(res))
+        print(f"wrote {write_json(args.json, vcoco.results_percent(res))}")
     return 0
 
 
@@ -84,7 +84,7 @@ def run_sgg(args) -> int:
                        longtail=sgg.load_longtail(args.longtail))
     print(sgg.format_results(res))
     if args.json:
-        write_json(args.json, sgg.results_percent(res))
+        print(f"wrote {write_json(args.json, sgg.results_percent(res))}")
     return 0
 
 

@@ -295,7 +295,8 @@ def test_file_round_trips_and_cli(real_subset, tmp_path, capsys):
     out = tmp_path / "res.json"
     assert main(["eval", "vcoco", "--pred", str(tmp_path / "d.pkl"), "--vcoco-json", str(real_subset[0]),
                  "--coco", str(real_subset[1]), "--ids", str(real_subset[2]), "--json", str(out)]) == 0
-    assert "Role mAP Scenario 1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Role mAP Scenario 1" in printed and f"wrote {out}" in printed
     assert json.loads(out.read_text())["scenario_2"]["mean_role_ap"] == pytest.approx(
         100 * expected["scenario_2"]["mean_role_ap"])
     assert main(["eval", "vcoco", "--pred", str(tmp_path / "none.pkl"), "--vcoco-json", str(real_subset[0]),
