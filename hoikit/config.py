@@ -134,6 +134,9 @@ class DETRConfig:
     # H-DETR (Jia et al. 2023) additions; all three leave the one-to-one inference path as it is
     mixed_selection: bool = False    # two-stage: learned content queries, positions from the proposals
     look_forward_twice: bool = False  # box loss of layer l+1 also trains layer l's refinement
+    # small objects (not in Deformable DETR): the decoder's cross-attention also samples the backbone's
+    # stride-4 map (projected, not encoded: the encoder's cost is unchanged); docs/synthhoi-training.md
+    decoder_fine_level: bool = False
     num_queries_one2many: int = 0    # hybrid matching: extra training-only queries (0 = off; H-DETR 1500)
     k_one2many: int = 6              # targets repeated k times for the one-to-many queries
     lambda_one2many: float = 1.0     # weight of the one-to-many losses

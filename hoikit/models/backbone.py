@@ -201,16 +201,22 @@ class ResNetBody(nn.Module):
         x = self.maxpool(self.relu(conv_bn(self.conv1, self.bn1, x)))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward_levels(self, x: Tensor) -> List[Tensor]:
-        """``x [B, 3, H, W]`` -> C3, C4, C5 (layer2/3/4: strides 8/16/32; Deformable DETR's levels)."""
+    def forward_levels(self, x: Tensor, fine: bool = False) -> List[Tensor]:
+        """``x [B, 3, H, W]`` -> C3, C4, C5 (layer2/3/4: strides 8/16/32; Deformable DETR's levels);
+        ``fine``: C2 (layer1, stride 4) first."""
         c2 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
         c3 = self.layer2(c2)
         c4 = self.layer3(c3)
-        return [c3, c4, self.layer4(c4)]
+        return ([c2] if fine else []) + [c3, c4, self.layer4(c4)]
 
     @property
     def level_channels(self) -> List[int]:
         return [self.num_channels // 4, self.num_channels // 2, self.num_channels]
+
+    @property
+    def fine_channels(self) -> int:
+        """Channels of C2 (``forward_levels(..., fine=True)[0]``)."""
+        return self.num_channels // 8
 
 
 class TinyBody(nn.Module):
@@ -288,17 +294,18 @@ class ResidualSmallBody(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.num_channels = cin
         self.level_channels = list(widths[1:])
+        self.fine_channels = widths[0]   # the stride-4 map of forward_levels(..., fine=True)
         #: pixels per C5 cell (two stem convolutions and three strided stages)
         self.stride = 2 ** (1 + len(widths))
 
-    def forward_levels(self, x: Tensor) -> List[Tensor]:
-        """``x [B, 3, H, W]`` -> maps at strides 8, 16, 32."""
+    def forward_levels(self, x: Tensor, fine: bool = False) -> List[Tensor]:
+        """``x [B, 3, H, W]`` -> maps at strides 8, 16, 32; ``fine``: the stride-4 map first."""
         x = self.stem(x)
         feats = []
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
-        return feats[1:]
+        return feats if fine else feats[1:]
 
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, 3, H, W]`` -> C5 ``[B, C, ~H/32, ~W/32]``."""
@@ -338,13 +345,14 @@ class Backbone(nn.Module):
         m = nn.functional.interpolate(mask[None].float(), size=feats.shape[-2:]).to(torch.bool)[0]
         return feats, m
 
-    def forward_levels(self, images: Tensor, mask: Tensor) -> Tuple[List[Tensor], List[Tensor]]:
-        """Multi-scale features (strides 8 / 16 / 32) and their masks (nearest interpolation of the
-        image mask, as Deformable DETR's backbone.py 91). Needs a body with ``forward_levels``."""
+    def forward_levels(self, images: Tensor, mask: Tensor, fine: bool = False) -> Tuple[List[Tensor], List[Tensor]]:
+        """Multi-scale features (strides 8 / 16 / 32; ``fine``: the stride-4 map first) and their
+        masks (nearest interpolation of the image mask, as Deformable DETR's backbone.py 91). Needs a
+        body with ``forward_levels``."""
         if not hasattr(self.body, "forward_levels"):
             raise ConfigError(f"backbone {type(self.body).__name__} has no multi-scale outputs; Deformable DETR "
                               f"needs resnet18/34/50/101 or small_res")
-        feats = self.body.forward_levels(images)
+        feats = self.body.forward_levels(images, fine=True) if fine else self.body.forward_levels(images)
         masks = [nn.functional.interpolate(mask[None].float(), size=f.shape[-2:]).to(torch.bool)[0] for f in feats]
         return feats, masks
 

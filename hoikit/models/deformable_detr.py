@@ -71,6 +71,9 @@ class DeformableDETR(FreezableDetector):
                  with_box_refine: bool = False, two_stage: bool = False, num_queries_one2many: int = 0,
                  dn_number: int = 0, dn_label_noise: float = 0.2, dn_box_noise: float = 0.4):
         super().__init__()
+        if transformer.decoder_fine_level and not hasattr(backbone[0].body, "fine_channels"):
+            raise ConfigError(f"model.detr.decoder_fine_level needs a backbone with a stride-4 map (small_res, "
+                              f"resnet18/34/50/101), not {type(backbone[0].body).__name__}")
         if dn_number < 0 or not 0.0 <= dn_label_noise <= 1.0 or dn_box_noise < 0:
             raise ConfigError(f"model.detr: dn_number {dn_number} (>= 0), dn_label_noise {dn_label_noise} (in [0, 1]), "
                               f"dn_box_noise {dn_box_noise} (>= 0): a value is out of range")
@@ -101,6 +104,10 @@ class DeformableDETR(FreezableDetector):
             proj.append(nn.Sequential(nn.Conv2d(cin, d, 3, stride=2, padding=1), nn.GroupNorm(32 if d % 32 == 0 else 8, d)))
             cin = d
         self.input_proj = nn.ModuleList(proj)
+        # decoder_fine_level: the stride-4 map's projection (as the other levels': 1x1 conv + GroupNorm)
+        self.fine_proj = (nn.Sequential(nn.Conv2d(backbone[0].body.fine_channels, d, 1),
+                                        nn.GroupNorm(32 if d % 32 == 0 else 8, d))
+                          if transformer.decoder_fine_level else None)
         self.level_offset = len(chans) - n_back
         class_embed = nn.Linear(d, num_classes)
         bbox_embed = MLP(d, d, 4, 3)
@@ -108,7 +115,7 @@ class DeformableDETR(FreezableDetector):
         nn.init.constant_(class_embed.bias, -math.log((1 - 0.01) / 0.01))
         nn.init.constant_(bbox_embed.layers[-1].weight, 0.0)
         nn.init.constant_(bbox_embed.layers[-1].bias, 0.0)
-        for p in self.input_proj:
+        for p in list(self.input_proj) + ([self.fine_proj] if self.fine_proj is not None else []):
             nn.init.xavier_uniform_(p[0].weight, gain=1)
             nn.init.constant_(p[0].bias, 0)
         num_pred = transformer.decoder.num_layers + (1 if two_stage else 0)
@@ -134,7 +141,16 @@ class DeformableDETR(FreezableDetector):
         return postprocess_per_query(outputs, sizes)
 
     def _levels(self, tensor: Tensor, mask: Tensor):
-        feats, masks, pos = self.backbone(tensor, mask)
+        """Backbone levels, their projections / masks / positions (plus the extra levels), the C5
+        mask and position, and ``fine`` (decoder_fine_level: the projected stride-4 map and its mask)."""
+        fine = None
+        if self.fine_proj is None:
+            feats, masks, pos = self.backbone(tensor, mask)
+        else:
+            feats, masks = self.backbone[0].forward_levels(tensor, mask, fine=True)
+            fine = (self.fine_proj(feats[0]), masks[0])
+            feats, masks = feats[1:], masks[1:]
+            pos = [self.backbone[1](m, f.dtype) for f, m in zip(feats, masks)]
         c5 = (masks[-1], pos[-1])
         srcs = [self.input_proj[i](f) for i, f in enumerate(feats[self.level_offset:])]
         masks, pos = masks[self.level_offset:], pos[self.level_offset:]
@@ -146,7 +162,7 @@ class DeformableDETR(FreezableDetector):
             srcs.append(src)
             masks.append(m)
             pos.append(self.backbone[1](m, src.dtype))
-        return feats, srcs, masks, pos, c5
+        return feats, srcs, masks, pos, c5, fine
 
     def _hybrid_mask(self, total: int, device) -> Optional[Tensor]:
         if not (self.training and self.num_queries_one2many > 0):
@@ -192,7 +208,7 @@ class DeformableDETR(FreezableDetector):
                 mask = torch.zeros(images.shape[0], *images.shape[-2:], dtype=torch.bool, device=images.device)
         else:
             tensor, mask = nested_tensor_from_images(list(images))
-        feats, srcs, masks, pos, (c5_mask, c5_pos) = self._levels(tensor, mask)
+        feats, srcs, masks, pos, (c5_mask, c5_pos), fine = self._levels(tensor, mask)
         use_one2many = self.training and self.num_queries_one2many > 0
         total = self.num_queries + (self.num_queries_one2many if use_one2many else 0)
         query = getattr(self, "query_embed", None)
@@ -203,7 +219,7 @@ class DeformableDETR(FreezableDetector):
             dn = self._dn_queries(targets, total, attn_mask)
             attn_mask = dn[3]
         tr = self.transformer(srcs, masks, pos, query, attn_mask, num_queries=total,
-                              dn_tgt=dn[0] if use_dn else None, dn_boxes=dn[1] if use_dn else None)
+                              dn_tgt=dn[0] if use_dn else None, dn_boxes=dn[1] if use_dn else None, fine=fine)
         hs = tr["hs"]
         logits, boxes = [], []
         for lvl in range(hs.shape[0]):
@@ -269,7 +285,7 @@ def build_deformable_detr(cfg, train_backbone: bool = True) -> DeformableDETR:
     transformer = DeformableTransformer(
         cfg.hidden_dim, cfg.nheads, cfg.enc_layers, cfg.dec_layers, cfg.dim_feedforward, cfg.dropout,
         cfg.num_feature_levels, cfg.dec_n_points, cfg.enc_n_points, cfg.two_stage, cfg.num_queries,
-        cfg.mixed_selection, cfg.look_forward_twice)
+        cfg.mixed_selection, cfg.look_forward_twice, cfg.decoder_fine_level)
     return DeformableDETR(joiner, transformer, cfg.num_classes, cfg.num_queries, cfg.num_feature_levels,
                           cfg.aux_loss, cfg.with_box_refine, cfg.two_stage, cfg.num_queries_one2many,
                           cfg.dn_number, cfg.dn_label_noise, cfg.dn_box_noise)

@@ -165,12 +165,15 @@ class DeformableTransformer(nn.Module):
         two_stage: queries from the encoder's top-scoring proposals (``two_stage_num_proposals``).
         mixed_selection: two-stage with learned content queries (H-DETR: ``tgt = query_embed``).
         look_forward_twice: see :class:`DeformableDecoder`.
+        decoder_fine_level: the decoder's cross-attention has one more level, first: a finer map passed
+            to :meth:`forward` as ``fine`` (not encoded; for small objects, not in Deformable DETR).
     """
 
     def __init__(self, d_model: int = 256, nhead: int = 8, num_encoder_layers: int = 6, num_decoder_layers: int = 6,
                  dim_feedforward: int = 1024, dropout: float = 0.1, num_feature_levels: int = 4,
                  dec_n_points: int = 4, enc_n_points: int = 4, two_stage: bool = False,
-                 two_stage_num_proposals: int = 300, mixed_selection: bool = False, look_forward_twice: bool = False):
+                 two_stage_num_proposals: int = 300, mixed_selection: bool = False, look_forward_twice: bool = False,
+                 decoder_fine_level: bool = False):
         super().__init__()
         self.d_model, self.nhead = d_model, nhead
         self.two_stage, self.two_stage_num_proposals = two_stage, two_stage_num_proposals
@@ -178,7 +181,9 @@ class DeformableTransformer(nn.Module):
         enc = DeformableEncoderLayer(d_model, dim_feedforward, dropout, num_feature_levels, nhead, enc_n_points)
         self.encoder = nn.Module()
         self.encoder.layers = _clones(enc, num_encoder_layers)
-        dec = DeformableDecoderLayer(d_model, dim_feedforward, dropout, num_feature_levels, nhead, dec_n_points)
+        self.decoder_fine_level = decoder_fine_level
+        dec = DeformableDecoderLayer(d_model, dim_feedforward, dropout, num_feature_levels + int(decoder_fine_level),
+                                     nhead, dec_n_points)
         self.decoder = DeformableDecoder(dec, num_decoder_layers, look_forward_twice)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         if two_stage:
@@ -251,7 +256,8 @@ class DeformableTransformer(nn.Module):
 
     def forward(self, srcs: List[Tensor], masks: List[Tensor], pos_embeds: List[Tensor],
                 query_embed: Optional[Tensor] = None, attn_mask: Optional[Tensor] = None, num_queries: int = 0,
-                dn_tgt: Optional[Tensor] = None, dn_boxes: Optional[Tensor] = None):
+                dn_tgt: Optional[Tensor] = None, dn_boxes: Optional[Tensor] = None,
+                fine: Optional[Tuple[Tensor, Tensor]] = None):
         """Run encoder and decoder.
 
         Args:
@@ -263,6 +269,9 @@ class DeformableTransformer(nn.Module):
             dn_tgt, dn_boxes: two-stage, training only: denoising queries appended after the matching ones,
                 content ``[B, N, D]`` and reference boxes ``[B, N, 4]`` (cxcywh in [0, 1]); their position
                 embedding is the proposals' (``pos_trans`` of the box), as for a proposal query.
+            fine: with ``decoder_fine_level``: ``(map [B, D, H_f, W_f], mask [B, H_f, W_f])``, a finer
+                projected map that only the decoder samples (its first level; ``memory`` stays the
+                encoder's L levels).
 
         Returns:
             dict: ``hs [Ld, B, Q, D]``, ``init_reference [B, Q, 2 or 4]``, ``inter_references
@@ -309,6 +318,17 @@ class DeformableTransformer(nn.Module):
             query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
             tgt = tgt.unsqueeze(0).expand(b, -1, -1)
             reference_points = self.reference_points(query_pos).sigmoid()
-        hs, inter = self.decoder(tgt, reference_points, memory, shapes, valid_ratios, query_pos, mask, attn_mask)
+        if self.decoder_fine_level != (fine is not None):
+            raise ValueError(f"decoder_fine_level is {self.decoder_fine_level} but the fine map was "
+                             f"{'given' if fine is not None else 'not given'}")
+        dec_memory, dec_shapes, dec_mask, dec_ratios = memory, shapes, mask, valid_ratios
+        if fine is not None:   # the decoder's extra first level: the fine map's tokens as they are
+            fmap, fmask = fine
+            dec_memory = torch.cat([fmap.flatten(2).transpose(1, 2), memory], 1)
+            dec_shapes = [(fmap.shape[-2], fmap.shape[-1])] + list(shapes)
+            dec_mask = torch.cat([fmask.flatten(1), mask], 1)
+            dec_ratios = torch.cat([self.valid_ratio(fmask)[:, None], valid_ratios], 1)
+        hs, inter = self.decoder(tgt, reference_points, dec_memory, dec_shapes, dec_ratios, query_pos, dec_mask,
+                                 attn_mask)
         out.update(hs=hs, init_reference=reference_points, inter_references=inter)
         return out

@@ -38,6 +38,9 @@ VARIANTS = {
     # 100 proposals > the 98 tokens of a 72 x 64 image: the query count min(Q, S) follows the input
     "two_stage_nms": ["model.detr.num_feature_levels=3", "model.detr.with_box_refine=true",
                       "model.detr.two_stage=true", "model.detr.num_queries=100", "model.detr.nms_thresh=0.5"],
+    # the decoder also samples the stride-4 map (its shape and mask follow the input too)
+    "two_stage_fine": ["model.detr.num_feature_levels=3", "model.detr.with_box_refine=true",
+                       "model.detr.two_stage=true", "model.detr.decoder_fine_level=true"],
 }
 DETECTOR_CLASSES = ["zebra"] + list(OBJECTS[::-1]) + ["giraffe"]
 TINY_RMLR = ["model.rmlr.representation_size=64", "model.rmlr.ire_dim=32", "model.rmlr.cml_dim=64",

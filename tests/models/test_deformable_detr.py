@@ -291,3 +291,70 @@ def test_convert_command_writes_a_checkpoint_that_predicts_like_the_source(tmp_p
     assert len(res["detections"]) == 24
     scores = [d["score"] for d in res["detections"]]
     assert scores == sorted(scores, reverse=True)
+
+
+def _copy_without_fine(a, b) -> None:
+    """Load model ``a`` (no fine level) into ``b`` (decoder_fine_level): every shared parameter as it
+    is; the decoder's per-level sampling offsets and attention logits of ``a`` go to levels 1..L of
+    ``b``, and ``b``'s fine level (level 0) gets attention logit -1e4, i.e. weight exp(-1e4) = 0."""
+    sb = b.state_dict()
+    for k, v in a.state_dict().items():
+        if "cross_attn.sampling_offsets" in k or "cross_attn.attention_weights" in k:
+            heads, points = b.transformer.nhead, 4
+            last = (2,) if "sampling_offsets" in k else ()
+            tail = v.shape[1:]                      # (d,) for weights, () for biases
+            va = v.view(heads, -1, points, *last, *tail)
+            vb = torch.zeros(heads, va.shape[1] + 1, points, *last, *tail)
+            vb[:, 1:] = va
+            if "attention_weights.bias" in k:
+                vb[:, 0] = -1e4
+            sb[k] = vb.reshape(sb[k].shape)
+        else:
+            sb[k] = v
+    b.load_state_dict(sb, strict=False)
+
+
+@pytest.mark.parametrize("kw", [{}, {"with_box_refine": True, "two_stage": True}])
+def test_fine_level_is_the_decoders_first_level_and_leaves_the_encoder_alone(kw):
+    """decoder_fine_level: with the fine level's attention switched off, the outputs equal the model
+    without it (so the other levels keep their order, shapes and valid ratios); with it on, changing
+    the stride-4 map changes the decoder's output but not the encoder's memory or proposals."""
+    torch.manual_seed(0)
+    a = build_deformable_detr(tiny_cfg(**kw)).eval()
+    b = build_deformable_detr(tiny_cfg(decoder_fine_level=True, **kw)).eval()
+    assert b.transformer.decoder.layers[0].cross_attn.n_levels == 4 and b.transformer.level_embed.shape[0] == 3
+    assert set(b.state_dict()) - set(a.state_dict()) == {"fine_proj.0.weight", "fine_proj.0.bias",
+                                                         "fine_proj.1.weight", "fine_proj.1.bias"}
+    _copy_without_fine(a, b)
+    x = [torch.randn(3, 64, 80), torch.randn(3, 48, 64)]   # padded batch: the fine mask and valid ratios matter
+    oa, ob = a(x), b(x)
+    assert torch.allclose(oa["pred_boxes"], ob["pred_boxes"], atol=1e-6)
+    assert torch.allclose(oa["pred_logits"], ob["pred_logits"], atol=1e-5)
+    assert torch.equal(oa["memory"], ob["memory"])
+    # the fine level on: the stride-4 map (here through its projection) reaches the decoder only
+    torch.manual_seed(1)
+    c = build_deformable_detr(tiny_cfg(decoder_fine_level=True, **kw)).eval()
+    o1 = c(x)
+    with torch.no_grad():
+        c.fine_proj[1].bias.add_(1.0)
+    o2 = c(x)
+    assert torch.equal(o1["memory"], o2["memory"])
+    if kw:
+        assert torch.equal(o1["enc_outputs"]["pred_logits"], o2["enc_outputs"]["pred_logits"])
+    assert float((o1["hs"] - o2["hs"]).abs().max()) > 1e-3
+
+
+def test_fine_level_trains_and_needs_a_stride4_backbone():
+    torch.manual_seed(0)
+    m = build_deformable_detr(tiny_cfg(decoder_fine_level=True, with_box_refine=True, two_stage=True)).train()
+    out = m([torch.randn(3, 64, 64)])
+    out["pred_logits"].sum().backward()    # (the box heads' last layers start at 0: no box gradient yet)
+    assert float(m.fine_proj[0].weight.grad.abs().sum()) > 0
+    assert float(m.backbone[0].body.stages[0][1].conv1[0].weight.grad.abs().sum()) > 0   # stage 0 now trains
+
+    from hoikit.models.backbone import ResNetBody
+    r = ResNetBody("resnet18")
+    x = torch.randn(1, 3, 64, 64)
+    fine = r.forward_levels(x, fine=True)
+    assert fine[0].shape == (1, r.fine_channels, 16, 16) and all(torch.equal(p, q) for p, q in
+                                                                    zip(fine[1:], r.forward_levels(x)))
