@@ -1,0 +1,69 @@
+"""benchmarks/synth_rmlr.py (the Table 2 benchmark): per-verb means, the per-epoch curves it reads from
+the trainer's eval.csv, the report sections, and the per-run lock that lets several instances share one
+output directory."""
+import fcntl
+import importlib.util
+import os
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+
+_DIR = Path(__file__).parents[2] / "benchmarks"
+sys.path.insert(0, str(_DIR))
+_spec = importlib.util.spec_from_file_location("synth_rmlr", _DIR / "synth_rmlr.py")
+synth_rmlr = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(synth_rmlr)
+
+
+def test_verb_means_average_the_classes_with_test_instances():
+    per_class = [dict(verb=0, npos=3, ap=50.0), dict(verb=0, npos=1, ap=100.0), dict(verb=0, npos=0, ap=0.0),
+                 dict(verb=1, npos=2, ap=20.0), dict(verb=2, npos=0, ap=0.0)]
+    # verb 0: (50 + 100) / 2 (the class without instances is left out); verb 2 has no class with instances
+    assert synth_rmlr.verb_means(per_class, ["hold", "kick", "fly"]) == {"hold": 75.0, "kick": 20.0}
+
+
+def test_curve_counts_completed_epochs_and_the_report_averages_seeds(tmp_path):
+    run = tmp_path / "plain_s0"
+    run.mkdir()
+    # the trainer writes 0-based epochs (engine/run.py logs state.epoch - 1 after the epoch)
+    (run / "eval.csv").write_text("epoch,step,mAP_full,mAP_rare,mAP_non_rare\n0,250,10.0,5.0,12.0\n"
+                                  "1,500,20.0,6.0,22.0\n")
+    curve = synth_rmlr.read_curve(run)
+    assert [c["epoch"] for c in curve] == [1, 2] and curve[1]["mAP_full"] == 20.0
+    results = [{"ablation": "plain", "curve": curve},
+               {"ablation": "plain", "curve": [{"epoch": 1, "mAP_full": 14.0}, {"epoch": 2, "mAP_full": 30.0}]},
+               {"ablation": "full", "curve": []}]
+    lines = synth_rmlr.curve_section(results, ["plain", "full"], tmp_path / "c.png")
+    # epoch 2: mean of 20 and 30 = 25, sample std = sqrt(50) = 7.07; "full" has no curve: no column
+    assert "| 2 | 25.00 +- 7.07 (2) |" in lines and "| 1 | 12.00 +- 2.83 (2) |" in lines
+    assert not any("full Full" in x for x in lines)
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_verb_section_compares_plain_and_full_and_stars_pose_verbs():
+    res = [{"ablation": "plain", "per_verb": {"hold": 10.0, "ride": 50.0}},
+           {"ablation": "plain", "per_verb": {"hold": 20.0, "ride": 60.0}},
+           {"ablation": "full", "per_verb": {"hold": 30.0, "ride": 40.0}}]
+    lines = synth_rmlr.verb_section(res)
+    assert "| hold* | 15.0 | 30.0 | +15.0 | 7.1, nan |" in lines
+    assert "| ride | 55.0 | 40.0 | -15.0 | 7.1, nan |" in lines
+    assert synth_rmlr.verb_section(res[:2]) == []          # no full run yet: no section
+
+
+def test_a_run_locked_by_another_process_is_not_trained_twice(tmp_path, monkeypatch):
+    args = Namespace(out=str(tmp_path), detections="detr", threads=1)
+    run = synth_rmlr.run_dir(args, "detr", "plain", 0)
+    run.mkdir(parents=True)
+    trained = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)   # the worker's; not this test process's
+    monkeypatch.setattr(synth_rmlr, "run_one", lambda *a: trained.append(a) or {k: 1.0 for k in synth_rmlr.KEYS}
+                        | {"cpu_s": 1.0})
+    fd = os.open(run / "lock", os.O_CREAT | os.O_RDWR)     # another instance's worker holds the run
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert synth_rmlr.worker("plain", 0, args, []) == synth_rmlr.TAKEN and trained == []
+    finally:
+        os.close(fd)                                       # that process ended: the lock is gone with it
+    assert synth_rmlr.worker("plain", 0, args, []) == 0 and len(trained) == 1
