@@ -295,7 +295,8 @@ def report(summaries: Dict[str, Dict], det: Dict, args, extra: List[str], missin
              f"instance): AP50 **{det['AP50']:.2f}**, AP {det['AP']:.2f}" + (
                  f"; AP50 per class: " + ", ".join(f"{k} {v:.1f}" for k, v in det["per_class"].items())
                  + f". Test pairs reachable through its detections (person and object of the right class at "
-                 f"IoU >= 0.5, score >= 0.2; the HOI recall ceiling): **{det['reachable']:.1f} %** of "
+                 f"IoU >= 0.5, score >= {det['score_thresh']:g}, the HOI model's box score threshold; the HOI "
+                 f"recall ceiling): **{det['reachable']:.1f} %** of "
                  f"{det['pairs']}, rare classes {det['reachable_rare']:.1f} % of {det['pairs_rare']}"
                  if "reachable" in det else ""), ""]
     lines += _rows(summaries.get("detr", {}))
