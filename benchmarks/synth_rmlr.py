@@ -133,13 +133,14 @@ def evaluate_run(cfg, checkpoint: Path) -> Dict:
     from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.testing import collect_predictions
-    from hoikit.recipes import build_model
+    from hoikit.recipes import build_model, get_recipe
 
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)
     load_model_state(model, load_checkpoint(checkpoint)["model"], str(checkpoint))
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=cfg.train.batch_size, collate_fn=collate)
-    preds = collect_predictions(model, loader, torch.device("cpu"))
+    # the recipe's forward, as the trainer's evaluation (oracle detections read the targets in eval too)
+    preds = collect_predictions(model, loader, torch.device("cpu"), recipe=get_recipe(cfg.model.arch))
     ev = data.make_evaluator()
     for i in sorted(preds):
         ev.add(i, preds[i])

@@ -33,7 +33,7 @@ def per_verb_ap(run: Path) -> Dict[str, float]:
     from hoikit.io.checkpoint import load_checkpoint, load_model_state
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.testing import collect_predictions
-    from hoikit.recipes import build_model
+    from hoikit.recipes import build_model, get_recipe
 
     ck = load_checkpoint(run / "last.pt")
     cfg = from_dict(ck["config"])
@@ -41,7 +41,7 @@ def per_verb_ap(run: Path) -> Dict[str, float]:
     model = build_model(cfg, data.meta)
     load_model_state(model, ck["model"], str(run / "last.pt"))
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=cfg.train.batch_size, collate_fn=collate)
-    preds = collect_predictions(model, loader, torch.device("cpu"))
+    preds = collect_predictions(model, loader, torch.device("cpu"), recipe=get_recipe(cfg.model.arch))
     ev = data.make_evaluator()
     for i in sorted(preds):
         ev.add(i, preds[i])
