@@ -40,7 +40,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -315,9 +315,34 @@ def report(summaries: Dict[str, Dict], det: Dict, args, extra: List[str], missin
     return "\n".join(lines) + "\n"
 
 
-def verb_section(results: List[Dict], rows=("plain", "full")) -> List[str]:
+def verb_picture(by_row: Dict[str, List[Dict[str, float]]], verbs: List[str], picture: Path) -> None:
+    """Bars of each verb's AP, one per row (mean over seeds, a dot per seed); pose verbs starred."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 3.8), dpi=100)
+    width = 0.8 / len(by_row)
+    for i, (r, pvs) in enumerate(by_row.items()):
+        x = np.arange(len(verbs)) + (i - (len(by_row) - 1) / 2) * width
+        vals = [[pv[v] for pv in pvs if v in pv] for v in verbs]
+        ax.bar(x, [np.mean(v) for v in vals], width, color=f"C{i}", alpha=0.7, label=f"{r} ({len(pvs)} seeds)")
+        for xi, v in zip(x, vals):
+            ax.plot([xi] * len(v), v, "k.", ms=3)
+    ax.set_xticks(np.arange(len(verbs)))
+    ax.set_xticklabels([v + ("*" if v in POSE_VERBS else "") for v in verbs], rotation=30, ha="right")
+    ax.set_ylabel("AP (%), mean of the verb's classes")
+    ax.set_title("Per-verb AP on the SynthHOI test split (* = decided by the pose inside a fixed box pair)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(picture)
+    plt.close(fig)
+
+
+def verb_section(results: List[Dict], rows=("plain", "full"), picture: Optional[Path] = None) -> List[str]:
     """Markdown table: per-verb AP (mean +- std over seeds) of two rows and their difference; verbs
-    decided by the pose inside a fixed box pair are starred."""
+    decided by the pose inside a fixed box pair are starred. ``picture``: also draw it there."""
     by_row = {r: [x["per_verb"] for x in results if x["ablation"] == r and "per_verb" in x] for r in rows}
     if not all(by_row.values()):
         return []
@@ -330,9 +355,13 @@ def verb_section(results: List[Dict], rows=("plain", "full")) -> List[str]:
         lines.append(f"| {v}{'*' if v in POSE_VERBS else ''} | {vals[0].mean():.1f} | {vals[1].mean():.1f} | "
                      f"{vals[1].mean() - vals[0].mean():+.1f} | {sd[0]:.1f}, {sd[1]:.1f} |")
     n = [len(by_row[r]) for r in rows]
+    shown = ""
+    if picture is not None:
+        verb_picture(by_row, verbs, picture)
+        shown = f" ![per-verb AP]({picture.name})"
     return [f"Per-verb AP (%, mean of each verb's HOI classes with test instances; mean over {n[0]} / {n[1]} "
             f"seeds). Starred verbs change with the pose inside a fixed box pair ({', '.join(POSE_VERBS)}; "
-            "docs/synthhoi.md): where re-mining should help, if it helps anywhere.", ""] + lines
+            f"docs/synthhoi.md): where re-mining should help, if it helps anywhere.{shown}", ""] + lines
 
 
 def curve_section(results: List[Dict], rows: List[str], picture: Path) -> List[str]:
@@ -460,8 +489,9 @@ def write_report(args, det: Dict) -> str:
     path = Path(args.results)
     extra_lines: List[str] = []
     for m in DETECTIONS:
-        verbs = verb_section(runs[m])
-        curves = curve_section(runs[m], args.curves, path.with_name(f"{path.stem}_curves{'' if m == 'detr' else '_' + m}.png"))
+        tag = "" if m == "detr" else "_" + m
+        verbs = verb_section(runs[m], picture=path.with_name(f"{path.stem}_verbs{tag}.png"))
+        curves = curve_section(runs[m], args.curves, path.with_name(f"{path.stem}_curves{tag}.png"))
         if verbs or curves:
             extra_lines += ["", f"## Per-verb AP and training curves ({'detector' if m == 'detr' else m} boxes)", ""]
             extra_lines += verbs + ([""] if verbs and curves else []) + curves

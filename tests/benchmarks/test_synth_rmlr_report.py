@@ -42,7 +42,7 @@ def test_curve_counts_completed_epochs_and_the_report_averages_seeds(tmp_path):
     assert (tmp_path / "c.png").stat().st_size > 0
 
 
-def test_verb_section_compares_plain_and_full_and_stars_pose_verbs():
+def test_verb_section_compares_plain_and_full_and_stars_pose_verbs(tmp_path):
     res = [{"ablation": "plain", "per_verb": {"hold": 10.0, "ride": 50.0}},
            {"ablation": "plain", "per_verb": {"hold": 20.0, "ride": 60.0}},
            {"ablation": "full", "per_verb": {"hold": 30.0, "ride": 40.0}}]
@@ -50,6 +50,8 @@ def test_verb_section_compares_plain_and_full_and_stars_pose_verbs():
     assert "| hold* | 15.0 | 30.0 | +15.0 | 7.1, nan |" in lines
     assert "| ride | 55.0 | 40.0 | -15.0 | 7.1, nan |" in lines
     assert synth_rmlr.verb_section(res[:2]) == []          # no full run yet: no section
+    assert "verbs.png" in synth_rmlr.verb_section(res, picture=tmp_path / "verbs.png")[0]
+    assert (tmp_path / "verbs.png").stat().st_size > 0
 
 
 def test_a_run_locked_by_another_process_is_not_trained_twice(tmp_path, monkeypatch):
