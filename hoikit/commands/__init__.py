@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import importlib
-from typing import Dict, Tuple
+from pathlib import Path
+from typing import Dict, Iterable, Tuple
+
+from ..errors import DataError
 
 
 def add_module_subcommands(parser, dest: str, metavar: str, table: Dict[str, Tuple[str, str]]) -> None:
@@ -21,3 +24,14 @@ def add_module_subcommands(parser, dest: str, metavar: str, table: Dict[str, Tup
 
 def run_module_subcommand(args) -> int:
     return args._sub_run(args)
+
+
+def refuse_existing(paths: Iterable[Path], flags: str) -> None:
+    """Refuse to replace a user's files: a one-line DataError naming the first of ``paths`` that
+    exists (and how many more), unless none does. ``flags`` names the options that choose another
+    place, e.g. ``"--out"``. Call it before any work, so that nothing is written when it raises."""
+    there = [p for p in paths if p.exists()]
+    if there:
+        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
+        raise DataError(f"{there[0]} is already there{more}; pass --overwrite to replace them or choose another "
+                        f"{flags} (nothing was written)")

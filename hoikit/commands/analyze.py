@@ -17,6 +17,8 @@ The analysis itself is :mod:`hoikit.analysis.tokens`.
 """
 from __future__ import annotations
 
+from . import refuse_existing
+
 DESCRIPTION = __doc__
 
 
@@ -42,15 +44,13 @@ def run(args) -> int:
 
     from ..analysis.tokens import image_names, plot_token_similarity, token_similarity
     from ..engine.inference import Predictor
-    from ..errors import CheckpointError, DataError
+    from ..errors import CheckpointError
 
     out = Path(args.out)
     img_dir = Path(args.data) if args.data else out / "images"
-    there = [f for f in [out / "tokens.json", out / "tokens.png"] + [img_dir / n for n in image_names()] if f.exists()]
-    if there and not args.overwrite:   # refuse before loading anything: nothing of the user's is replaced
-        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
-        raise DataError(f"{there[0]} is already there{more}; pass --overwrite to replace them or choose another "
-                        "--out / --data (nothing was written)")
+    if not args.overwrite:   # refuse before loading anything: nothing of the user's is replaced
+        refuse_existing([out / "tokens.json", out / "tokens.png"] + [img_dir / n for n in image_names()],
+                        "--out / --data")
     predictor = Predictor.from_checkpoint(args.checkpoint)
     if predictor.arch != "detr":
         raise CheckpointError(f"{args.checkpoint}: model.arch is '{predictor.arch}', tokens analysis needs a DETR "

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..errors import DataError
+from . import refuse_existing
 from ..viz.draw import score_text
 
 DESCRIPTION = __doc__
@@ -94,15 +95,6 @@ def output_dir(out: Path, input_path: Path) -> Path:
     return out
 
 
-def refuse_existing(out: Path, names: List[str]) -> None:
-    """DataError naming the first output of ``names`` that is already in ``out`` (and how many)."""
-    there = [out / f"{n}{s}" for n in names for s in OUTPUT_SUFFIXES if (out / f"{n}{s}").exists()]
-    if there:
-        more = f" (and {len(there) - 1} more outputs)" if len(there) > 1 else ""
-        raise DataError(f"--out {out}: {there[0].name} is already there{more}; pass --overwrite to replace "
-                        "them or choose another --out (nothing was written)")
-
-
 def run(args) -> int:
     from ..engine.inference import Predictor, to_pil
     from ..viz.draw import draw_hoi, draw_scene_graph
@@ -118,7 +110,7 @@ def run(args) -> int:
     out = output_dir(Path(args.out), Path(args.input))
     inputs = list(iter_inputs(Path(args.input)))
     if not args.overwrite:
-        refuse_existing(out, [name for name, _ in inputs])
+        refuse_existing([out / f"{n}{s}" for n, _ in inputs for s in OUTPUT_SUFFIXES], "--out")
     out.mkdir(parents=True, exist_ok=True)
     written = set()
     for name, image in inputs:
