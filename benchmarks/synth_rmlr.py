@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_pool import TAKEN, hold_lock, run_pool   # noqa: E402  one process per run, flock per run
 from synth_rmlr_verbs import POSE_VERBS, verb_means   # noqa: E402  per-verb AP of a run
 
 ALL_ROWS = ["plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt", "full"]
@@ -210,27 +210,17 @@ def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
 
 
 def worker(ablation: str, seed: int, args, extra: List[str]) -> int:
-    """One run in this process under an exclusive ``flock`` of its ``lock`` file (released by the OS
-    when the process ends, however it ends). Returns :data:`TAKEN` when another process holds it."""
-    import fcntl
-
+    """One run in this process under the run's lock (:func:`run_pool.hold_lock`). Returns
+    :data:`TAKEN` when another process holds it."""
     import torch
 
-    out = run_dir(args, args.detections, ablation, seed)
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / "lock", os.O_CREAT | os.O_RDWR)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if hold_lock(run_dir(args, args.detections, ablation, seed)) is None:
         return TAKEN
     torch.set_num_threads(args.threads)
     r = run_one(ablation, seed, args, extra)
     print(f"{ablation} seed {seed} ({args.detections}): " + ", ".join(f"{k} {r[k]:.2f}" for k in KEYS)
           + f" ({r['cpu_s']:.0f} CPU s)", flush=True)
     return 0
-
-
-TAKEN = 3   # worker exit status: the run is being trained by another process
 
 
 def summarise(results: List[Dict], rows: List[str]) -> Dict[str, Dict]:
@@ -447,30 +437,9 @@ def main(argv=None) -> int:
     base = [sys.executable, __file__] + [x for k, v in vars(args).items() if k in FORWARD
                                          for x in ([f"--{k.replace('_', '-')}"] + [str(i) for i in v]
                                                    if isinstance(v, list) else [f"--{k.replace('_', '-')}", str(v)])]
-    cores = sorted(os.sched_getaffinity(0))
-    procs: Dict[int, subprocess.Popen] = {}   # core -> worker
-    while pending or procs:
-        for core in [c for c in cores[:max(1, args.jobs)] if c not in procs]:
-            if not pending:
-                break
-            a, seed = pending.pop(0)
-            log = run_dir(args, args.detections, a, seed)
-            log.mkdir(parents=True, exist_ok=True)
-            cmd = (["taskset", "-c", str(core)] if args.jobs > 1 else []) + base + ["--one", a, str(seed), "--"] + args.extra
-            print(f"start {a} seed {seed} ({args.detections}) on core {core}", flush=True)
-            procs[core] = subprocess.Popen(cmd, stdout=open(log / "log.txt", "a"), stderr=subprocess.STDOUT,
-                                           env={**os.environ, "OMP_NUM_THREADS": str(args.threads)})
-        time.sleep(5)
-        for core, p in list(procs.items()):
-            if p.poll() is None:
-                continue
-            del procs[core]
-            if p.returncode == TAKEN:
-                print(f"core {core}: that run is trained by another process; next", flush=True)
-            elif p.returncode:
-                print(f"a run failed (exit {p.returncode}); see its log.txt", flush=True)
-            else:
-                write_report(args, det)
+    run_pool(pending, lambda t: base + ["--one", t[0], str(t[1]), "--"] + args.extra,
+             lambda t: run_dir(args, args.detections, *t), lambda t: f"{t[0]} seed {t[1]} ({args.detections})",
+             args.jobs, args.threads, on_finish=lambda: write_report(args, det))
     print(write_report(args, det))
     return 0
 

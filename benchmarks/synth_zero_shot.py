@@ -14,9 +14,11 @@ Full classes as the zero-shot papers report them.
 
 Each finished run leaves ``OUT/<setting>/<model>_s<seed>/result.json``; an interrupted benchmark
 continues where it stopped. ``--jobs 2`` runs two trainings at once (one thread each, one per core).
-Several instances may share one ``OUT`` (say one per core): a run is claimed by creating
-``claimed`` in its directory, so each run is trained once; delete that file to re-run a run that
-died. The Markdown report lists mean +- sample std over seeds, the per-seed values and the rows
+Several instances may share one ``OUT`` (say one per core, or a later session's): a run process holds
+a ``flock`` on its run's ``lock`` file while it trains (benchmarks/run_pool.py), so a run is never
+trained twice at once and a run whose process died is taken up and resumed by the next instance
+(older directories may hold a ``claimed`` file of the former scheme; it is ignored). The Markdown
+report lists mean +- sample std over seeds, the per-seed values and the rows
 still missing.
 """
 from __future__ import annotations
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,7 @@ from typing import Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hoikit.data.synth.classes import HOIS, OBJECTS, VERBS   # noqa: E402
+from run_pool import TAKEN, hold_lock, run_pool   # noqa: E402  one process per run, flock per run
 from synth_rmlr import _cpu_s, evaluate_run, seed_stats   # noqa: E402  the Table 2 benchmark's evaluation and statistics
 
 SETTINGS = ["rf_uc", "uv"]
@@ -148,48 +150,28 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.one:   # worker: one run in this process
         s, m, seed = args.one
+        if hold_lock(run_dir(args, s, m, int(seed))) is None:
+            return TAKEN
         print(json.dumps(run_one(args, s, m, int(seed))))
         return 0
     todo = [(s, m, seed) for seed in args.seeds for s in args.settings for m in args.models]
+
+    def write() -> str:
+        results = [json.loads((run_dir(args, *t) / "result.json").read_text()) for t in todo
+                   if (run_dir(args, *t) / "result.json").is_file()]
+        missing = [f"{s}/{m}/s{seed}" for s, m, seed in todo if not (run_dir(args, s, m, seed) / "result.json").is_file()]
+        text = _keep_analysis(Path(args.results), report(args, summarise(results), missing))
+        Path(args.results).write_text(text)
+        return text
+
     if not args.report_only:
         pending = [t for t in todo if not (run_dir(args, *t) / "result.json").is_file()]
-        procs: List[subprocess.Popen] = []
         base = [sys.executable, __file__, "--detector", args.detector, "--data", args.data, "--out", args.out,
                 "--epochs", str(args.epochs), "--lr-drop", str(args.lr_drop), "--threads", str(args.threads)]
-        cores = os.sched_getaffinity(0)
-        while pending or procs:
-            while pending and len(procs) < args.jobs:
-                s, m, seed = pending.pop(0)
-                log = run_dir(args, s, m, seed)
-                log.mkdir(parents=True, exist_ok=True)
-                try:   # another instance of this benchmark (e.g. on the other core) may own the run
-                    os.close(os.open(log / "claimed", os.O_CREAT | os.O_EXCL))
-                except FileExistsError:
-                    continue
-                core = sorted(cores)[len(procs) % len(cores)]
-                cmd = (["taskset", "-c", str(core)] if args.jobs > 1 else []) + base + ["--one", s, m, str(seed)]
-                env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-                print(f"start {s} {m} seed {seed}", flush=True)
-                procs.append(subprocess.Popen(cmd, stdout=open(log / "log.txt", "a"), stderr=subprocess.STDOUT,
-                                              env=env))
-            time.sleep(5)
-            for p in [p for p in procs if p.poll() is not None]:
-                procs.remove(p)
-                if p.returncode:
-                    print(f"a run failed (exit {p.returncode}); see its log.txt", flush=True)
-            results = [json.loads((run_dir(args, *t) / "result.json").read_text()) for t in todo
-                       if (run_dir(args, *t) / "result.json").is_file()]
-            Path(args.results).write_text(_keep_analysis(Path(args.results), report(
-                args, summarise(results), [f"{s}/{m}/s{seed}" for s, m, seed in todo
-                                           if not (run_dir(args, s, m, seed) / "result.json").is_file()])))
-    results = [json.loads((run_dir(args, *t) / "result.json").read_text()) for t in todo
-               if (run_dir(args, *t) / "result.json").is_file()]
-    missing = [f"{s}/{m}/s{seed}" for s, m, seed in todo if not (run_dir(args, s, m, seed) / "result.json").is_file()]
-    text = _keep_analysis(Path(args.results), report(args, summarise(results), missing))
-    Path(args.results).write_text(text)
-    print(text)
+        run_pool(pending, lambda t: base + ["--one", t[0], t[1], str(t[2])], lambda t: run_dir(args, *t),
+                 lambda t: f"{t[0]} {t[1]} seed {t[2]}", args.jobs, args.threads, on_finish=write)
+    print(write())
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
