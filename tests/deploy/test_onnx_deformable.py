@@ -4,7 +4,6 @@ onnxruntime outputs equal PyTorch's to 1e-4 on SynthHOI test images of several s
 post-processing (raw logits and boxes) and after it (the detector's and RmLR's eval outputs)."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -13,19 +12,15 @@ pytest.importorskip("onnxruntime", reason="the 'onnx' extra is not installed (pi
 
 from hoikit.cli import main  # noqa: E402
 from hoikit.config import load_config, to_dict  # noqa: E402
-from hoikit.data.metadata import DatasetMeta  # noqa: E402
-from hoikit.data.synth.classes import CORRESPONDENCE, OBJECTS, VERBS  # noqa: E402
 from hoikit.data.synth.scene import make_image  # noqa: E402
 from hoikit.deploy.onnx_runtime import OnnxModel  # noqa: E402
 from hoikit.deploy.traceable import greedy_nms_keep  # noqa: E402
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from hoikit.engine.inference import Predictor  # noqa: E402
 from hoikit.recipes import build_model, meta_to_dict  # noqa: E402
+from onnx_common import DETECTOR_CLASSES, META, TINY_RMLR, assert_close, export  # noqa: E402
 from hoikit.ops import box_iou  # noqa: E402
 
-TOL = 1e-4
-META = DatasetMeta(name="synth", objects=list(OBJECTS), verbs=list(VERBS), person_label=0,
-                   correspondence=np.asarray(CORRESPONDENCE))
 # small_res has 3 levels (strides 8, 16, 32); a 72 x 64 px image gives 9x8 + 5x4 + 3x2 = S = 98 tokens
 TINY = ["model.detr.type=deformable", "model.detr.backbone=small_res", "model.detr.hidden_dim=32",
         "model.detr.nheads=2", "model.detr.enc_layers=1", "model.detr.dec_layers=2", "model.detr.dim_feedforward=64",
@@ -42,9 +37,6 @@ VARIANTS = {
     "two_stage_fine": ["model.detr.num_feature_levels=3", "model.detr.with_box_refine=true",
                        "model.detr.two_stage=true", "model.detr.decoder_fine_level=true"],
 }
-DETECTOR_CLASSES = ["zebra"] + list(OBJECTS[::-1]) + ["giraffe"]
-TINY_RMLR = ["model.rmlr.representation_size=64", "model.rmlr.ire_dim=32", "model.rmlr.cml_dim=64",
-             "model.rmlr.ire_ffn=64", "model.rmlr.ire_layers=1", "model.rmlr.cml_sa_layers=1"]
 
 
 def _spread(detr, person: int, person_bias: float = 3.0):
@@ -74,12 +66,6 @@ def _checkpoint(tmp_path, arch: str, extra=()):
     return path
 
 
-def _export(tmp_path, ck):
-    out = tmp_path / "onnx"
-    assert main(["export", "--checkpoint", str(ck), "--format", "onnx", "--out", str(out)]) == 0
-    return out
-
-
 def _images(predictor, n=2):
     """SynthHOI test images through the evaluation transforms (96 px long side, several aspect
     ratios), and one 72 x 64 crop (fewer tokens than the two-stage variant's 100 proposals)."""
@@ -87,22 +73,10 @@ def _images(predictor, n=2):
     return images + [images[0][:, :72, :64].contiguous()]
 
 
-def _assert_close(ours, ref):
-    for k, v in ref.items():
-        if k == "size":
-            continue
-        v = v.detach().numpy()
-        assert ours[k].shape == v.shape, k
-        if v.dtype.kind in "iub":
-            np.testing.assert_array_equal(ours[k], v, err_msg=k)
-        else:
-            np.testing.assert_allclose(ours[k], v, rtol=0, atol=TOL, err_msg=k)
-
-
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_deformable_detr_onnx_equals_pytorch(tmp_path, variant):
     ck = _checkpoint(tmp_path, "detr", VARIANTS[variant])
-    out = _export(tmp_path, ck)
+    out = export(tmp_path, ck)
     manifest = json.loads((out / "manifest.json").read_text())
     post = manifest["graphs"]["detector"]["postprocess"]
     assert post["nms"] == "in-graph" and post["nms_thresh"] == (0.5 if variant == "two_stage_nms" else 0.0)
@@ -114,9 +88,9 @@ def test_deformable_detr_onnx_equals_pytorch(tmp_path, variant):
             ref = predictor.model([image])[0]
         ours = onnx(image)
         # before post-processing: the network itself
-        _assert_close(ours, {"pred_logits": raw["pred_logits"][0], "pred_boxes": raw["pred_boxes"][0]})
+        assert_close(ours, {"pred_logits": raw["pred_logits"][0], "pred_boxes": raw["pred_boxes"][0]})
         # after: top-k (and NMS) detections, labels equal, in the same order
-        _assert_close(ours, ref)
+        assert_close(ours, ref)
         shapes.add(tuple(image.shape))
         queries.add(len(ours["pred_logits"]))
         kept.append(len(ours["boxes"]))
@@ -147,7 +121,7 @@ def test_rmlr_on_deformable_detr_onnx_equals_pytorch(tmp_path):
     # full RmLR: its IRE re-mines the Deformable detector's C5 map. UPT (ablation=plain) runs the same
     # proposals graph and the interaction graph without IRE, which test_onnx_export.py checks on DETR.
     ck = _checkpoint(tmp_path, "rmlr", VARIANTS["two_stage_nms"][:-1] + ["model.rmlr.ablation=full"])
-    out = _export(tmp_path, ck)
+    out = export(tmp_path, ck)
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["graphs"]) == {"proposals", "interaction"}
     assert "encoded" in manifest["graphs"]["interaction"]["inputs"]
@@ -157,7 +131,7 @@ def test_rmlr_on_deformable_detr_onnx_equals_pytorch(tmp_path):
         with torch.no_grad():
             ref = predictor.model([image])[0]
         ours = onnx(image)
-        _assert_close(ours, ref)
+        assert_close(ours, ref)
         n_pairs.append(len(ours["pairs"]))
     assert len(set(n_pairs)) > 1 and min(n_pairs) > 0   # several P through one graph, not one traced shape
 

@@ -3,7 +3,6 @@ UPT and RmLR checkpoints equal the PyTorch model's to 1e-4 on SynthHOI test imag
 no-pair branch; one-line errors."""
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,23 +11,17 @@ pytest.importorskip("onnxruntime", reason="the 'onnx' extra is not installed (pi
 
 from hoikit.cli import main  # noqa: E402
 from hoikit.config import load_config, to_dict  # noqa: E402
-from hoikit.data.synth.classes import CORRESPONDENCE, OBJECTS, VERBS  # noqa: E402
-from hoikit.data.metadata import DatasetMeta  # noqa: E402
+from hoikit.data.synth.classes import VERBS  # noqa: E402
 from hoikit.data.synth.scene import make_image  # noqa: E402
 from hoikit.deploy.onnx_runtime import OnnxModel  # noqa: E402
 from hoikit.io.checkpoint import model_checkpoint, save_checkpoint  # noqa: E402
 from hoikit.engine.inference import Predictor  # noqa: E402
 from hoikit.recipes import build_model, meta_to_dict  # noqa: E402
+from onnx_common import DETECTOR_CLASSES, META, TINY_RMLR, assert_close, export  # noqa: E402
 
-TOL = 1e-4
-META = DatasetMeta(name="synth", objects=list(OBJECTS), verbs=list(VERBS), person_label=0,
-                   correspondence=np.asarray(CORRESPONDENCE))
 TINY_DETR = ["model.detr.backbone=tiny", "model.detr.hidden_dim=32", "model.detr.nheads=2", "model.detr.enc_layers=1",
              "model.detr.dec_layers=1", "model.detr.dim_feedforward=64", "model.detr.num_queries=20",
              "model.detr.dropout=0.0", "data.test_scale=96", "data.max_size=160"]
-DETECTOR_CLASSES = ["zebra"] + list(OBJECTS[::-1]) + ["giraffe"]
-TINY_RMLR = ["model.rmlr.representation_size=64", "model.rmlr.ire_dim=32", "model.rmlr.cml_dim=64",
-             "model.rmlr.ire_ffn=64", "model.rmlr.ire_layers=1", "model.rmlr.cml_sa_layers=1"]
 
 
 def _checkpoint(tmp_path, arch, extra=(), no_person=False):
@@ -54,30 +47,12 @@ def _synth_tensors(predictor, n=3):
     return [predictor.preprocess(make_image(0, "test", i, 128)[0])[0] for i in range(n)]
 
 
-def _export(tmp_path, ck):
-    out = tmp_path / "onnx"
-    assert main(["export", "--checkpoint", str(ck), "--format", "onnx", "--out", str(out)]) == 0
-    return out
-
-
-def _assert_close(ours, ref):
-    for k, v in ref.items():
-        if k == "size":
-            continue
-        v = v.detach().numpy()
-        assert ours[k].shape == v.shape, k
-        if v.dtype.kind in "iub":
-            np.testing.assert_array_equal(ours[k], v, err_msg=k)
-        else:
-            np.testing.assert_allclose(ours[k], v, rtol=0, atol=TOL, err_msg=k)
-
-
 @pytest.fixture(scope="module")
 def rmlr_export(tmp_path_factory):
     """(checkpoint, export dir) of a tiny full RmLR, shared by the tests that only read them."""
     tmp = tmp_path_factory.mktemp("rmlr_full")
     ck = _checkpoint(tmp, "rmlr", ["model.rmlr.ablation=full"])
-    return ck, _export(tmp, ck)
+    return ck, export(tmp, ck)
 
 
 @pytest.mark.parametrize("ablation", ["full", "plain"])   # RmLR (IRE + fusion) and UPT
@@ -86,7 +61,7 @@ def test_rmlr_and_upt_onnx_equal_pytorch_on_synthhoi(tmp_path, ablation, rmlr_ex
         ck, out = rmlr_export
     else:
         ck = _checkpoint(tmp_path, "rmlr", [f"model.rmlr.ablation={ablation}"])
-        out = _export(tmp_path, ck)
+        out = export(tmp_path, ck)
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["graphs"]) == {"proposals", "interaction"}
     assert ("encoded" in manifest["graphs"]["interaction"]["inputs"]) == (ablation == "full")
@@ -96,33 +71,33 @@ def test_rmlr_and_upt_onnx_equal_pytorch_on_synthhoi(tmp_path, ablation, rmlr_ex
         with torch.no_grad():
             ref = predictor.model([image])[0]
         ours = onnx(image)
-        _assert_close(ours, ref)
+        assert_close(ours, ref)
         n_pairs.append(len(ours["pairs"]))
     assert len(set(n_pairs)) > 1 and min(n_pairs) > 0   # several P through one graph, not one traced shape
 
 
 def test_detr_onnx_equals_pytorch_on_synthhoi(tmp_path):
     ck = _checkpoint(tmp_path, "detr")
-    out = _export(tmp_path, ck)
+    out = export(tmp_path, ck)
     predictor, onnx = Predictor.from_checkpoint(ck), OnnxModel(out)
     shapes = set()
     for image in _synth_tensors(predictor):
         with torch.no_grad():
             ref = predictor.model([image])[0]
-        _assert_close(onnx(image), ref)
+        assert_close(onnx(image), ref)
         shapes.add(tuple(image.shape))
     assert len(shapes) > 1                               # several input sizes through one graph
 
 
 def test_no_person_detected_gives_no_pairs_like_pytorch(tmp_path):
     ck = _checkpoint(tmp_path, "rmlr", ["model.rmlr.ablation=full"], no_person=True)
-    predictor, onnx = Predictor.from_checkpoint(ck), OnnxModel(_export(tmp_path, ck))
+    predictor, onnx = Predictor.from_checkpoint(ck), OnnxModel(export(tmp_path, ck))
     image = _synth_tensors(predictor, 1)[0]
     with torch.no_grad():
         ref = predictor.model([image])[0]
     ours = onnx(image)
     assert len(ref["pairs"]) == 0 and ours["pairs"].shape == (0, 2) and ours["verb_scores"].shape == (0, len(VERBS))
-    _assert_close(ours, ref)
+    assert_close(ours, ref)
 
 
 def test_predict_cli_with_onnx_writes_the_same_json(tmp_path, rmlr_export):
