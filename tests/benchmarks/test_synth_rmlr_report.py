@@ -96,3 +96,16 @@ def test_oracle_run_is_evaluated_like_the_trainer_evaluates_it(tmp_path):
         a, b = res[k], trainer[0][k]
         assert (math.isnan(a) and math.isnan(b)) or abs(a - b) < 1e-4, (k, a, b)
     assert res["mAP_full"] > 0      # ground-truth boxes: some pairs are right even after 2 steps
+
+
+def test_paired_difference_uses_the_seeds_both_rows_have():
+    results = [{"ablation": "plain", "seed": s, "cpu_s": 1.0, "mAP_full": v, "mAP_rare": 0.0, "mAP_non_rare": 0.0}
+               for s, v in [(0, 30.0), (1, 26.0), (2, 31.0)]]
+    results += [{"ablation": "full", "seed": s, "cpu_s": 1.0, "mAP_full": v, "mAP_rare": 0.0, "mAP_non_rare": 0.0}
+                for s, v in [(2, 32.0), (0, 31.0)]]
+    summary = synth_rmlr.summarise(results, ["plain", "full"])
+    # seed 0: 31 - 30 = +1, seed 2: 32 - 31 = +1 (seed 1 has no full run): mean +1, std 0
+    assert synth_rmlr.paired_difference(summary, "full") == {"mean": 1.0, "std": 0.0, "n": 2}
+    rows = synth_rmlr._rows(summary)
+    assert any(r.startswith("| full | 2 |") and "| +1.00 +- 0.00 (2) |" in r for r in rows)
+    assert any(r.startswith("| plain | 3 |") and "| - |" in r for r in rows)
