@@ -13,7 +13,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import IO, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 TAKEN = 3   # run-process exit status: the run is being trained by another process
 
@@ -37,14 +37,15 @@ def hold_lock(run: Path) -> Optional[int]:
 
 def run_pool(pending: Sequence[T], command: Callable[[T], List[str]], run_dir: Callable[[T], Path],
              label: Callable[[T], str], jobs: int, threads: int,
-             on_finish: Optional[Callable[[], None]] = None) -> None:
+             on_finish: Optional[Callable[[], None]] = None, poll_s: float = 5.0) -> None:
     """Run ``command(t)`` for every ``t`` of ``pending`` in order, ``jobs`` at a time, each pinned to
     its own core (``taskset``) when ``jobs > 1``, with ``OMP_NUM_THREADS=threads``; its output is
     appended to ``run_dir(t)/log.txt``. ``on_finish()`` is called after every run that ends well
-    (e.g. to rewrite a report). A failed run is reported and the pool goes on."""
+    (e.g. to rewrite a report). A failed run is reported and the pool goes on. ``poll_s``: seconds
+    between looks at the running processes."""
     todo = list(pending)
     cores = sorted(os.sched_getaffinity(0))
-    procs: Dict[int, subprocess.Popen] = {}   # core -> run process
+    procs: Dict[int, Tuple[T, subprocess.Popen, IO]] = {}   # core -> (run, process, its log file)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     while todo or procs:
         for core in [c for c in cores[:max(1, jobs)] if c not in procs]:
@@ -55,15 +56,17 @@ def run_pool(pending: Sequence[T], command: Callable[[T], List[str]], run_dir: C
             log.mkdir(parents=True, exist_ok=True)
             cmd = (["taskset", "-c", str(core)] if jobs > 1 else []) + command(t)
             print(f"start {label(t)} on core {core}", flush=True)
-            procs[core] = subprocess.Popen(cmd, stdout=open(log / "log.txt", "a"), stderr=subprocess.STDOUT, env=env)
-        time.sleep(5)
-        for core, p in list(procs.items()):
+            out = open(log / "log.txt", "a")
+            procs[core] = (t, subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out)
+        time.sleep(poll_s)
+        for core, (t, p, out) in list(procs.items()):
             if p.poll() is None:
                 continue
             del procs[core]
+            out.close()
             if p.returncode == TAKEN:
-                print(f"core {core}: that run is trained by another process; next", flush=True)
+                print(f"{label(t)}: trained by another process; next", flush=True)
             elif p.returncode:
-                print(f"a run failed (exit {p.returncode}); see its log.txt", flush=True)
+                print(f"{label(t)} failed (exit {p.returncode}); see {run_dir(t) / 'log.txt'}", flush=True)
             elif on_finish is not None:
                 on_finish()

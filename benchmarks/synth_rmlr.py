@@ -212,10 +212,10 @@ def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
 def worker(ablation: str, seed: int, args, extra: List[str]) -> int:
     """One run in this process under the run's lock (:func:`run_pool.hold_lock`). Returns
     :data:`TAKEN` when another process holds it."""
-    import torch
-
     if hold_lock(run_dir(args, args.detections, ablation, seed)) is None:
         return TAKEN
+    import torch
+
     torch.set_num_threads(args.threads)
     r = run_one(ablation, seed, args, extra)
     print(f"{ablation} seed {seed} ({args.detections}): " + ", ".join(f"{k} {r[k]:.2f}" for k in KEYS)
@@ -259,7 +259,7 @@ def paired_difference(summary: Dict, row: str, base: str = "plain", key: str = "
 
 def _rows(summary: Dict) -> List[str]:
     """Markdown table of one detections mode + the full - plain line."""
-    lines = ["| model (Table 2 row) | seeds | Full | Rare | Non-rare | Full - plain, paired by seed | "
+    lines = ["| model (Table 2 row) | seeds | Full | Rare | Non-rare | row - plain (mAP Full), paired by seed: mean +- std (n) | "
              "CPU s / run (train + eval) | per-seed Full |",
              "|---|---|---|---|---|---|---|---|"]
     for a in [r for r in ALL_ROWS if r in summary]:

@@ -173,5 +173,6 @@ def main(argv=None) -> int:
     print(write())
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,6 @@
 """benchmarks/run_pool.py: one process per run, logs per run, a report after each run that ends well,
 and a run locked by a living process is left to it."""
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,17 +11,18 @@ import run_pool  # noqa: E402
 
 
 def test_pool_runs_each_command_once_logs_it_and_reports_after_each_success(tmp_path, capsys):
-    runs = ["a", "b", "c"]
-    codes = {"a": 0, "b": 1, "c": 0}
+    runs = ["a", "b", "c", "d"]
+    codes = {"a": 0, "b": 1, "c": 0, "d": run_pool.TAKEN}
     finished = []
     run_pool.run_pool(runs, lambda t: [sys.executable, "-c", f"print('run {t}'); raise SystemExit({codes[t]})"],
                       lambda t: tmp_path / t, lambda t: f"run {t}", jobs=1, threads=1,
-                      on_finish=lambda: finished.append(1))
+                      on_finish=lambda: finished.append(1), poll_s=0.05)
     for t in runs:
         assert (tmp_path / t / "log.txt").read_text() == f"run {t}\n"
-    assert len(finished) == 2                      # b failed: no report for it
+    assert len(finished) == 2                      # b failed and d was another process's: no report for them
     out = capsys.readouterr().out
-    assert "start run a on core" in out and "a run failed (exit 1)" in out
+    assert "start run a on core" in out and f"run b failed (exit 1); see {tmp_path / 'b' / 'log.txt'}" in out
+    assert "run d: trained by another process" in out
 
 
 def test_a_locked_run_is_refused_until_its_holder_ends(tmp_path):
@@ -34,4 +36,6 @@ def test_a_locked_run_is_refused_until_its_holder_ends(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    assert run_pool.hold_lock(tmp_path / "r") is not None   # the OS dropped the dead holder's lock
+    fd = run_pool.hold_lock(tmp_path / "r")
+    assert fd is not None                                    # the OS dropped the dead holder's lock
+    os.close(fd)
