@@ -16,9 +16,10 @@ part is built afresh (DETR-initialised HOI decoder, the rest random). Metrics co
 (SGDet on SynthHOI's VG150-format test split with its own zero-shot / long-tail lists; HICO-DET
 protocol on its HICO-DET-format test split).
 
-Every row starts from the SynthHOI DETR (``--detr``, default the shipped hoikit/assets/synth_detr.pt;
-paper Section IV-D) through the synth_sg2hoi preset: 128 px input and the detector's dimensions, with
-``model.sg2hoi.detr_proj`` (docs/method-notes-sg2hoi.md, "DETR initialisation").
+Every row starts from a SynthHOI detector (``--detr``; paper Section IV-D) through ``--preset``:
+``synth_sg2hoi`` (the paper's DETR base, from hoikit/assets/synth_detr.pt, with ``model.sg2hoi.detr_proj``;
+docs/method-notes-sg2hoi.md, "DETR initialisation") or ``synth_sg2hoi_deformable`` (the deformable base,
+from hoikit/assets/synth_deformable.pt; "Deformable base").
 
 Every (row, seed) writes ``OUT/<row>_s<seed>/result.json``; finished ones are skipped, so the grid can
 be run in pieces. ``--report`` writes the Markdown table (mean +- std and min..max over seeds)::
@@ -45,8 +46,8 @@ HOI_PART = ("r2i.", "feature_transform.", "query_transform.", "hoi_decoder.")
 
 
 def bench_config(args, row: str, seed: int, out: Path):
-    """The configuration of one row: the synth_sg2hoi preset (DETR-initialised, 128 px, the detector's
-    dimensions) with the benchmark's data size, schedule and seed."""
+    """The configuration of one row: the ``--preset`` (synth_sg2hoi: DETR base; synth_sg2hoi_deformable:
+    deformable base) with the benchmark's data size, schedule and seed."""
     from hoikit.config import load_config
 
     ov = [f"output_dir={out}", f"seed={seed}", f"data.root={args.root}", f"data.synth_train={args.train}",
@@ -62,7 +63,7 @@ def bench_config(args, row: str, seed: int, out: Path):
         ov.append("model.sg2hoi.r2i=false")
     elif row == "no_hss":
         ov.append("model.sg2hoi.hss=none")
-    return load_config("synth_sg2hoi", ov)
+    return load_config(args.preset, ov + list(args.extra))
 
 
 def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, callback=None):
@@ -122,7 +123,8 @@ def run_seed(args, seed: int) -> None:
         if row == "joint":
             metas = m
         res = {"row": row, "seed": seed, "seconds": round(secs, 1), "metrics": metrics,
-               "setup": {k: getattr(args, k) for k in ("train", "test", "detr", "epochs", "sgg_epochs", "batch", "lr", "lr_backbone")}}
+               "setup": {k: getattr(args, k) for k in ("preset", "train", "test", "detr", "epochs", "sgg_epochs", "batch", "lr",
+                                                  "lr_backbone", "extra")}}
         res_path.parent.mkdir(parents=True, exist_ok=True)
         res_path.write_text(json.dumps(res, indent=1))
         print(f"[{row} s{seed}] {secs:.0f}s " + " ".join(f"{k}={metrics.get(k, float('nan')):.2f}"
@@ -163,15 +165,22 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--train", type=int, default=2000)
     p.add_argument("--test", type=int, default=200)
-    p.add_argument("--detr", default="hoikit/assets/synth_detr.pt",
-                   help="SynthHOI DETR to initialise from (Sec. IV-D); '' = from scratch")
+    p.add_argument("--preset", default="synth_sg2hoi", choices=("synth_sg2hoi", "synth_sg2hoi_deformable"),
+                   help="the DETR base (the paper's) or the deformable base (hoikit/models/sg2hoi/deformable.py)")
+    p.add_argument("--detr", default=None,
+                   help="detector to initialise from (Sec. IV-D); default: the preset's "
+                        "(hoikit/assets/synth_detr.pt | synth_deformable.pt); '' = from scratch (DETR base only)")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--sgg-epochs", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4, help="HOI part / phase-1 SGG part")
     p.add_argument("--lr-backbone", type=float, default=5e-5, help="backbone and the phase-2 SGG part")
     p.add_argument("--report", default=None, help="write the Markdown table of OUT's results here and exit")
+    p.add_argument("extra", nargs="*", help="config overrides for every row, after --")
     args = p.parse_args(argv)
+    if args.detr is None:
+        args.detr = ("hoikit/assets/synth_deformable.pt" if args.preset == "synth_sg2hoi_deformable"
+                     else "hoikit/assets/synth_detr.pt")
     torch.set_num_threads(1)
     if args.report:
         text = report(args)

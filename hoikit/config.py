@@ -254,6 +254,9 @@ class SG2HOIConfig:
     verb_loss: VerbLoss = "focal"         # focal (QPIC) | bce
     clip_cls_lr: float = 1e-5        # text-initialised classifier weights (Section IV-D)
     detr_proj: bool = False          # f_agg += DETR input_proj(C5) (zero-init W_v, W_s): DETR-compatible tokens
+    # deformable base (model.detr.type = deformable; hoikit/models/sg2hoi/deformable.py, not in the paper)
+    hss_level: int = -1              # backbone level HSS reads (-1 = C5, the paper's map; 0 = the finest)
+    proposal_loss: float = 1.0       # weight of the detector's two-stage proposal loss (0 = off)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 

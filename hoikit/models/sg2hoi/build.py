@@ -7,6 +7,7 @@ distillation source (``none`` = -VLpool, Table VII).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Mapping, Optional
 
@@ -17,7 +18,12 @@ from ...data.metadata import DatasetMeta
 from ...errors import CheckpointError, ConfigError
 from ..backbone import build_backbone
 from ..clip import load_clip
+from ..deformable_detr import build_deformable_detr
+from ..deformable_weights import load_deformable_weights, read_deformable_weights
 from .criterion import SG2HOICriterion
+from .deformable import (DeformablePairDecoder, DeformableSG2HOIEncoder, DeformableSG2HOIPlus,
+                         check_deformable_base, init_heads_from_detector, pair_decoder, proposal_criterion)
+from .heads import TupleHead
 from .detr_init import init_from_detr
 from .encoder import SG2HOIEncoder, VLDistillHead
 from .hoi_decoder import HOIDecoder
@@ -126,9 +132,20 @@ def _relation_decoder(sg, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[Da
         predicate_text=text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None)
 
 
-def _hoi_branch(sg, meta_hoi: Optional[DatasetMeta], text, text_init: bool):
+def _relation_head(sg, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta], text,
+                   text_init: bool) -> TupleHead:
+    """The relation decoder's five-branch head (as :class:`RelationDecoder` builds it), for the deformable base."""
+    sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
+    predicates = meta_sgg.predicates if meta_sgg else []
+    obj = text.prompts([object_prompt(n) for n in sgg_objects]) if text_init else None
+    pred = text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None
+    return TupleHead(sg.hidden_dim, len(sgg_objects) + 1, len(predicates) + 1, len(sgg_objects) + 1, obj, pred, obj)
+
+
+def _hoi_branch(sg, meta_hoi: Optional[DatasetMeta], text, text_init: bool, hoi_decoder_from_head=None):
     """``(R2I transformer, feature transform, query transform, HOI decoder)``, each None when the
-    ablation or a missing HOI dataset leaves it out (built in this order: initial weights)."""
+    ablation or a missing HOI dataset leaves it out (built in this order: initial weights).
+    ``hoi_decoder_from_head``: the deformable base's decoder factory, given the HOI tuple head."""
     r2i = feat_tr = query_tr = hoi_decoder = None
     if meta_hoi is None:
         return r2i, feat_tr, query_tr, hoi_decoder
@@ -142,10 +159,14 @@ def _hoi_branch(sg, meta_hoi: Optional[DatasetMeta], text, text_init: bool):
     if not sg.relq:
         query_tr = QueryTransform(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.transform_layers,
                                   sg.num_hoi_queries, enabled=sg.query_transform)
-    hoi_decoder = HOIDecoder(
-        d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.hoi_dec_layers, len(meta_hoi.objects), len(meta_hoi.verbs),
-        object_text=text.prompts([object_prompt(n) for n in meta_hoi.objects]) if text_init else None,
-        verb_text=text.prompts([verb_prompt(n) for n in meta_hoi.verbs]) if text_init else None)
+    object_text = text.prompts([object_prompt(n) for n in meta_hoi.objects]) if text_init else None
+    verb_text = text.prompts([verb_prompt(n) for n in meta_hoi.verbs]) if text_init else None
+    if hoi_decoder_from_head is not None:       # as HOIDecoder's head: human / no-human, verbs, objects
+        head = TupleHead(d, 2, len(meta_hoi.verbs), len(meta_hoi.objects) + 1, None, verb_text, object_text,
+                         left_extra=0, mid_extra=0, right_extra=1)
+        return r2i, feat_tr, query_tr, hoi_decoder_from_head(head)
+    hoi_decoder = HOIDecoder(d, sg.nheads, sg.dim_feedforward, sg.dropout, sg.hoi_dec_layers, len(meta_hoi.objects),
+                             len(meta_hoi.verbs), object_text=object_text, verb_text=verb_text)
     return r2i, feat_tr, query_tr, hoi_decoder
 
 
@@ -170,6 +191,8 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
     _check(cfg, meta_sgg, meta_hoi, task)
     sg, d = cfg.model.sg2hoi, cfg.model.sg2hoi.hidden_dim
     source = distill_source(sg.variant, sg.vl_distill)
+    if cfg.model.detr.type == "deformable":
+        return _build_deformable(cfg, meta_sgg, meta_hoi, state_dict, task, train_backbone, source)
     clip, clip_dim, text = _text_source(sg, state_dict)
     backbone = build_backbone(cfg.model.detr.backbone, cfg.model.detr.dilation,
                               train_backbone=train_backbone)
@@ -194,4 +217,62 @@ def build_sg2hoi(cfg: Config, meta_sgg: Optional[DatasetMeta], meta_hoi: Optiona
         counts = init_from_detr(model, cfg.model.detr.checkpoint)
         log.info("SG2HOI+: initialised %d tensors from DETR %s (%d DETR tensors unused)",
                  counts["loaded"], cfg.model.detr.checkpoint, counts["unused"])
+    return model
+
+
+def _deformable_detector(cfg: Config, state_dict, train_backbone: bool):
+    """The Deformable DETR whose modules the deformable base takes over: loaded strictly from
+    ``model.detr.checkpoint``, or (rebuilding from an SG2HOI+ checkpoint) random with the stored
+    number of detector classes."""
+    dcfg = cfg.model.detr
+    if state_dict is not None:
+        w = state_dict.get("encoder.prop_class.weight")
+        if w is None:
+            raise CheckpointError("checkpoint: key 'model.encoder.prop_class.weight' missing: not an SG2HOI+ "
+                                  "checkpoint of the deformable base (model.detr.type=deformable)")
+        num_classes, path = int(w.shape[0]), None
+    elif dcfg.checkpoint:
+        path = dcfg.checkpoint
+        num_classes = read_deformable_weights(path)[1]["num_classes"]
+    else:
+        raise ConfigError("model.detr.checkpoint: the SG2HOI+ deformable base starts from a trained two-stage "
+                          "Deformable DETR (e.g. hoikit/assets/synth_deformable.pt; `hoikit train synth_deformable` "
+                          "reproduces it): its proposals choose the pair queries")
+    net = build_deformable_detr(dataclasses.replace(dcfg, num_classes=num_classes, num_queries_one2many=0,
+                                                    dn_number=0), train_backbone=train_backbone)
+    if path is not None:
+        load_deformable_weights(net, path)
+    return net, path
+
+
+def _build_deformable(cfg: Config, meta_sgg, meta_hoi, state_dict, task: str, train_backbone: bool,
+                      source: Optional[str]) -> SG2HOIPlus:
+    """SG2HOI+ on the deformable base (:mod:`hoikit.models.sg2hoi.deformable`)."""
+    sg = cfg.model.sg2hoi
+    net, path = _deformable_detector(cfg, state_dict, train_backbone)
+    check_deformable_base(net, sg)
+    clip, clip_dim, text = _text_source(sg, state_dict)
+    encoder = DeformableSG2HOIEncoder(net, sg.hss_level)
+    union, (map_sgg, map_hoi) = union_vocabulary(meta_sgg.objects if meta_sgg else None,
+                                                 meta_hoi.objects if meta_hoi else None)
+    hss = SemanticSpatialAggregation(encoder.hss_channels, sg.seg_dim, text.seg_table(union, sg.hss),
+                                     use_hss=sg.hss != "none", assign=sg.hss_assign, num_convs=sg.seg_convs,
+                                     zero_init=True)
+    distill = VLDistillHead(sg.hidden_dim, clip_dim, source, sg.vl_loss, has_cls=False) if (source and clip_dim) else None
+    text_init = sg.variant != "rand"
+    rel_decoder = pair_decoder(net, _relation_head(sg, meta_sgg, meta_hoi, text, text_init), DeformablePairDecoder.REL)
+    r2i, feat_tr, query_tr, hoi_decoder = _hoi_branch(
+        sg, meta_hoi, text, text_init, lambda head: pair_decoder(net, head, DeformablePairDecoder.HOI))
+    criterion = SG2HOICriterion(sg.alpha_box, sg.alpha_cls, sg.alpha_rel, sg.eos_coef, sg.train_unmatched, sg.verb_loss)
+    lambda_seg = sg.lambda_seg if sg.hss != "none" else 0.0
+    model = DeformableSG2HOIPlus(
+        net.backbone[0], hss, encoder, rel_decoder, distill, r2i, feat_tr, query_tr, hoi_decoder, criterion,
+        meta_sgg, meta_hoi, {"sgg": map_sgg, "hoi": map_hoi}, clip=clip, lambda_seg=lambda_seg,
+        lambda_algn=sg.lambda_algn, task=task, num_queries=sg.num_rel_queries,
+        proposal_criterion=proposal_criterion(cfg.model.detr) if sg.proposal_loss > 0 else None,
+        proposal_weight=sg.proposal_loss)
+    if path is not None:
+        n = init_heads_from_detector(model, net)
+        log.info("SG2HOI+ (deformable base): backbone, encoder, proposals and both decoders from %s; %d head "
+                 "tensors from its last box head", path, n)
     return model

@@ -69,12 +69,17 @@ class VLDistillHead(nn.Module):
 
     Args:
         d_model: d. clip_dim: CLIP embedding size. source: ``cls | pool``. loss: ``l1 | l2``.
+        has_cls: whether token 0 of ``f_en`` is [CLS] (False for the deformable base).
     """
 
-    def __init__(self, d_model: int, clip_dim: int, source: str = "cls", loss: str = "l1"):
+    def __init__(self, d_model: int, clip_dim: int, source: str = "cls", loss: str = "l1", has_cls: bool = True):
         super().__init__()
         if source not in ("cls", "pool"):
             raise ConfigError(f"model.sg2hoi.vl_distill: unknown source '{source}' (choose cls | pool | none)")
+        if source == "cls" and not has_cls:
+            raise ConfigError("model.sg2hoi.vl_distill: 'cls' needs the [CLS] token of the DETR base's encoder; the "
+                              "deformable base (model.detr.type=deformable) has none: use pool or none")
+        self.has_cls = has_cls
         if loss not in ("l1", "l2"):
             raise ConfigError(f"model.sg2hoi.vl_loss: unknown value '{loss}' (choose l1 | l2)")
         self.source, self.loss_type = source, loss
@@ -84,8 +89,10 @@ class VLDistillHead(nn.Module):
         """``f_en [B, 1+hw, d]`` -> projected ``[B, clip_dim]``: [CLS] output or mean of the h*w outputs."""
         if self.source == "cls":
             feat = f_en[:, 0]
-        else:  # f_en[pool] = 1/(HW) sum_i f_en_i over the valid spatial tokens
+        elif self.has_cls:  # f_en[pool] = 1/(HW) sum_i f_en_i over the valid spatial tokens
             feat = masked_mean(f_en[:, 1:], mask[:, 1:])
+        else:               # deformable base: every valid token of every level
+            feat = masked_mean(f_en, mask)
         return self.proj(feat)
 
     def forward(self, f_en: Tensor, mask: Tensor, f_clip: Tensor) -> Tensor:

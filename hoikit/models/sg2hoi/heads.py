@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..deformable_transformer import inverse_sigmoid
 from ..transformer import MLP
 
 
@@ -84,9 +85,12 @@ class TupleHead(nn.Module):
         self.mid_cls = make_classifier(d_model, mid_classes, mid_text, mid_extra)
         self.right_cls = make_classifier(d_model, right_classes, right_text, right_extra)
 
-    def forward(self, hs: Tensor) -> Dict[str, Tensor]:
+    def forward(self, hs: Tensor, ref: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Args:
             hs: ``[B, Q, d]`` decoder outputs.
+            ref: ``[B, Q, 4]`` reference boxes (normalised cxcywh) of a deformable decoder or None:
+                both boxes are then predicted relative to the query's reference box, as Deformable
+                DETR's box refinement does (``sigmoid(MLP(f) + logit(ref))``).
 
         Returns:
             dict with ``left_boxes``/``right_boxes [B, Q, 4]`` (normalised cxcywh, sigmoid),
@@ -94,7 +98,8 @@ class TupleHead(nn.Module):
             branch features ``f_left``, ``f_mid``, ``f_right`` ``[B, Q, d]``.
         """
         fl, fm, fr = self.left_branch(hs), self.mid_branch(hs), self.right_branch(hs)
-        return {"left_boxes": self.left_box(fl).sigmoid(), "left_logits": self.left_cls(fl),
+        offset = 0.0 if ref is None else inverse_sigmoid(ref)
+        return {"left_boxes": (self.left_box(fl) + offset).sigmoid(), "left_logits": self.left_cls(fl),
                 "mid_logits": self.mid_cls(fm),
-                "right_boxes": self.right_box(fr).sigmoid(), "right_logits": self.right_cls(fr),
+                "right_boxes": (self.right_box(fr) + offset).sigmoid(), "right_logits": self.right_cls(fr),
                 "f_left": fl, "f_mid": fm, "f_right": fr}

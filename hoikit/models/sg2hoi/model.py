@@ -119,8 +119,26 @@ class SG2HOIPlus(nn.Module):
         return self
 
     # ------------------------------------------------------------------ forward pieces
-    def _hoi_branch(self, f_en: Tensor, en_mask: Tensor, pos: Tensor, rel: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    def _encode(self, tensor: Tensor, mask: Tensor) -> Dict:
+        """Backbone, HSS (Eq. 1-3) and encoder (Eq. 4): ``f_en [B, S, d]``, its padding ``mask`` and
+        positions ``pos``, the BBSeg logits ``seg`` (None under -HSS) and ``seg_mask``, the padding of
+        the map BBSeg sees."""
+        feats, fmask = self.backbone(tensor, mask)
+        v, f_agg, seg = self.hss(feats)
+        f_en, en_mask, pos = self.encoder(v, f_agg, fmask)                                     # Eq. (4)
+        return {"f_en": f_en, "mask": en_mask, "pos": pos, "seg": seg, "seg_mask": fmask}
+
+    def _relations(self, enc: Dict) -> Dict[str, Tensor]:
+        """The relation decoder (Eq. 6) on the encoder output."""
+        return self.rel_decoder(enc["f_en"], enc["mask"], enc["pos"])
+
+    def _extra_losses(self, enc: Dict, targets: List[Dict[str, Tensor]], images) -> Dict[str, Tensor]:
+        """Losses of the base network beyond Eq. (10) (none for the DETR base)."""
+        return {}
+
+    def _hoi_branch(self, enc: Dict, rel: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """R2I (Eq. 7), feature / query transformation and the HOI decoder (Eq. 8)."""
+        f_en, en_mask, pos = enc["f_en"], enc["mask"], enc["pos"]
         b = f_en.shape[0]
         q_rel = self.rel_decoder.query_embed.weight                                  # [N_rel, d]
         rel_pos = q_rel.unsqueeze(0).expand(b, -1, -1)
@@ -167,32 +185,33 @@ class SG2HOIPlus(nn.Module):
         """
         tensor, mask = nested_tensor_from_images(list(images))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.sgg_frozen):
-            feats, fmask = self.backbone(tensor, mask)
-            v, f_agg, seg = self.hss(feats)
-            f_en, en_mask, pos = self.encoder(v, f_agg, fmask)                                 # Eq. (4)
-            rel = self.rel_decoder(f_en, en_mask, pos)                                          # Eq. (6)
+            enc = self._encode(tensor, mask)
+            rel = self._relations(enc)                                                          # Eq. (6)
+        f_en, en_mask, seg = enc["f_en"], enc["mask"], enc["seg"]
         if not self.training:
-            hoi = self._hoi_branch(f_en, en_mask, pos, rel) if self.hoi_decoder is not None else None
+            hoi = self._hoi_branch(enc, rel) if self.hoi_decoder is not None else None
             return self._predict(rel, hoi, images)
         if targets is None:
             raise ConfigError("SG2HOI+ forward in training mode needs targets")
         sources = {self._source(t) for t in targets}
         losses: Dict[str, Tensor] = {}
         if seg is not None and self.lambda_seg > 0 and not self.sgg_frozen:                    # Eq. (2)
-            y, valid = self._seg_targets(targets, seg, tensor.shape[-2:], fmask)
+            y, valid = self._seg_targets(targets, seg, tensor.shape[-2:], enc["seg_mask"])
             losses["loss_seg"] = self.lambda_seg * bbseg_loss(seg, y, valid)
         if self.distill is not None and self.clip is not None and self.lambda_algn > 0 and not self.sgg_frozen:
             if self.clip.in_mean.device != tensor.device:
                 self.clip.to(tensor.device)
             f_clip = self.clip.encode_image(list(images))                                       # Eq. (5)
             losses["loss_algn"] = self.lambda_algn * self.distill(f_en, en_mask, f_clip)
+        if not self.sgg_frozen:
+            losses.update(self._extra_losses(enc, targets, images))
         if "sgg" in sources and self.task in ("joint", "sgg") and self.meta_sgg is not None:
             sel = [i for i, t in enumerate(targets) if self._source(t) == "sgg"]
             out = {k: x[sel] for k, x in rel.items()}
             losses.update(self.criterion.relation_losses(out, [relation_tuples(targets[i]) for i in sel]))
         if "hoi" in sources and self.task in ("joint", "hoi") and self.hoi_decoder is not None:
             sel = [i for i, t in enumerate(targets) if self._source(t) == "hoi"]
-            hoi = self._hoi_branch(f_en, en_mask, pos, rel)                                     # Eq. (7)-(8)
+            hoi = self._hoi_branch(enc, rel)                                                    # Eq. (7)-(8)
             out = {k: x[sel] for k, x in hoi.items()}
             nv = hoi["verb_logits"].shape[-1]
             losses.update(self.criterion.hoi_losses(out, [hoi_tuples(targets[i], nv) for i in sel]))

@@ -135,10 +135,12 @@ class SemanticSpatialAggregation(nn.Module):
             ``input_proj`` initialises (``model.sg2hoi.detr_proj``; not in the paper). ``W_v`` and
             ``W_s`` then start at zero, so the encoder first sees exactly the DETR tokens its
             DETR-initialised layers expect and Eq. (3)'s terms grow in during training.
+        zero_init: ``W_v`` and ``W_s`` start at zero without ``detr_proj`` (the deformable base adds
+            ``f_agg`` to the detector's own projection of the level).
     """
 
     def __init__(self, in_channels: int, seg_dim: int, class_embed: Optional[Tensor], use_hss: bool = True,
-                 assign: str = "argmax", num_convs: int = 5, detr_proj: bool = False):
+                 assign: str = "argmax", num_convs: int = 5, detr_proj: bool = False, zero_init: bool = False):
         super().__init__()
         self.use_hss = use_hss
         self.assign = assign
@@ -156,7 +158,7 @@ class SemanticSpatialAggregation(nn.Module):
             self.w_v = nn.Conv2d(seg_dim, 2 * seg_dim, 1)
         self.out_dim = 2 * seg_dim
         self.detr_proj = nn.Conv2d(in_channels, 2 * seg_dim, 1) if detr_proj else None
-        if detr_proj:
+        if detr_proj or zero_init:
             for m in (self.w_v, getattr(self, "w_s", None)):
                 if m is not None:
                     nn.init.zeros_(m.weight)

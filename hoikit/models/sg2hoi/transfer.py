@@ -98,8 +98,12 @@ class QueryTransform(nn.Module):
         self.attn = CrossAttentionStack(d_model, nhead, dim_feedforward, dropout, num_layers) if enabled else None
 
     def forward(self, rel_queries: Tensor, batch: int) -> Tensor:
-        """``rel_queries [N_rel, d]`` -> HOI queries ``[B, N_hoi, d]``."""
+        """``rel_queries [N_rel, d]`` (learned, shared by the batch) or ``[B, N_rel, d]`` (per image:
+        the proposal queries of the deformable base) -> HOI queries ``[B, N_hoi, d]``."""
         q = self.query_embed.weight.unsqueeze(0)
+        if rel_queries.dim() == 3:
+            q = q.expand(batch, -1, -1)
+            return self.attn(q, rel_queries) if self.attn is not None else q
         if self.attn is not None:
             q = self.attn(q, rel_queries.unsqueeze(0))
         return q.expand(batch, -1, -1)

@@ -21,10 +21,8 @@ def branch_inputs(m):
     """Encoder output, mask, positions and relation-decoder output for the HOI batch (no grad)."""
     from hoikit.models.detr import nested_tensor_from_images
     tensor, mask = nested_tensor_from_images(hoi_batch()[0])
-    feats, fmask = m.backbone(tensor, mask)
-    v, f_agg, _ = m.hss(feats)
-    f_en, en_mask, pos = m.encoder(v, f_agg, fmask)
-    return f_en, en_mask, pos, m.rel_decoder(f_en, en_mask, pos)
+    enc = m._encode(tensor, mask)
+    return enc, m._relations(enc)
 
 
 def bumped(rel, keys=("f_s", "f_r", "f_o", "hs")):
@@ -36,9 +34,9 @@ def test_r2i_off_hoi_outputs_ignore_the_relation_decoder_output(metas, tiny_clip
     # -R2ITR (Table VIII): the HOI decoder reads f_en only, never f_s / f_r / f_o (Eq. 7 removed)
     m = build(metas, tiny_clip_dir, r2i=r2i)
     with torch.no_grad():
-        f_en, en_mask, pos, rel = branch_inputs(m)
-        a = m._hoi_branch(f_en, en_mask, pos, rel)
-        b = m._hoi_branch(f_en, en_mask, pos, bumped(rel))
+        enc, rel = branch_inputs(m)
+        a = m._hoi_branch(enc, rel)
+        b = m._hoi_branch(enc, bumped(rel))
     changed = not torch.equal(a["verb_logits"], b["verb_logits"])
     assert changed == expect_change
 
@@ -49,9 +47,9 @@ def test_fetr_off_hoi_memory_is_f_r2i_alone(metas, tiny_clip_dir, feature_transf
     # HOI decoder; with FETR, F_hoi = f_en attending f_r2i does depend on f_en
     m = build(metas, tiny_clip_dir, feature_transform=feature_transform)
     with torch.no_grad():
-        f_en, en_mask, pos, rel = branch_inputs(m)
-        a = m._hoi_branch(f_en, en_mask, pos, rel)
-        b = m._hoi_branch(f_en + torch.randn_like(f_en), en_mask, pos, rel)
+        enc, rel = branch_inputs(m)
+        a = m._hoi_branch(enc, rel)
+        b = m._hoi_branch(dict(enc, f_en=enc["f_en"] + torch.randn_like(enc["f_en"])), rel)
     assert (not torch.equal(a["verb_logits"], b["verb_logits"])) == expect_change
 
 

@@ -1,0 +1,283 @@
+"""SG2HOI+ on a Deformable DETR base (``model.detr.type = deformable``).
+
+The paper builds SG2HOI+ on DETR and initialises it from a COCO DETR (Section IV-D). On a CPU budget a
+DETR-initialised SG2HOI+ stays at the floor (benchmarks/results/synth_sg2hoi.md): its decoders start
+from a detector that finds few SynthHOI objects, and DETR's global-attention decoders converge
+slowly. The deformable base keeps every SG2HOI+ module and loss and replaces the transformer
+underneath by a two-stage Deformable DETR (Zhu et al., ICLR 2021), initialised from a trained one:
+
+- backbone, input projections, level embedding and deformable encoder: the detector's. HSS (Eq. 1-3)
+  reads one backbone level (``model.sg2hoi.hss_level``); ``f_agg`` is added to that level's projected
+  map, with ``W_v`` / ``W_s`` starting at zero so the encoder first sees exactly the detector's input
+  (the DETR base's ``detr_proj`` does the same). There is no [CLS] token (deformable attention samples
+  around a position; a global token has none), so distillation (Eq. 5) reads the pooled memory.
+- pair queries: the relation and HOI queries are the encoder's top-``num_rel_queries`` two-stage
+  proposals (position and content from the proposal box, as in Deformable DETR's two-stage decoder);
+  each query's reference box is refined layer by layer by the detector's box heads, so it follows one
+  entity (the subject / human) and the tuple head predicts both boxes relative to the final
+  reference. At initialisation the subject box of every query is exactly the detector's box.
+- relation decoder and HOI decoder: copies of the detector's deformable decoder. R2ITrans (Eq. 7) and
+  the feature transformation keep their form: ``F_hoi`` is the multi-scale memory whose tokens attend
+  ``f_r2i``, so the HOI decoder still samples it deformably. The query transformation lets the
+  learned ``Q_hoi`` attend each image's relation queries.
+- proposal loss: nothing in Eq. (10) trains the proposal head, and the encoder under it keeps
+  training, so the detector's own two-stage loss (class-agnostic focal + L1 + GIoU against every
+  annotated box of the image) stays on (``model.sg2hoi.proposal_loss``, weight 1 = the detector's).
+
+Design notes and the alternatives considered: docs/method-notes-sg2hoi.md, "Deformable base".
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ...errors import ConfigError
+from ...losses.deformable_criterion import DeformableSetCriterion, FocalHungarianMatcher
+from ...losses.set_criterion import num_boxes_across_processes
+from ..deformable_detr import DeformableDETR
+from ..deformable_transformer import DeformableDecoder, DeformableTransformer, encoder_reference_points
+from ..detr import targets_to_detr
+from .heads import TupleHead
+from .model import SG2HOIPlus
+
+
+def check_deformable_base(net: DeformableDETR, sg) -> None:
+    """The detector settings the deformable base needs; ConfigError naming the key."""
+    tr = net.transformer
+    if not net.two_stage:
+        raise ConfigError("model.detr.two_stage: the SG2HOI+ deformable base needs a two-stage Deformable DETR "
+                          "(its pair queries are the encoder's proposals)")
+    if tr.mixed_selection:
+        raise ConfigError("model.detr.mixed_selection: not supported by the SG2HOI+ deformable base (the pair "
+                          "queries take their content from the proposals)")
+    if tr.decoder_fine_level:
+        raise ConfigError("model.detr.decoder_fine_level: not supported by the SG2HOI+ deformable base")
+    if sg.hidden_dim != tr.d_model:
+        raise ConfigError(f"model.sg2hoi.hidden_dim={sg.hidden_dim} must equal model.detr.hidden_dim={tr.d_model} "
+                          "for the deformable base (the encoder and decoders are the detector's)")
+    if sg.r2i and not sg.feature_transform:
+        raise ConfigError("model.sg2hoi.feature_transform=false (-FETR) needs the DETR base: the deformable HOI "
+                          "decoder samples a multi-scale map, which f_r2i alone is not")
+    if not sg.relq and sg.num_hoi_queries != sg.num_rel_queries:
+        raise ConfigError(f"model.sg2hoi.num_hoi_queries={sg.num_hoi_queries} must equal num_rel_queries="
+                          f"{sg.num_rel_queries} for the deformable base (both sets sit on the same proposals)")
+
+
+class DeformableSG2HOIEncoder(nn.Module):
+    """Input projections + level embedding + deformable encoder of a Deformable DETR, with the HSS
+    map added to one level, and its two-stage proposal stage.
+
+    Args:
+        net: the (trained) two-stage :class:`DeformableDETR` whose modules are taken over.
+        hss_level: backbone level HSS reads (index into the backbone's levels, negative from the end).
+    """
+
+    def __init__(self, net: DeformableDETR, hss_level: int):
+        super().__init__()
+        tr = net.transformer
+        self.input_proj = net.input_proj
+        self.position = net.backbone[1]                      # sine encoding, no parameters
+        self.level_offset, self.num_feature_levels = net.level_offset, net.num_feature_levels
+        self.level_embed = tr.level_embed
+        self.layers = tr.encoder.layers
+        self.d_model = tr.d_model
+        # two-stage proposal stage (names as in DeformableTransformer, whose methods use them)
+        self.enc_output, self.enc_output_norm = tr.enc_output, tr.enc_output_norm
+        self.pos_trans, self.pos_trans_norm = tr.pos_trans, tr.pos_trans_norm
+        nl = tr.decoder.num_layers
+        self.prop_class, self.prop_box = net.class_embed[nl], net.bbox_embed[nl]
+        n_levels = len(net.backbone.level_channels)
+        if not -n_levels <= hss_level < n_levels:
+            raise ConfigError(f"model.sg2hoi.hss_level={hss_level}: the backbone has {n_levels} levels")
+        level = hss_level % n_levels
+        if level < self.level_offset:
+            raise ConfigError(f"model.sg2hoi.hss_level={hss_level}: level {level} is not one the detector projects "
+                              f"(it uses backbone levels {self.level_offset}..{n_levels - 1})")
+        self.hss_level = level                                #: index into the backbone's levels
+        self.hss_channels = net.backbone.level_channels[level]
+
+    def forward(self, feats: List[Tensor], masks: List[Tensor], f_agg: Tensor, image_mask: Tensor):
+        """Args:
+            feats, masks: the backbone's levels and their paddings. f_agg: ``[B, d, h, w]`` (Eq. 3) at
+            level ``hss_level``. image_mask: ``[B, H, W]`` True on padding.
+
+        Returns:
+            ``memory [B, S, d]``, ``mask [B, S]``, ``pos [B, S, d]`` (sine + level embedding) and the
+            context ``{"shapes", "valid_ratios"}`` the deformable decoders need.
+        """
+        srcs = [proj(f) for proj, f in zip(self.input_proj, feats[self.level_offset:])]
+        srcs[self.hss_level - self.level_offset] = srcs[self.hss_level - self.level_offset] + f_agg
+        masks = list(masks[self.level_offset:])
+        n_back = len(srcs)
+        for lvl in range(n_back, self.num_feature_levels):   # extra stride-2 levels, as DeformableDETR._levels
+            src = self.input_proj[lvl](feats[-1] if lvl == n_back else srcs[-1])
+            masks.append(F.interpolate(image_mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0])
+            srcs.append(src)
+        shapes = [(s.shape[-2], s.shape[-1]) for s in srcs]
+        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+        mask = torch.cat([m.flatten(1) for m in masks], 1)
+        pos = torch.cat([self.position(m, s.dtype).flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
+                         for lvl, (s, m) in enumerate(zip(srcs, masks))], 1)
+        valid_ratios = torch.stack([DeformableTransformer.valid_ratio(m) for m in masks], 1)
+        refs = encoder_reference_points(shapes, valid_ratios)
+        memory = src
+        for layer in self.layers:
+            memory = layer(memory, pos, refs, shapes, mask)
+        return memory, mask, pos, {"shapes": shapes, "valid_ratios": valid_ratios}
+
+    def proposals(self, memory: Tensor, mask: Tensor, shapes, k: int) -> Dict[str, Tensor]:
+        """Deformable DETR's two-stage query selection: the ``k`` encoder tokens with the highest
+        proposal score (class 0, trained class-agnostic) give reference boxes ``refs [B, k, 4]`` and the
+        queries' position ``query_pos`` and content ``tgt [B, k, d]``; ``enc_logits [B, S, C]`` /
+        ``enc_boxes [B, S, 4]`` are every token's proposal (for the proposal loss)."""
+        enc_memory, props = DeformableTransformer.encoder_proposals(self, memory, mask, shapes)
+        logits = self.prop_class(enc_memory)
+        coords = self.prop_box(enc_memory) + props
+        k = min(k, logits.shape[1])
+        top = torch.topk(logits[..., 0], k, dim=1)[1]
+        chosen = torch.gather(coords, 1, top[..., None].repeat(1, 1, 4)).detach()
+        pos_trans = self.pos_trans_norm(self.pos_trans(DeformableTransformer.proposal_pos_embed(self, chosen)))
+        query_pos, tgt = torch.split(pos_trans, self.d_model, dim=2)
+        return {"refs": chosen.sigmoid(), "query_pos": query_pos, "tgt": tgt, "enc_logits": logits,
+                "enc_boxes": coords.sigmoid()}
+
+
+class DeformablePairDecoder(nn.Module):
+    """A deformable decoder (with box refinement) + a five-branch :class:`TupleHead` whose boxes are
+    relative to each query's final reference box.
+
+    Args:
+        decoder: :class:`DeformableDecoder` with ``bbox_embed`` set (one refinement head per layer).
+        head: the tuple head. names: output key of the head's left / mid / right boxes and logits.
+    """
+
+    REL = {"left_boxes": "sub_boxes", "left_logits": "sub_logits", "mid_logits": "rel_logits",
+           "right_boxes": "obj_boxes", "right_logits": "obj_logits", "f_left": "f_s", "f_mid": "f_r", "f_right": "f_o"}
+    HOI = {"left_boxes": "human_boxes", "left_logits": "human_logits", "mid_logits": "verb_logits",
+           "right_boxes": "obj_boxes", "right_logits": "obj_logits"}
+
+    def __init__(self, decoder: DeformableDecoder, head: TupleHead, names: Dict[str, str]):
+        super().__init__()
+        self.decoder, self.head, self.names = decoder, head, dict(names)
+
+    def forward(self, tgt: Tensor, query_pos: Tensor, refs: Tensor, memory: Tensor, mask: Tensor,
+                ctx: Dict) -> Dict[str, Tensor]:
+        """``tgt`` / ``query_pos [B, Q, d]``, ``refs [B, Q, 4]`` (cxcywh in [0, 1]), memory and mask of the
+        encoder (or ``F_hoi``) -> the tuple outputs under :attr:`names` plus ``hs [B, Q, d]`` and
+        ``refs`` (the reference boxes the head predicted from)."""
+        hs, inter = self.decoder(tgt, refs, memory, ctx["shapes"], ctx["valid_ratios"], query_pos, mask)
+        last_ref = refs if hs.shape[0] == 1 else inter[-2]     # the reference the last layer sampled around
+        o = self.head(hs[-1], last_ref)
+        out = {self.names[k]: v for k, v in o.items() if k in self.names}
+        out.update(hs=hs[-1], refs=last_ref)
+        return out
+
+
+def pair_decoder(net: DeformableDETR, head: TupleHead, names: Dict[str, str]) -> DeformablePairDecoder:
+    """A copy of ``net``'s decoder with its own copies of the per-layer refinement heads."""
+    import copy
+    tr = net.transformer
+    dec = DeformableDecoder(copy.deepcopy(tr.decoder.layers[0]), tr.decoder.num_layers, tr.decoder.look_forward_twice)
+    dec.layers = copy.deepcopy(tr.decoder.layers)
+    dec.bbox_embed = copy.deepcopy(nn.ModuleList(list(net.bbox_embed)[:tr.decoder.num_layers]))
+    return DeformablePairDecoder(dec, head, names)
+
+
+@torch.no_grad()
+def init_heads_from_detector(model: "DeformableSG2HOIPlus", net: DeformableDETR) -> int:
+    """Start both box MLPs of both tuple heads as the detector's last box head, behind entity branches
+    set to a shifted identity (as :func:`hoikit.models.sg2hoi.detr_init._shifted_identity_branches`
+    for the DETR base): at initialisation every subject / human box is exactly the detector's box of
+    the query. The shift ``c`` is bounded from the last decoder layer's output LayerNorm. Returns the
+    number of tensors set."""
+    nl = net.transformer.decoder.num_layers
+    last = net.bbox_embed[nl - 1]
+    norm = net.transformer.decoder.layers[nl - 1].norm3
+    g, beta = norm.weight.float(), norm.bias.float()
+    c = (g.abs() * math.sqrt(g.numel()) - beta).clamp(min=0)
+    n = 0
+    for dec in (model.rel_decoder, model.hoi_decoder):
+        if dec is None:
+            continue
+        head = dec.head
+        for side, r2i_cols in (("left", 0), ("right", 2)):
+            box = getattr(head, f"{side}_box")
+            box.load_state_dict(last.state_dict())
+            branch = getattr(head, f"{side}_branch")[0]
+            branch.weight.copy_(torch.eye(c.numel()))
+            branch.bias.copy_(c)
+            cls = getattr(head, f"{side}_cls")
+            for lin in (box.layers[0], getattr(cls, "proj", cls)):
+                lin.bias.sub_(lin.weight @ c)
+            if dec is model.rel_decoder and model.r2i is not None:
+                d = c.numel()
+                model.r2i.w_t.bias.sub_(model.r2i.w_t.weight[:, r2i_cols * d:(r2i_cols + 1) * d] @ c)
+            n += len(last.state_dict()) + 2
+    return n
+
+
+class DeformableSG2HOIPlus(SG2HOIPlus):
+    """SG2HOI+ on the deformable base (module docstring). Built by
+    :func:`hoikit.models.sg2hoi.build.build_sg2hoi` when ``model.detr.type = deformable``.
+
+    Extra args:
+        num_queries: pair queries per image (the top proposals). proposal_criterion: the detector's
+            set criterion for the proposal loss, or None (off). proposal_weight: its weight.
+    """
+
+    def __init__(self, *args, num_queries: int, proposal_criterion: Optional[DeformableSetCriterion] = None,
+                 proposal_weight: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.num_queries = num_queries
+        self.proposal_criterion, self.proposal_weight = proposal_criterion, proposal_weight
+
+    def _encode(self, tensor: Tensor, mask: Tensor) -> Dict:
+        feats, masks = self.backbone.forward_levels(tensor, mask)
+        lvl = self.encoder.hss_level
+        v, f_agg, seg = self.hss(feats[lvl])                                                   # Eq. (1)-(3)
+        f_en, en_mask, pos, ctx = self.encoder(feats, masks, f_agg, mask)                      # Eq. (4)
+        prop = self.encoder.proposals(f_en, en_mask, ctx["shapes"], self.num_queries)
+        return {"f_en": f_en, "mask": en_mask, "pos": pos, "seg": seg, "seg_mask": masks[lvl], "ctx": ctx,
+                "proposals": prop}
+
+    def _relations(self, enc: Dict) -> Dict[str, Tensor]:
+        p = enc["proposals"]
+        return self.rel_decoder(p["tgt"], p["query_pos"], p["refs"], enc["f_en"], enc["mask"], enc["ctx"])  # Eq. (6)
+
+    def _hoi_branch(self, enc: Dict, rel: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        """Eq. (7)-(8) on the proposal queries: ``Q_rel`` of an image is its relation queries' content."""
+        p, f_en = enc["proposals"], enc["f_en"]
+        if self.query_transform is None:                                             # RELQ
+            queries = p["tgt"]
+        else:
+            queries = self.query_transform(p["tgt"], f_en.shape[0])
+        memory = f_en                                                                # -R2ITR
+        if self.r2i is not None:
+            f_r2i = self.r2i(rel["f_s"], rel["f_r"], rel["f_o"], p["query_pos"])
+            memory = self.feature_transform(f_en, f_r2i, x_pos=enc["pos"], kv_pos=p["query_pos"])   # F_hoi
+        return self.hoi_decoder(queries, p["query_pos"], p["refs"], memory, enc["mask"], enc["ctx"])
+
+    def _extra_losses(self, enc: Dict, targets: List[Dict[str, Tensor]], images) -> Dict[str, Tensor]:
+        """The two-stage proposal loss (``loss_{ce,bbox,giou}_prop``): every annotated box of the image,
+        class-agnostic, against every token's proposal, Hungarian-matched (Deformable DETR's encoder loss)."""
+        if self.proposal_criterion is None or self.proposal_weight <= 0:
+            return {}
+        p = enc["proposals"]
+        boxes = targets_to_detr(targets, images)
+        agnostic = [{"labels": torch.zeros(len(t["boxes"]), dtype=torch.int64, device=t["boxes"].device),
+                     "boxes": t["boxes"]} for t in boxes]
+        num_boxes = num_boxes_across_processes(agnostic, p["enc_logits"].device)
+        losses, _ = self.proposal_criterion._layer({"pred_logits": p["enc_logits"], "pred_boxes": p["enc_boxes"]},
+                                                   agnostic, num_boxes, "_prop")
+        return {k: v * self.proposal_weight for k, v in losses.items()}
+
+
+def proposal_criterion(dcfg) -> DeformableSetCriterion:
+    """The detector's criterion with its matcher costs and loss weights (``model.detr``)."""
+    matcher = FocalHungarianMatcher(dcfg.set_cost_class, dcfg.set_cost_bbox, dcfg.set_cost_giou, dcfg.focal_alpha)
+    return DeformableSetCriterion(1, matcher, dcfg.focal_alpha, dcfg.ce_loss_coef, dcfg.bbox_loss_coef,
+                                  dcfg.giou_loss_coef)

@@ -1,0 +1,186 @@
+"""SG2HOI+ on the deformable base (model.detr.type = deformable).
+
+Independent expectations: the detector itself (at initialisation each relation / HOI query's subject
+box is the detector's box of the same proposal, and the encoder output is the detector's memory),
+the two-stage selection (the queries sit on the detector's top proposals), round trips (rebuilt
+from the state dict alone, the model gives the same outputs), and the training contract (losses
+finite, the proposal loss reaches the proposal head, -R2ITR / -HSS behave as on the DETR base).
+"""
+import dataclasses
+
+import pytest
+import torch
+
+from sg2hoi_tiny import hoi_batch, sgg_batch, tiny_cfg
+from hoikit.errors import CheckpointError, ConfigError
+from hoikit.models.deformable_detr import build_deformable_detr
+from hoikit.models.detr import nested_tensor_from_images
+from hoikit.models.sg2hoi.build import build_sg2hoi
+
+
+def detector_cfg(cfg, num_classes=4):
+    d = cfg.model.detr
+    d.type, d.backbone, d.hidden_dim, d.nheads = "deformable", "small_res", 32, 2
+    d.enc_layers, d.dec_layers, d.dim_feedforward, d.dropout = 1, 2, 64, 0.0
+    d.num_queries, d.num_feature_levels, d.with_box_refine, d.two_stage = 6, 3, True, True
+    return dataclasses.replace(d, num_classes=num_classes)
+
+
+@pytest.fixture(scope="module")
+def detector_file(tmp_path_factory):
+    """A random two-stage Deformable DETR with perturbed heads, saved as a bare state dict."""
+    torch.manual_seed(3)
+    net = build_deformable_detr(detector_cfg(tiny_cfg()))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = tmp_path_factory.mktemp("ddetr") / "det.pt"
+    torch.save(net.state_dict(), path)
+    return path, net.eval()
+
+
+def build(metas, path, task="joint", **sg):
+    cfg = tiny_cfg(**sg)
+    detector_cfg(cfg)
+    cfg.model.detr.checkpoint = str(path)
+    torch.manual_seed(0)
+    return build_sg2hoi(cfg, *metas, task=task), cfg
+
+
+def test_at_init_subject_boxes_are_the_detector_boxes(metas, detector_file):
+    path, net = detector_file
+    m, _ = build(metas, path)
+    m.eval()
+    imgs = hoi_batch()[0]
+    tensor, mask = nested_tensor_from_images(imgs)
+    with torch.no_grad():
+        det = net(imgs)
+        enc = m._encode(tensor, mask)
+        rel = m._relations(enc)
+        hoi = m._hoi_branch(enc, rel)
+    # W_v / W_s start at zero: the encoder output is the detector's memory
+    assert torch.allclose(enc["f_en"], det["memory"], atol=1e-5)
+    # 6 queries = the detector's two-stage top-6: the same reference boxes, and the final box of each
+    # query is the detector's final box (shifted-identity branch + the detector's last box head)
+    assert torch.allclose(rel["sub_boxes"], det["pred_boxes"], atol=1e-5)
+    assert torch.allclose(rel["obj_boxes"], det["pred_boxes"], atol=1e-5)
+    # the HOI decoder is its own copy of the detector's decoder on F_hoi (f_en after the feature
+    # transformation), on the same proposals: its boxes have the detector's shape but their own values
+    assert hoi["human_boxes"].shape == det["pred_boxes"].shape
+    assert m.hoi_decoder.decoder.layers[0].cross_attn.sampling_offsets.weight.data_ptr() != \
+        m.rel_decoder.decoder.layers[0].cross_attn.sampling_offsets.weight.data_ptr()
+
+
+def test_proposals_are_the_detector_top_k(metas, detector_file):
+    path, net = detector_file
+    m, _ = build(metas, path)
+    m.eval()
+    imgs = sgg_batch()[0]
+    tensor, mask = nested_tensor_from_images(imgs)
+    with torch.no_grad():
+        det = net(imgs)
+        p = m._encode(tensor, mask)["proposals"]
+    enc = det["enc_outputs"]
+    top = enc["pred_logits"][..., 0].topk(6, dim=1).indices
+    expect = torch.gather(enc["pred_boxes"], 1, top[..., None].expand(-1, -1, 4))
+    assert torch.allclose(p["refs"], expect, atol=1e-6)
+
+
+def test_training_step_and_proposal_loss(metas, detector_file):
+    path, _ = detector_file
+    m, _ = build(metas, path)
+    m.train()
+    for batch in (sgg_batch(), hoi_batch()):
+        losses = m(*batch)
+        assert {"loss_ce_prop", "loss_bbox_prop", "loss_giou_prop", "loss_seg"} <= set(losses)
+        assert all(torch.isfinite(v) for v in losses.values())
+    m.zero_grad()
+    m(*hoi_batch())["loss_ce_prop"].backward()
+    assert m.encoder.prop_class.weight.grad.abs().sum() > 0
+    m.zero_grad()
+    sum(m(*hoi_batch()).values()).backward()
+    assert m.hoi_decoder.head.mid_cls.weight.grad.abs().sum() > 0      # verbs learn
+    assert m.hss.w_v.weight.grad.abs().sum() > 0                          # Eq. (3) terms grow in
+
+
+def test_proposal_loss_off(metas, detector_file):
+    m, _ = build(metas, detector_file[0], proposal_loss=0.0)
+    losses = m.train()(*hoi_batch())
+    assert not any(k.endswith("_prop") for k in losses)
+
+
+def test_rebuilt_from_state_dict_gives_the_same_outputs(metas, detector_file):
+    m, cfg = build(metas, detector_file[0])
+    m.eval()
+    sd = m.state_dict()
+    cfg.model.detr.checkpoint = ""                       # inference needs no detector file
+    torch.manual_seed(5)
+    m2 = build_sg2hoi(cfg, *metas, state_dict=sd, task="joint")
+    m2.load_state_dict(sd)
+    m2.eval()
+    imgs = hoi_batch()[0]
+    with torch.no_grad():
+        a, b = m(imgs), m2(imgs)
+    for x, y in zip(a, b):
+        for part in ("sgg", "hoi"):
+            for k in x[part]:
+                assert torch.equal(x[part][k], y[part][k]), (part, k)
+
+
+def test_r2i_off_hoi_ignores_the_relation_branch_features(metas, detector_file):
+    for r2i, expect in ((False, False), (True, True)):
+        m, _ = build(metas, detector_file[0], r2i=r2i)
+        m.eval()
+        tensor, mask = nested_tensor_from_images(hoi_batch()[0])
+        with torch.no_grad():
+            enc = m._encode(tensor, mask)
+            rel = m._relations(enc)
+            a = m._hoi_branch(enc, rel)["verb_logits"]
+            b = m._hoi_branch(enc, {k: (v + 1 if k in ("f_s", "f_r", "f_o") else v) for k, v in rel.items()})["verb_logits"]
+        assert (not torch.equal(a, b)) == expect
+
+
+def test_no_hss_has_no_segmentation(metas, detector_file):
+    m, _ = build(metas, detector_file[0], hss="none")
+    losses = m.train()(*sgg_batch())
+    assert "loss_seg" not in losses and m.hss.num_classes == 0
+
+
+def test_config_errors(metas, detector_file, tmp_path):
+    path = detector_file[0]
+    with pytest.raises(ConfigError, match="model.detr.checkpoint"):
+        build(metas, "")
+    with pytest.raises(ConfigError, match="hidden_dim"):
+        build(metas, path, hidden_dim=64, seg_dim=32)
+    with pytest.raises(ConfigError, match="feature_transform"):
+        build(metas, path, feature_transform=False)
+    with pytest.raises(ConfigError, match="num_hoi_queries"):
+        build(metas, path, num_hoi_queries=4)
+    with pytest.raises(ConfigError, match="hss_level"):
+        build(metas, path, hss_level=3)
+    cfg = tiny_cfg()
+    detector_cfg(cfg)
+    with pytest.raises(CheckpointError, match="prop_class"):
+        build_sg2hoi(cfg, *metas, state_dict={"x": torch.zeros(1)}, task="joint")
+
+
+def test_synthhoi_preset_loads_the_shipped_detector():
+    # the preset's model.detr section must match hoikit/assets/synth_deformable.pt (strict load), and the
+    # model starts as that detector: subject boxes = the detector's boxes on a SynthHOI-sized image
+    from hoikit.config import load_config
+    from hoikit.data.metadata import DatasetMeta
+    from hoikit.data.synth.classes import OBJECTS, PREDICATES, VERBS
+    from hoikit.models.detectors import build_detector_network, load_detector_weights
+    cfg = load_config("synth_sg2hoi_deformable")
+    sgg = DatasetMeta(name="synth-vg", objects=list(OBJECTS), predicates=list(PREDICATES))
+    hoi = DatasetMeta(name="synth", objects=list(OBJECTS), verbs=list(VERBS), person_label=0)
+    torch.manual_seed(0)
+    m = build_sg2hoi(cfg, sgg, hoi, task="joint").eval()
+    det = build_detector_network(dataclasses.replace(cfg.model.detr, num_classes=len(OBJECTS)))
+    load_detector_weights(det, cfg.model.detr.checkpoint)
+    imgs = [torch.randn(3, 256, 256)]
+    tensor, mask = nested_tensor_from_images(imgs)
+    with torch.no_grad():
+        rel = m._relations(m._encode(tensor, mask))
+        ref = det.eval()(imgs)
+    assert torch.allclose(rel["sub_boxes"], ref["pred_boxes"], atol=1e-4)
