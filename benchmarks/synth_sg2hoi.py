@@ -139,9 +139,21 @@ def _stat(values):
     return f"{statistics.mean(v):.2f} ± {sd:.2f} ({min(v):.2f}..{max(v):.2f})"
 
 
+def paired(rows_a, rows_b, key: str):
+    """``a - b`` of ``key`` over the seeds both rows have: (mean, sample std, n) or None."""
+    a = {x["seed"]: x["metrics"].get(key, float("nan")) for x in rows_a}
+    b = {x["seed"]: x["metrics"].get(key, float("nan")) for x in rows_b}
+    d = [a[s] - b[s] for s in sorted(set(a) & set(b)) if a[s] == a[s] and b[s] == b[s]]
+    if not d:
+        return None
+    return statistics.mean(d), (statistics.stdev(d) if len(d) > 1 else float("nan")), len(d)
+
+
 def report(args) -> str:
+    """The Markdown table of OUT's results: every metric as mean +- std (min..max) over seeds, then per
+    row the per-seed HOI mAP Full and SGDet R@50 and the row minus ``joint`` paired by seed."""
     results = [json.loads(p.read_text()) for p in sorted(Path(args.out).glob("*_s*/result.json"))]
-    by_row = {r: [x for x in results if x["row"] == r] for r in ROWS}
+    by_row = {r: sorted([x for x in results if x["row"] == r], key=lambda x: x["seed"]) for r in ROWS}
     setup = results[0]["setup"] if results else {}
     lines = ["| row | seeds | " + " | ".join(SGG_KEYS + HOI_KEYS) + " | train s/seed |",
              "|---|---|" + "---|" * (len(SGG_KEYS) + len(HOI_KEYS) + 1)]
@@ -152,8 +164,19 @@ def report(args) -> str:
             continue
         cells = [_stat([x["metrics"].get(k, float("nan")) for x in rs]) for k in SGG_KEYS + HOI_KEYS]
         secs = statistics.mean(x["seconds"] for x in rs)
-        lines.append(f"| {row} | {','.join(str(x['seed']) for x in sorted(rs, key=lambda x: x['seed']))} | "
-                     + " | ".join(cells) + f" | {secs:.0f} |")
+        lines.append(f"| {row} | {','.join(str(x['seed']) for x in rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
+    lines += ["", "| row | per-seed mAP Full | per-seed R@50 | row - joint, paired by seed: mAP Full | R@50 |",
+              "|---|---|---|---|---|"]
+    for row in ROWS:
+        rs = by_row[row]
+        if not rs:
+            continue
+        per = {k: ", ".join(f"s{x['seed']} {x['metrics'].get(k, float('nan')):.2f}" for x in rs) for k in ("mAP_full", "R@50")}
+        diffs = []
+        for k in ("mAP_full", "R@50"):
+            d = paired(rs, by_row["joint"], k) if row != "joint" else None
+            diffs.append("-" if d is None else f"{d[0]:+.2f} +- {d[1]:.2f} ({d[2]})")
+        lines.append(f"| {row} | {per['mAP_full']} | {per['R@50']} | {diffs[0]} | {diffs[1]} |")
     return "setup: " + json.dumps(setup) + "\n\n" + "\n".join(lines) + "\n"
 
 
