@@ -15,7 +15,9 @@ underneath by a two-stage Deformable DETR (Zhu et al., ICLR 2021), initialised f
   proposals (position and content from the proposal box, as in Deformable DETR's two-stage decoder);
   each query's reference box is refined layer by layer by the detector's box heads, so it follows one
   entity (the subject / human) and the tuple head predicts both boxes relative to the final
-  reference. At initialisation the subject box of every query is exactly the detector's box.
+  reference. With as many queries as the detector has, the subject box of every query starts as
+  exactly the detector's box. The refinement heads get no gradient and keep the detector's weights
+  (:func:`pair_decoder`).
 - relation decoder and HOI decoder: copies of the detector's deformable decoder. R2ITrans (Eq. 7) and
   the feature transformation keep their form: ``F_hoi`` is the multi-scale memory whose tokens attend
   ``f_r2i``, so the HOI decoder still samples it deformably. The query transformation lets the
@@ -137,7 +139,9 @@ class DeformableSG2HOIEncoder(nn.Module):
         enc_memory, props = DeformableTransformer.encoder_proposals(self, memory, mask, shapes)
         logits = self.prop_class(enc_memory)
         coords = self.prop_box(enc_memory) + props
-        k = min(k, logits.shape[1])
+        if logits.shape[1] < k:
+            raise ValueError(f"SG2HOI+ deformable base: the image gives {logits.shape[1]} encoder tokens, fewer than "
+                             f"the {k} pair queries (model.sg2hoi.num_rel_queries); use a larger input or fewer queries")
         top = torch.topk(logits[..., 0], k, dim=1)[1]
         chosen = torch.gather(coords, 1, top[..., None].repeat(1, 1, 4)).detach()
         pos_trans = self.pos_trans_norm(self.pos_trans(DeformableTransformer.proposal_pos_embed(self, chosen)))
@@ -178,7 +182,14 @@ class DeformablePairDecoder(nn.Module):
 
 
 def pair_decoder(net: DeformableDETR, head: TupleHead, names: Dict[str, str]) -> DeformablePairDecoder:
-    """A copy of ``net``'s decoder with its own copies of the per-layer refinement heads."""
+    """A copy of ``net``'s decoder with its own copies of the per-layer refinement heads.
+
+    The refinement heads keep the detector's weights: the reference boxes between layers are detached
+    (as in Deformable DETR) and SG2HOI+'s losses (Eq. 9-10) read the last layer only, so no gradient
+    reaches them (AdamW skips a parameter without gradient: no update, no weight decay). They keep
+    moving each reference box as the detector did, and the trainable tuple head predicts the final
+    boxes from the last reference. (They stay in the optimizer's groups so that checkpoints of the
+    first runs resume; tests/models/sg2hoi/test_deformable_base.py checks that they get no gradient.)"""
     import copy
     tr = net.transformer
     dec = DeformableDecoder(copy.deepcopy(tr.decoder.layers[0]), tr.decoder.num_layers, tr.decoder.look_forward_twice)
@@ -200,6 +211,8 @@ def init_heads_from_detector(model: "DeformableSG2HOIPlus", net: DeformableDETR)
     g, beta = norm.weight.float(), norm.bias.float()
     c = (g.abs() * math.sqrt(g.numel()) - beta).clamp(min=0)
     n = 0
+    # exact only when the queries are the detector's (num_rel_queries = model.detr.num_queries): the
+    # decoder's self-attention otherwise sees another set of queries
     for dec in (model.rel_decoder, model.hoi_decoder):
         if dec is None:
             continue

@@ -64,11 +64,41 @@ def test_at_init_subject_boxes_are_the_detector_boxes(metas, detector_file):
     # query is the detector's final box (shifted-identity branch + the detector's last box head)
     assert torch.allclose(rel["sub_boxes"], det["pred_boxes"], atol=1e-5)
     assert torch.allclose(rel["obj_boxes"], det["pred_boxes"], atol=1e-5)
-    # the HOI decoder is its own copy of the detector's decoder on F_hoi (f_en after the feature
-    # transformation), on the same proposals: its boxes have the detector's shape but their own values
     assert hoi["human_boxes"].shape == det["pred_boxes"].shape
-    assert m.hoi_decoder.decoder.layers[0].cross_attn.sampling_offsets.weight.data_ptr() != \
-        m.rel_decoder.decoder.layers[0].cross_attn.sampling_offsets.weight.data_ptr()
+    # every module is its own copy: no two state-dict tensors share storage, nothing registered twice
+    sd = m.state_dict()
+    assert len({t.untyped_storage().data_ptr() for t in sd.values() if t.numel()}) == \
+        sum(1 for t in sd.values() if t.numel())
+    assert len(list(m.named_parameters(remove_duplicate=False))) == len(list(m.named_parameters()))
+
+
+@pytest.mark.parametrize("dec_layers, look_forward_twice", [(1, False), (2, False), (2, True)])
+def test_hoi_decoder_without_r2i_starts_as_the_detector(metas, tmp_path, dec_layers, look_forward_twice):
+    # with r2i off and RELQ the HOI decoder reads f_en with the relation content as queries: a second
+    # copy of the detector, so its human boxes are the detector's boxes too (every decoder depth; the
+    # reference box of the last layer is inter[-2], or the proposals with one layer)
+    cfg = tiny_cfg()
+    dcfg = dataclasses.replace(detector_cfg(cfg), dec_layers=dec_layers, look_forward_twice=look_forward_twice)
+    torch.manual_seed(4)
+    net = build_deformable_detr(dcfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    torch.save(net.state_dict(), tmp_path / "det.pt")
+    cfg = tiny_cfg(r2i=False, relq=True)
+    cfg.model.detr = dataclasses.replace(dcfg, checkpoint=str(tmp_path / "det.pt"))
+    torch.manual_seed(0)
+    m = build_sg2hoi(cfg, *metas, task="joint").eval()
+    imgs = hoi_batch()[0]
+    with torch.no_grad():
+        out = m(imgs)
+        det = net.eval()(imgs)
+    sizes = torch.tensor([[im.shape[2], im.shape[1]] * 2 for im in imgs], dtype=torch.float32)[:, None]
+    from hoikit.ops import box_cxcywh_to_xyxy
+    expect = box_cxcywh_to_xyxy(det["pred_boxes"]) * sizes
+    for i in range(len(imgs)):
+        assert torch.allclose(out[i]["hoi"]["human_boxes"], expect[i], atol=1e-3)
+        assert torch.allclose(out[i]["sgg"]["sub_boxes"], expect[i], atol=1e-3)
 
 
 def test_proposals_are_the_detector_top_k(metas, detector_file):
@@ -101,6 +131,32 @@ def test_training_step_and_proposal_loss(metas, detector_file):
     sum(m(*hoi_batch()).values()).backward()
     assert m.hoi_decoder.head.mid_cls.weight.grad.abs().sum() > 0      # verbs learn
     assert m.hss.w_v.weight.grad.abs().sum() > 0                          # Eq. (3) terms grow in
+
+
+def test_every_trainable_parameter_learns_except_the_refinement_heads(metas, detector_file):
+    # over one SGG and one HOI batch every parameter gets a gradient, except the decoders' per-layer
+    # refinement heads (detached references, last-layer losses: they keep the detector's weights)
+    m, _ = build(metas, detector_file[0])
+    m.train()
+    (sum(m(*sgg_batch()).values()) + sum(m(*hoi_batch()).values())).backward()
+    no_grad = {n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())}
+    assert no_grad == {n for n, _ in m.named_parameters() if ".decoder.bbox_embed." in n}
+
+
+def test_hoi_frozen_phase_trains_the_hoi_part_only(metas, detector_file):
+    # Table V single-task HOI: after set_phase("hoi_frozen") the SGG part (backbone, HSS, encoder with the
+    # proposal stage, relation decoder) has no trainable parameter and no loss but the HOI set losses runs
+    m, _ = build(metas, detector_file[0], task="hoi")
+    m.set_phase("hoi_frozen")
+    losses = m.train()(*hoi_batch())
+    assert losses and all(k.startswith("loss_hoi") for k in losses)
+    parts = m.parameter_parts()
+    assert not parts["backbone"] and not parts["sgg"] and not parts["sgg_text_cls"]
+    hoi_ids = {id(p) for p in parts["hoi"] + parts["hoi_text_cls"]}
+    assert hoi_ids == {id(p) for mod in (m.r2i, m.feature_transform, m.query_transform, m.hoi_decoder)
+                       for p in mod.parameters()}
+    m.set_phase("joint")
+    assert {"loss_ce_prop", "loss_seg"} <= set(m.train()(*sgg_batch()))
 
 
 def test_proposal_loss_off(metas, detector_file):
