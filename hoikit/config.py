@@ -29,6 +29,7 @@ DataFormat = Literal["hicodet", "vcoco", "vg", "custom", "synth", "coco"]
 ZeroShot = Literal["", "rf_uc", "nf_uc", "uo", "uv"]
 DetectorBoxes = Literal["all", "hoi"]
 DetectorType = Literal["detr", "deformable"]
+PairQueries = Literal["detections", "proposals"]
 BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "tiny", "small", "small_res"]
 Pooling = Literal["auto", "cls", "mean"]
 Ablation = Literal["full", "plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt"]
@@ -257,6 +258,7 @@ class SG2HOIConfig:
     # deformable base (model.detr.type = deformable; hoikit/models/sg2hoi/deformable.py, not in the paper)
     hss_level: int = -1              # backbone level HSS reads (-1 = C5, the paper's map; 0 = the finest)
     proposal_loss: float = 1.0       # weight of the detector's two-stage proposal loss (0 = off)
+    pair_queries: PairQueries = "detections"   # detections: pairs of the detector's detections | proposals: one proposal each
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 

@@ -22,7 +22,8 @@ from ..deformable_detr import build_deformable_detr
 from ..deformable_weights import load_deformable_weights, read_deformable_weights
 from .criterion import SG2HOICriterion
 from .deformable import (DeformablePairDecoder, DeformableSG2HOIEncoder, DeformableSG2HOIPlus,
-                         check_deformable_base, init_heads_from_detector, pair_decoder, proposal_criterion)
+                         check_deformable_base, init_heads_from_detector, pair_decoder, proposal_criterion,
+                         zero_box_offsets)
 from .heads import TupleHead
 from .detr_init import init_from_detr
 from .encoder import SG2HOIEncoder, VLDistillHead
@@ -252,7 +253,7 @@ def _build_deformable(cfg: Config, meta_sgg, meta_hoi, state_dict, task: str, tr
     net, path = _deformable_detector(cfg, state_dict, train_backbone)
     check_deformable_base(net, sg)
     clip, clip_dim, text = _text_source(sg, state_dict)
-    encoder = DeformableSG2HOIEncoder(net, sg.hss_level)
+    encoder = DeformableSG2HOIEncoder(net, sg.hss_level, sg.pair_queries)
     union, (map_sgg, map_hoi) = union_vocabulary(meta_sgg.objects if meta_sgg else None,
                                                  meta_hoi.objects if meta_hoi else None)
     hss = SemanticSpatialAggregation(encoder.hss_channels, sg.seg_dim, text.seg_table(union, sg.hss),
@@ -260,9 +261,11 @@ def _build_deformable(cfg: Config, meta_sgg, meta_hoi, state_dict, task: str, tr
                                      zero_init=True)
     distill = VLDistillHead(sg.hidden_dim, clip_dim, source, sg.vl_loss, has_cls=False) if (source and clip_dim) else None
     text_init = sg.variant != "rand"
-    rel_decoder = pair_decoder(net, _relation_head(sg, meta_sgg, meta_hoi, text, text_init), DeformablePairDecoder.REL)
+    refine = sg.pair_queries == "proposals"      # detection pairs keep their union reference box
+    rel_decoder = pair_decoder(net, _relation_head(sg, meta_sgg, meta_hoi, text, text_init), DeformablePairDecoder.REL,
+                               refine)
     r2i, feat_tr, query_tr, hoi_decoder = _hoi_branch(
-        sg, meta_hoi, text, text_init, lambda head: pair_decoder(net, head, DeformablePairDecoder.HOI))
+        sg, meta_hoi, text, text_init, lambda head: pair_decoder(net, head, DeformablePairDecoder.HOI, refine))
     criterion = SG2HOICriterion(sg.alpha_box, sg.alpha_cls, sg.alpha_rel, sg.eos_coef, sg.train_unmatched, sg.verb_loss)
     lambda_seg = sg.lambda_seg if sg.hss != "none" else 0.0
     model = DeformableSG2HOIPlus(
@@ -271,7 +274,12 @@ def _build_deformable(cfg: Config, meta_sgg, meta_hoi, state_dict, task: str, tr
         lambda_algn=sg.lambda_algn, task=task, num_queries=sg.num_rel_queries,
         proposal_criterion=proposal_criterion(cfg.model.detr) if sg.proposal_loss > 0 else None,
         proposal_weight=sg.proposal_loss)
-    if path is not None:
+    if sg.pair_queries == "detections":
+        zero_box_offsets(model)
+        if path is not None:
+            log.info("SG2HOI+ (deformable base): backbone, encoder, proposals, the entity decoder and both pair "
+                     "decoders from %s; pair queries = pairs of its detections", path)
+    elif path is not None:
         n = init_heads_from_detector(model, net)
         log.info("SG2HOI+ (deformable base): backbone, encoder, proposals and both decoders from %s; %d head "
                  "tensors from its last box head", path, n)

@@ -11,13 +11,14 @@ underneath by a two-stage Deformable DETR (Zhu et al., ICLR 2021), initialised f
   map, with ``W_v`` / ``W_s`` starting at zero so the encoder first sees exactly the detector's input
   (the DETR base's ``detr_proj`` does the same). There is no [CLS] token (deformable attention samples
   around a position; a global token has none), so distillation (Eq. 5) reads the pooled memory.
-- pair queries: the relation and HOI queries are the encoder's top-``num_rel_queries`` two-stage
-  proposals (position and content from the proposal box, as in Deformable DETR's two-stage decoder);
-  each query's reference box is refined layer by layer by the detector's box heads, so it follows one
-  entity (the subject / human) and the tuple head predicts both boxes relative to the final
-  reference. With as many queries as the detector has, the subject box of every query starts as
-  exactly the detector's box. The refinement heads get no gradient and keep the detector's weights
-  (:func:`pair_decoder`).
+- pair queries (``model.sg2hoi.pair_queries``): ``detections`` (default) = the ordered pairs of the
+  detector's detections with the highest score products; each query's subject / object boxes are
+  predicted relative to its two detections and start exactly on them (:meth:`DeformableSG2HOIEncoder.pairs`).
+  ``proposals`` = one query per top two-stage proposal; its reference box is refined layer by layer by
+  the detector's box heads, so it follows one entity, and both boxes are predicted relative to the
+  final reference (with as many queries as the detector has, the subject box starts as exactly the
+  detector's box; the object box must learn its offset, which a CPU budget does not reach:
+  docs/method-notes-sg2hoi.md). Refinement heads get no gradient (:func:`pair_decoder`).
 - relation decoder and HOI decoder: copies of the detector's deformable decoder. R2ITrans (Eq. 7) and
   the feature transformation keep their form: ``F_hoi`` is the multi-scale memory whose tokens attend
   ``f_r2i``, so the HOI decoder still samples it deformably. The query transformation lets the
@@ -30,6 +31,7 @@ Design notes and the alternatives considered: docs/method-notes-sg2hoi.md, "Defo
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Dict, List, Optional
 
@@ -41,8 +43,9 @@ from ...errors import ConfigError
 from ...losses.deformable_criterion import DeformableSetCriterion, FocalHungarianMatcher
 from ...losses.set_criterion import num_boxes_across_processes
 from ..deformable_detr import DeformableDETR
-from ..deformable_transformer import DeformableDecoder, DeformableTransformer, encoder_reference_points
+from ..deformable_transformer import DeformableDecoder, DeformableTransformer, encoder_reference_points, inverse_sigmoid
 from ..detr import targets_to_detr
+from ...ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from .heads import TupleHead
 from .model import SG2HOIPlus
 
@@ -78,7 +81,7 @@ class DeformableSG2HOIEncoder(nn.Module):
         hss_level: backbone level HSS reads (index into the backbone's levels, negative from the end).
     """
 
-    def __init__(self, net: DeformableDETR, hss_level: int):
+    def __init__(self, net: DeformableDETR, hss_level: int, pair_queries: str = "proposals"):
         super().__init__()
         tr = net.transformer
         self.input_proj = net.input_proj
@@ -101,6 +104,17 @@ class DeformableSG2HOIEncoder(nn.Module):
                               f"(it uses backbone levels {self.level_offset}..{n_levels - 1})")
         self.hss_level = level                                #: index into the backbone's levels
         self.hss_channels = net.backbone.level_channels[level]
+        self.pair_queries = pair_queries
+        if pair_queries == "detections":
+            # the detector's decoder and last class head: its detections anchor the pairs (no gradient)
+            self.entity_decoder = copy.deepcopy(tr.decoder)
+            self.entity_decoder.class_embed = None
+            self.entity_decoder.bbox_embed = copy.deepcopy(nn.ModuleList(list(net.bbox_embed)[:nl]))
+            self.entity_class = copy.deepcopy(net.class_embed[nl - 1])
+            self.num_entities = net.num_queries
+            self.pair_embed = nn.Linear(2 * self.d_model, self.d_model)   # pair content from the two tokens
+        elif pair_queries != "proposals":
+            raise ConfigError(f"model.sg2hoi.pair_queries: unknown value '{pair_queries}' (detections | proposals)")
 
     def forward(self, feats: List[Tensor], masks: List[Tensor], f_agg: Tensor, image_mask: Tensor):
         """Args:
@@ -149,6 +163,44 @@ class DeformableSG2HOIEncoder(nn.Module):
         return {"refs": chosen.sigmoid(), "query_pos": query_pos, "tgt": tgt, "enc_logits": logits,
                 "enc_boxes": coords.sigmoid()}
 
+    def pairs(self, memory: Tensor, mask: Tensor, ctx: Dict, prop: Dict[str, Tensor], n: int) -> Dict[str, Tensor]:
+        """Pair queries from the detector's detections (``pair_queries: detections``).
+
+        The detector's decoder runs on its ``num_entities`` top proposals (no gradient: it keeps the
+        detector's weights); the ``n`` ordered pairs (i, j), i != j, with the highest product of the two
+        detection scores (best sigmoid class) become the queries. Query ``k`` = pair (i, j): content
+        ``pair_embed([h_i; h_j])`` from the two detection tokens, position from the union box (the
+        detector's ``pos_trans``), reference box = the union box (its sampling covers both entities),
+        and the anchors ``sub_ref`` / ``obj_ref`` = the two detection boxes, relative to which the tuple
+        head predicts the subject and object boxes.
+        """
+        k = self.num_entities
+        with torch.no_grad():
+            hs, inter = self.entity_decoder(prop["tgt"][:, :k], prop["refs"][:, :k], memory, ctx["shapes"],
+                                            ctx["valid_ratios"], prop["query_pos"][:, :k], mask)
+            boxes = inter[-1]                                            # the detector's final boxes
+            score = self.entity_class(hs[-1]).sigmoid().max(-1).values   # [B, K]
+            b, k = score.shape
+            if n > k * (k - 1):
+                raise ConfigError(f"model.sg2hoi.num_rel_queries={n}: more than the {k * (k - 1)} ordered pairs of the "
+                                  f"detector's {k} detections")
+            pair = score[:, :, None] * score[:, None, :]
+            pair = pair - 2.0 * torch.eye(k, device=pair.device)         # never (i, i)
+            top = pair.flatten(1).topk(n, dim=1).indices
+            i, j = top // k, top % k
+            sub = torch.gather(boxes, 1, i[..., None].expand(-1, -1, 4))
+            obj = torch.gather(boxes, 1, j[..., None].expand(-1, -1, 4))
+            sx, ox = box_cxcywh_to_xyxy(sub), box_cxcywh_to_xyxy(obj)
+            union = box_xyxy_to_cxcywh(torch.cat([torch.minimum(sx[..., :2], ox[..., :2]),
+                                                  torch.maximum(sx[..., 2:], ox[..., 2:])], -1))
+            union = union.clamp(1e-4, 1 - 1e-4)
+            tokens = hs[-1]
+            h_i = torch.gather(tokens, 1, i[..., None].expand(-1, -1, tokens.shape[-1]))
+            h_j = torch.gather(tokens, 1, j[..., None].expand(-1, -1, tokens.shape[-1]))
+        pos = self.pos_trans_norm(self.pos_trans(DeformableTransformer.proposal_pos_embed(self, inverse_sigmoid(union))))
+        return {"tgt": self.pair_embed(torch.cat([h_i, h_j], -1)), "query_pos": pos[..., :self.d_model],
+                "refs": union, "sub_ref": sub, "obj_ref": obj, "pair_index": torch.stack([i, j], -1)}
+
 
 class DeformablePairDecoder(nn.Module):
     """A deformable decoder (with box refinement) + a five-branch :class:`TupleHead` whose boxes are
@@ -169,20 +221,32 @@ class DeformablePairDecoder(nn.Module):
         self.decoder, self.head, self.names = decoder, head, dict(names)
 
     def forward(self, tgt: Tensor, query_pos: Tensor, refs: Tensor, memory: Tensor, mask: Tensor,
-                ctx: Dict) -> Dict[str, Tensor]:
+                ctx: Dict, anchors=None) -> Dict[str, Tensor]:
         """``tgt`` / ``query_pos [B, Q, d]``, ``refs [B, Q, 4]`` (cxcywh in [0, 1]), memory and mask of the
         encoder (or ``F_hoi``) -> the tuple outputs under :attr:`names` plus ``hs [B, Q, d]`` and
-        ``refs`` (the reference boxes the head predicted from)."""
+        ``refs`` (the reference boxes the head predicted from). ``anchors``: ``(sub_ref, obj_ref)``, the
+        boxes the two entity boxes are predicted relative to (pair queries); default the last reference."""
         hs, inter = self.decoder(tgt, refs, memory, ctx["shapes"], ctx["valid_ratios"], query_pos, mask)
         last_ref = refs if hs.shape[0] == 1 else inter[-2]     # the reference the last layer sampled around
-        o = self.head(hs[-1], last_ref)
+        o = self.head(hs[-1], tuple(anchors) if anchors is not None else last_ref)
         out = {self.names[k]: v for k, v in o.items() if k in self.names}
         out.update(hs=hs[-1], refs=last_ref)
         return out
 
 
-def pair_decoder(net: DeformableDETR, head: TupleHead, names: Dict[str, str]) -> DeformablePairDecoder:
-    """A copy of ``net``'s decoder with its own copies of the per-layer refinement heads.
+def zero_box_offsets(model: "DeformableSG2HOIPlus") -> None:
+    """Detection pairs: the last layer of every box MLP starts at zero, so every subject / object box
+    starts as exactly its anchor detection."""
+    with torch.no_grad():
+        for dec in (model.rel_decoder, model.hoi_decoder):
+            if dec is not None:
+                for box in (dec.head.left_box, dec.head.right_box):
+                    box.layers[-1].weight.zero_()
+                    box.layers[-1].bias.zero_()
+
+
+def pair_decoder(net: DeformableDETR, head: TupleHead, names: Dict[str, str], refine: bool = True) -> DeformablePairDecoder:
+    """A copy of ``net``'s decoder with its own copies of the per-layer refinement heads (``refine``).
 
     The refinement heads keep the detector's weights: the reference boxes between layers are detached
     (as in Deformable DETR) and SG2HOI+'s losses (Eq. 9-10) read the last layer only, so no gradient
@@ -190,11 +254,11 @@ def pair_decoder(net: DeformableDETR, head: TupleHead, names: Dict[str, str]) ->
     moving each reference box as the detector did, and the trainable tuple head predicts the final
     boxes from the last reference. (They stay in the optimizer's groups so that checkpoints of the
     first runs resume; tests/models/sg2hoi/test_deformable_base.py checks that they get no gradient.)"""
-    import copy
     tr = net.transformer
     dec = DeformableDecoder(copy.deepcopy(tr.decoder.layers[0]), tr.decoder.num_layers, tr.decoder.look_forward_twice)
     dec.layers = copy.deepcopy(tr.decoder.layers)
-    dec.bbox_embed = copy.deepcopy(nn.ModuleList(list(net.bbox_embed)[:tr.decoder.num_layers]))
+    if refine:      # refine=False (detection pairs): the reference (union) box stays fixed
+        dec.bbox_embed = copy.deepcopy(nn.ModuleList(list(net.bbox_embed)[:tr.decoder.num_layers]))
     return DeformablePairDecoder(dec, head, names)
 
 
@@ -253,26 +317,39 @@ class DeformableSG2HOIPlus(SG2HOIPlus):
         lvl = self.encoder.hss_level
         v, f_agg, seg = self.hss(feats[lvl])                                                   # Eq. (1)-(3)
         f_en, en_mask, pos, ctx = self.encoder(feats, masks, f_agg, mask)                      # Eq. (4)
-        prop = self.encoder.proposals(f_en, en_mask, ctx["shapes"], self.num_queries)
-        return {"f_en": f_en, "mask": en_mask, "pos": pos, "seg": seg, "seg_mask": masks[lvl], "ctx": ctx,
-                "proposals": prop}
+        pairs = self.encoder.pair_queries == "detections"
+        prop = self.encoder.proposals(f_en, en_mask, ctx["shapes"],
+                                      self.encoder.num_entities if pairs else self.num_queries)
+        enc = {"f_en": f_en, "mask": en_mask, "pos": pos, "seg": seg, "seg_mask": masks[lvl], "ctx": ctx,
+               "proposals": prop, "queries": prop}
+        if pairs:
+            enc["queries"] = self.encoder.pairs(f_en, en_mask, ctx, prop, self.num_queries)
+        return enc
+
+    @staticmethod
+    def _anchors(q: Dict[str, Tensor]):
+        return (q["sub_ref"], q["obj_ref"]) if "sub_ref" in q else None
 
     def _relations(self, enc: Dict) -> Dict[str, Tensor]:
-        p = enc["proposals"]
-        return self.rel_decoder(p["tgt"], p["query_pos"], p["refs"], enc["f_en"], enc["mask"], enc["ctx"])  # Eq. (6)
+        q = enc["queries"]
+        return self.rel_decoder(q["tgt"], q["query_pos"], q["refs"], enc["f_en"], enc["mask"], enc["ctx"],
+                                self._anchors(q))                                                         # Eq. (6)
 
     def _hoi_branch(self, enc: Dict, rel: Dict[str, Tensor]) -> Dict[str, Tensor]:
         """Eq. (7)-(8) on the proposal queries: ``Q_rel`` of an image is its relation queries' content."""
-        p, f_en = enc["proposals"], enc["f_en"]
+        p, f_en = enc["queries"], enc["f_en"]
         if self.query_transform is None:                                             # RELQ
             queries = p["tgt"]
         else:
             queries = self.query_transform(p["tgt"], f_en.shape[0])
+            if "sub_ref" in p:          # detection pairs: Q_hoi (transformed) + the pair's own content
+                queries = queries + p["tgt"]
         memory = f_en                                                                # -R2ITR
         if self.r2i is not None:
             f_r2i = self.r2i(rel["f_s"], rel["f_r"], rel["f_o"], p["query_pos"])
             memory = self.feature_transform(f_en, f_r2i, x_pos=enc["pos"], kv_pos=p["query_pos"])   # F_hoi
-        return self.hoi_decoder(queries, p["query_pos"], p["refs"], memory, enc["mask"], enc["ctx"])
+        return self.hoi_decoder(queries, p["query_pos"], p["refs"], memory, enc["mask"], enc["ctx"],
+                                self._anchors(p))
 
     def _extra_losses(self, enc: Dict, targets: List[Dict[str, Tensor]], images) -> Dict[str, Tensor]:
         """The two-stage proposal loss (``loss_{ce,bbox,giou}_prop``): every annotated box of the image,

@@ -88,9 +88,9 @@ class TupleHead(nn.Module):
     def forward(self, hs: Tensor, ref: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Args:
             hs: ``[B, Q, d]`` decoder outputs.
-            ref: ``[B, Q, 4]`` reference boxes (normalised cxcywh) of a deformable decoder or None:
-                both boxes are then predicted relative to the query's reference box, as Deformable
-                DETR's box refinement does (``sigmoid(MLP(f) + logit(ref))``).
+            ref: ``[B, Q, 4]`` reference boxes (normalised cxcywh) of a deformable decoder, a pair
+                ``(left_ref, right_ref)`` of them, or None: the boxes are then predicted relative to
+                their reference box, as Deformable DETR's box refinement does (``sigmoid(MLP(f) + logit(ref))``).
 
         Returns:
             dict with ``left_boxes``/``right_boxes [B, Q, 4]`` (normalised cxcywh, sigmoid),
@@ -98,8 +98,10 @@ class TupleHead(nn.Module):
             branch features ``f_left``, ``f_mid``, ``f_right`` ``[B, Q, d]``.
         """
         fl, fm, fr = self.left_branch(hs), self.mid_branch(hs), self.right_branch(hs)
-        offset = 0.0 if ref is None else inverse_sigmoid(ref)
-        return {"left_boxes": (self.left_box(fl) + offset).sigmoid(), "left_logits": self.left_cls(fl),
+        left_ref, right_ref = ref if isinstance(ref, tuple) else (ref, ref)
+        lo = 0.0 if left_ref is None else inverse_sigmoid(left_ref)
+        ro = 0.0 if right_ref is None else inverse_sigmoid(right_ref)
+        return {"left_boxes": (self.left_box(fl) + lo).sigmoid(), "left_logits": self.left_cls(fl),
                 "mid_logits": self.mid_cls(fm),
-                "right_boxes": (self.right_box(fr) + offset).sigmoid(), "right_logits": self.right_cls(fr),
+                "right_boxes": (self.right_box(fr) + ro).sigmoid(), "right_logits": self.right_cls(fr),
                 "f_left": fl, "f_mid": fm, "f_right": fr}

@@ -40,6 +40,7 @@ def detector_file(tmp_path_factory):
 
 
 def build(metas, path, task="joint", **sg):
+    sg.setdefault("pair_queries", "proposals")
     cfg = tiny_cfg(**sg)
     detector_cfg(cfg)
     cfg.model.detr.checkpoint = str(path)
@@ -85,7 +86,7 @@ def test_hoi_decoder_without_r2i_starts_as_the_detector(metas, tmp_path, dec_lay
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
     torch.save(net.state_dict(), tmp_path / "det.pt")
-    cfg = tiny_cfg(r2i=False, relq=True)
+    cfg = tiny_cfg(r2i=False, relq=True, pair_queries="proposals")
     cfg.model.detr = dataclasses.replace(dcfg, checkpoint=str(tmp_path / "det.pt"))
     torch.manual_seed(0)
     m = build_sg2hoi(cfg, *metas, task="joint").eval()
@@ -214,7 +215,7 @@ def test_config_errors(metas, detector_file, tmp_path):
         build(metas, path, num_hoi_queries=4)
     with pytest.raises(ConfigError, match="hss_level"):
         build(metas, path, hss_level=3)
-    cfg = tiny_cfg()
+    cfg = tiny_cfg(pair_queries="proposals")
     detector_cfg(cfg)
     with pytest.raises(CheckpointError, match="prop_class"):
         build_sg2hoi(cfg, *metas, state_dict={"x": torch.zeros(1)}, task="joint")
@@ -227,7 +228,7 @@ def test_synthhoi_preset_loads_the_shipped_detector():
     from hoikit.data.metadata import DatasetMeta
     from hoikit.data.synth.classes import OBJECTS, PREDICATES, VERBS
     from hoikit.models.detectors import build_detector_network, load_detector_weights
-    cfg = load_config("synth_sg2hoi_deformable")
+    cfg = load_config("synth_sg2hoi_deformable", ["model.sg2hoi.pair_queries=proposals"])
     sgg = DatasetMeta(name="synth-vg", objects=list(OBJECTS), predicates=list(PREDICATES))
     hoi = DatasetMeta(name="synth", objects=list(OBJECTS), verbs=list(VERBS), person_label=0)
     torch.manual_seed(0)
@@ -240,3 +241,48 @@ def test_synthhoi_preset_loads_the_shipped_detector():
         rel = m._relations(m._encode(tensor, mask))
         ref = det.eval()(imgs)
     assert torch.allclose(rel["sub_boxes"], ref["pred_boxes"], atol=1e-4)
+
+
+# ---------------------------------------------------------------- pair queries from the detections
+def test_detection_pairs_start_on_the_detector_boxes(metas, detector_file):
+    # pair_queries=detections: query k is the ordered pair (i, j), i != j, of the detector's detections
+    # with the k-th highest score product; its subject / object boxes start as exactly boxes i and j
+    # (box MLPs start at zero offset), for the relation and the HOI decoder
+    path, net = detector_file
+    m, _ = build(metas, path, pair_queries="detections", num_rel_queries=10, num_hoi_queries=10)
+    m.eval()
+    imgs = hoi_batch()[0]
+    tensor, mask = nested_tensor_from_images(imgs)
+    with torch.no_grad():
+        det = net(imgs)
+        enc = m._encode(tensor, mask)
+        rel = m._relations(enc)
+        hoi = m._hoi_branch(enc, rel)
+    q = enc["queries"]
+    i, j = q["pair_index"][..., 0], q["pair_index"][..., 1]
+    assert (i != j).all()
+    boxes, scores = det["pred_boxes"], det["pred_logits"].sigmoid().max(-1).values
+    take = lambda x, idx: torch.gather(x, 1, idx[..., None].expand(-1, -1, x.shape[-1]))
+    for out, sub, obj in ((rel, "sub_boxes", "obj_boxes"), (hoi, "human_boxes", "obj_boxes")):
+        assert torch.allclose(out[sub], take(boxes, i), atol=1e-5)
+        assert torch.allclose(out[obj], take(boxes, j), atol=1e-5)
+    # the kept pairs are the top-10 score products over every ordered pair of distinct detections
+    prod = scores[:, :, None] * scores[:, None, :]
+    k = prod.shape[1]
+    prod = prod.masked_fill(torch.eye(k, dtype=torch.bool), -1).flatten(1)
+    kept = torch.gather(prod, 1, i * k + j)
+    assert torch.allclose(kept, prod.topk(10, dim=1).values)
+
+
+def test_detection_pairs_train(metas, detector_file):
+    m, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=10, num_hoi_queries=10)
+    m.train()
+    (sum(m(*sgg_batch()).values()) + sum(m(*hoi_batch()).values())).backward()
+    assert m.encoder.pair_embed.weight.grad.abs().sum() > 0
+    # the entity stage (the detector's decoder) gets no gradient: it keeps the detector's weights
+    assert all(p.grad is None for p in m.encoder.entity_decoder.parameters())
+    assert m.hoi_decoder.head.right_box.layers[-1].weight.grad.abs().sum() > 0     # object offsets learn
+    # the tiny detector has 6 detections: 30 ordered pairs, so 31 pair queries is an error naming the key
+    too_many, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=31, num_hoi_queries=31)
+    with pytest.raises(ConfigError, match="num_rel_queries=31"):
+        too_many.eval()(hoi_batch()[0])
