@@ -180,6 +180,43 @@ def report(args) -> str:
     return "setup: " + json.dumps(setup) + "\n\n" + "\n".join(lines) + "\n"
 
 
+def pair_recall(model, dataset, n: int) -> dict:
+    """Localisation ceiling of a one-stage HOI model on the first ``n`` images of ``dataset``: the share
+    of ground-truth HOI pairs for which some HOI query has a human box and an object box at IoU >= 0.5
+    (``both``), also with the right object label (``labelled``), and the shares with at least a human /
+    an object box at IoU >= 0.5 in any query (``human`` / ``object``). ``model``: eval-mode SG2HOI+."""
+    from hoikit.ops import box_iou
+    hits = {"human": 0, "object": 0, "both": 0, "labelled": 0}
+    total = 0
+    for idx in range(min(n, len(dataset))):
+        img, t = dataset[idx]
+        with torch.no_grad():
+            out = model([img])[0]["hoi"]
+        for h, o, _ in t["hois"].tolist():
+            ih = box_iou(out["human_boxes"], t["boxes"][h:h + 1])[0][:, 0] >= 0.5
+            io = box_iou(out["obj_boxes"], t["boxes"][o:o + 1])[0][:, 0] >= 0.5
+            total += 1
+            hits["human"] += int(ih.any())
+            hits["object"] += int(io.any())
+            hits["both"] += int((ih & io).any())
+            hits["labelled"] += int((ih & io & (out["obj_labels"] == t["labels"][o])).any())
+    return {"pairs": total, **{k: 100.0 * v / max(total, 1) for k, v in hits.items()}}
+
+
+def pair_recall_of(checkpoint: str, n: int) -> dict:
+    """:func:`pair_recall` of a benchmark run's checkpoint on its test split."""
+    from hoikit.config import load_config
+    from hoikit.data.dataset import HOIDataset, build_transforms
+    from hoikit.engine.datasets import open_reader
+    from hoikit.io.checkpoint import load_checkpoint
+    from hoikit.recipes import build_model, meta_from_dict
+    ck = load_checkpoint(checkpoint)
+    cfg = load_config(stored=ck["config"])
+    model = build_model(cfg, meta_from_dict("sg2hoi", ck["meta"]), state_dict=ck["model"], inference=True)
+    model.load_state_dict(ck["model"])
+    return pair_recall(model.eval(), HOIDataset(open_reader(cfg.data, "test"), build_transforms(cfg.data, train=False)), n)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="data/synthhoi_bench", help="SynthHOI directory (generated when missing)")
@@ -199,8 +236,15 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-4, help="HOI part / phase-1 SGG part")
     p.add_argument("--lr-backbone", type=float, default=5e-5, help="backbone and the phase-2 SGG part")
     p.add_argument("--report", default=None, help="write the Markdown table of OUT's results here and exit")
+    p.add_argument("--pair-recall", default=None, metavar="CHECKPOINT",
+                   help="print the localisation ceiling of a run's checkpoint (pair_recall) and exit")
+    p.add_argument("--images", type=int, default=100, help="--pair-recall: test images to use")
     p.add_argument("extra", nargs="*", help="config overrides for every row, after --")
     args = p.parse_args(argv)
+    if args.pair_recall:
+        torch.set_num_threads(1)
+        print(json.dumps(pair_recall_of(args.pair_recall, args.images)))
+        return 0
     if args.detr is None:
         args.detr = ("hoikit/assets/synth_deformable.pt" if args.preset == "synth_sg2hoi_deformable"
                      else "hoikit/assets/synth_detr.pt")

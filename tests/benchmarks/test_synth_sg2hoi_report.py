@@ -34,3 +34,24 @@ def test_report_pairs_rows_with_joint_by_seed(tmp_path):
     assert joint.endswith("| - | - |")
     # the summary table: mean +- std (min..max) over the three joint seeds
     assert "22.00 ± 2.00 (20.00..24.00)" in text
+
+
+def test_pair_recall_counts_pairs_with_both_boxes_in_one_query():
+    import torch
+
+    class Fixed(torch.nn.Module):
+        """Two HOI queries: query 0 has the right human and a wrong object, query 1 the reverse."""
+        def forward(self, images):
+            return [{"hoi": {"human_boxes": torch.tensor([[0., 0., 10., 10.], [50., 50., 60., 60.]]),
+                             "obj_boxes": torch.tensor([[50., 50., 60., 60.], [20., 20., 30., 30.]]),
+                             "obj_labels": torch.tensor([1, 1])}}]
+
+    target = {"boxes": torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.], [0., 0., 10., 11.],
+                                     [50., 50., 60., 60.]]),
+              "labels": torch.tensor([0, 1, 2, 2]), "hois": torch.tensor([[0, 1, 0], [2, 1, 0], [0, 3, 0]])}
+    r = synth_sg2hoi.pair_recall(Fixed(), [(torch.zeros(3, 8, 8), target)], 1)
+    # pairs 1-2: a human box (query 0, IoU 1 and 10/11) and an object box (query 1) exist, never in one
+    # query; pair 3: query 0 has both boxes but labels the object 1, not 2
+    assert r == {"pairs": 3, "human": 100.0, "object": 100.0, "both": 100.0 / 3, "labelled": 0.0}
+    target["labels"][3] = 1
+    assert synth_sg2hoi.pair_recall(Fixed(), [(torch.zeros(3, 8, 8), target)], 1)["labelled"] == 100.0 / 3

@@ -250,6 +250,11 @@ def _build_deformable(cfg: Config, meta_sgg, meta_hoi, state_dict, task: str, tr
                       source: Optional[str]) -> SG2HOIPlus:
     """SG2HOI+ on the deformable base (:mod:`hoikit.models.sg2hoi.deformable`)."""
     sg = cfg.model.sg2hoi
+    if state_dict is not None:      # the stored weights decide the pair queries (checkpoints from before the switch)
+        stored = "detections" if "encoder.pair_embed.weight" in state_dict else "proposals"
+        if stored != sg.pair_queries:
+            log.info("SG2HOI+: the checkpoint's weights are of pair_queries=%s (config: %s)", stored, sg.pair_queries)
+            sg = dataclasses.replace(sg, pair_queries=stored)
     net, path = _deformable_detector(cfg, state_dict, train_backbone)
     check_deformable_base(net, sg)
     clip, clip_dim, text = _text_source(sg, state_dict)
