@@ -30,6 +30,7 @@ ZeroShot = Literal["", "rf_uc", "nf_uc", "uo", "uv"]
 DetectorBoxes = Literal["all", "hoi"]
 DetectorType = Literal["detr", "deformable"]
 PairQueries = Literal["detections", "proposals"]
+AnchorDetector = Literal["frozen", "shared"]
 BackboneName = Literal["resnet18", "resnet34", "resnet50", "resnet101", "tiny", "small", "small_res"]
 Pooling = Literal["auto", "cls", "mean"]
 Ablation = Literal["full", "plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt"]
@@ -259,6 +260,8 @@ class SG2HOIConfig:
     hss_level: int = -1              # backbone level HSS reads (-1 = C5, the paper's map; 0 = the finest)
     proposal_loss: float = 1.0       # weight of the detector's two-stage proposal loss (0 = off)
     pair_queries: PairQueries = "detections"   # detections: pairs of the detector's detections | proposals: one proposal each
+    anchor_detector: AnchorDetector = "frozen"  # detections from a frozen copy of the detector | from the trained encoder
+    pair_nms: float = 0.5            # class-wise NMS IoU on the detections before pairing (0 = off)
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
 
 

@@ -255,10 +255,13 @@ def _build_deformable(cfg: Config, meta_sgg, meta_hoi, state_dict, task: str, tr
         if stored != sg.pair_queries:
             log.info("SG2HOI+: the checkpoint's weights are of pair_queries=%s (config: %s)", stored, sg.pair_queries)
             sg = dataclasses.replace(sg, pair_queries=stored)
+        anchors = "frozen" if any(k.startswith("encoder.anchor_net.") for k in state_dict) else "shared"
+        if stored == "detections" and anchors != sg.anchor_detector:
+            sg = dataclasses.replace(sg, anchor_detector=anchors)
     net, path = _deformable_detector(cfg, state_dict, train_backbone)
     check_deformable_base(net, sg)
     clip, clip_dim, text = _text_source(sg, state_dict)
-    encoder = DeformableSG2HOIEncoder(net, sg.hss_level, sg.pair_queries)
+    encoder = DeformableSG2HOIEncoder(net, sg.hss_level, sg.pair_queries, sg.anchor_detector, sg.pair_nms)
     union, (map_sgg, map_hoi) = union_vocabulary(meta_sgg.objects if meta_sgg else None,
                                                  meta_hoi.objects if meta_hoi else None)
     hss = SemanticSpatialAggregation(encoder.hss_channels, sg.seg_dim, text.seg_table(union, sg.hss),

@@ -45,7 +45,7 @@ from ...losses.set_criterion import num_boxes_across_processes
 from ..deformable_detr import DeformableDETR
 from ..deformable_transformer import DeformableDecoder, DeformableTransformer, encoder_reference_points, inverse_sigmoid
 from ..detr import targets_to_detr
-from ...ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
+from ...ops import batched_nms, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from .heads import TupleHead
 from .model import SG2HOIPlus
 
@@ -81,7 +81,8 @@ class DeformableSG2HOIEncoder(nn.Module):
         hss_level: backbone level HSS reads (index into the backbone's levels, negative from the end).
     """
 
-    def __init__(self, net: DeformableDETR, hss_level: int, pair_queries: str = "proposals"):
+    def __init__(self, net: DeformableDETR, hss_level: int, pair_queries: str = "proposals",
+                 anchor_detector: str = "shared", pair_nms: float = 0.0):
         super().__init__()
         tr = net.transformer
         self.input_proj = net.input_proj
@@ -113,8 +114,19 @@ class DeformableSG2HOIEncoder(nn.Module):
             self.entity_class = copy.deepcopy(net.class_embed[nl - 1])
             self.num_entities = net.num_queries
             self.pair_embed = nn.Linear(2 * self.d_model, self.d_model)   # pair content from the two tokens
+            self.pair_nms = pair_nms
+            if anchor_detector == "frozen":   # the whole detector, frozen: anchors that do not drift
+                self.anchor_net = copy.deepcopy(net).requires_grad_(False).eval()
+            elif anchor_detector != "shared":
+                raise ConfigError(f"model.sg2hoi.anchor_detector: unknown value '{anchor_detector}' (frozen | shared)")
         elif pair_queries != "proposals":
             raise ConfigError(f"model.sg2hoi.pair_queries: unknown value '{pair_queries}' (detections | proposals)")
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "anchor_net", None) is not None:
+            self.anchor_net.eval()
+        return self
 
     def forward(self, feats: List[Tensor], masks: List[Tensor], f_agg: Tensor, image_mask: Tensor):
         """Args:
@@ -163,23 +175,39 @@ class DeformableSG2HOIEncoder(nn.Module):
         return {"refs": chosen.sigmoid(), "query_pos": query_pos, "tgt": tgt, "enc_logits": logits,
                 "enc_boxes": coords.sigmoid()}
 
-    def pairs(self, memory: Tensor, mask: Tensor, ctx: Dict, prop: Dict[str, Tensor], n: int) -> Dict[str, Tensor]:
+    @torch.no_grad()
+    def detections(self, memory: Tensor, mask: Tensor, ctx: Dict, prop: Dict[str, Tensor], images: Tensor,
+                   image_mask: Tensor):
+        """The detector's final boxes ``[B, K, 4]``, class logits ``[B, K, C]`` and decoder tokens
+        ``[B, K, d]`` (no gradient): from the frozen copy (``anchor_detector: frozen``) or from its
+        decoder on this model's (trained) encoder memory and proposals (``shared``)."""
+        if getattr(self, "anchor_net", None) is not None:
+            out = self.anchor_net(images, image_mask)
+            return out["pred_boxes"], out["pred_logits"], out["hs"][-1]
+        k = self.num_entities
+        hs, inter = self.entity_decoder(prop["tgt"][:, :k], prop["refs"][:, :k], memory, ctx["shapes"],
+                                        ctx["valid_ratios"], prop["query_pos"][:, :k], mask)
+        return inter[-1], self.entity_class(hs[-1]), hs[-1]
+
+    def pairs(self, boxes: Tensor, logits: Tensor, tokens: Tensor, n: int) -> Dict[str, Tensor]:
         """Pair queries from the detector's detections (``pair_queries: detections``).
 
-        The detector's decoder runs on its ``num_entities`` top proposals (no gradient: it keeps the
-        detector's weights); the ``n`` ordered pairs (i, j), i != j, with the highest product of the two
-        detection scores (best sigmoid class) become the queries. Query ``k`` = pair (i, j): content
+        ``boxes`` / ``logits`` / ``tokens``: the detector's detections (:meth:`detections`). After
+        class-wise NMS at ``pair_nms`` (a suppressed detection scores 0), the ``n`` ordered pairs (i, j),
+        i != j, with the highest product of the two detection scores (best sigmoid class) become the
+        queries. Query ``k`` = pair (i, j): content
         ``pair_embed([h_i; h_j])`` from the two detection tokens, position from the union box (the
         detector's ``pos_trans``), reference box = the union box (its sampling covers both entities),
         and the anchors ``sub_ref`` / ``obj_ref`` = the two detection boxes, relative to which the tuple
         head predicts the subject and object boxes.
         """
-        k = self.num_entities
         with torch.no_grad():
-            hs, inter = self.entity_decoder(prop["tgt"][:, :k], prop["refs"][:, :k], memory, ctx["shapes"],
-                                            ctx["valid_ratios"], prop["query_pos"][:, :k], mask)
-            boxes = inter[-1]                                            # the detector's final boxes
-            score = self.entity_class(hs[-1]).sigmoid().max(-1).values   # [B, K]
+            score, label = logits.sigmoid().max(-1)                       # [B, K]
+            if self.pair_nms > 0:                                         # duplicates would take pair slots
+                keep = torch.zeros_like(score, dtype=torch.bool)
+                for bi in range(len(score)):
+                    keep[bi, batched_nms(box_cxcywh_to_xyxy(boxes[bi]), score[bi], label[bi], self.pair_nms)] = True
+                score = score * keep
             b, k = score.shape
             if n > k * (k - 1):
                 raise ConfigError(f"model.sg2hoi.num_rel_queries={n}: more than the {k * (k - 1)} ordered pairs of the "
@@ -194,7 +222,6 @@ class DeformableSG2HOIEncoder(nn.Module):
             union = box_xyxy_to_cxcywh(torch.cat([torch.minimum(sx[..., :2], ox[..., :2]),
                                                   torch.maximum(sx[..., 2:], ox[..., 2:])], -1))
             union = union.clamp(1e-4, 1 - 1e-4)
-            tokens = hs[-1]
             h_i = torch.gather(tokens, 1, i[..., None].expand(-1, -1, tokens.shape[-1]))
             h_j = torch.gather(tokens, 1, j[..., None].expand(-1, -1, tokens.shape[-1]))
         pos = self.pos_trans_norm(self.pos_trans(DeformableTransformer.proposal_pos_embed(self, inverse_sigmoid(union))))
@@ -323,7 +350,8 @@ class DeformableSG2HOIPlus(SG2HOIPlus):
         enc = {"f_en": f_en, "mask": en_mask, "pos": pos, "seg": seg, "seg_mask": masks[lvl], "ctx": ctx,
                "proposals": prop, "queries": prop}
         if pairs:
-            enc["queries"] = self.encoder.pairs(f_en, en_mask, ctx, prop, self.num_queries)
+            det = self.encoder.detections(f_en, en_mask, ctx, prop, tensor, mask)
+            enc["queries"] = self.encoder.pairs(*det, self.num_queries)
         return enc
 
     @staticmethod

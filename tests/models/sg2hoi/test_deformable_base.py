@@ -245,12 +245,14 @@ def test_synthhoi_preset_loads_the_shipped_detector():
 
 
 # ---------------------------------------------------------------- pair queries from the detections
-def test_detection_pairs_start_on_the_detector_boxes(metas, detector_file):
+@pytest.mark.parametrize("anchors", ["frozen", "shared"])
+def test_detection_pairs_start_on_the_detector_boxes(metas, detector_file, anchors):
     # pair_queries=detections: query k is the ordered pair (i, j), i != j, of the detector's detections
     # with the k-th highest score product; its subject / object boxes start as exactly boxes i and j
     # (box MLPs start at zero offset), for the relation and the HOI decoder
     path, net = detector_file
-    m, _ = build(metas, path, pair_queries="detections", num_rel_queries=10, num_hoi_queries=10)
+    m, _ = build(metas, path, pair_queries="detections", num_rel_queries=10, num_hoi_queries=10, pair_nms=0.0,
+                 anchor_detector=anchors)
     m.eval()
     imgs = hoi_batch()[0]
     tensor, mask = nested_tensor_from_images(imgs)
@@ -275,15 +277,37 @@ def test_detection_pairs_start_on_the_detector_boxes(metas, detector_file):
     assert torch.allclose(kept, prod.topk(10, dim=1).values)
 
 
-def test_detection_pairs_train(metas, detector_file):
-    m, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=10, num_hoi_queries=10)
+@pytest.mark.parametrize("anchors", ["frozen", "shared"])
+def test_detection_pairs_train(metas, detector_file, anchors):
+    m, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=10, num_hoi_queries=10,
+                 anchor_detector=anchors)
     m.train()
+    stage = m.encoder.anchor_net if anchors == "frozen" else m.encoder.entity_decoder
+    before = {k: v.clone() for k, v in stage.state_dict().items()}
     (sum(m(*sgg_batch()).values()) + sum(m(*hoi_batch()).values())).backward()
     assert m.encoder.pair_embed.weight.grad.abs().sum() > 0
-    # the entity stage (the detector's decoder) gets no gradient: it keeps the detector's weights
-    assert all(p.grad is None for p in m.encoder.entity_decoder.parameters())
+    # the detection stage gets no gradient (frozen copy: not even a trainable parameter) and its
+    # state (BatchNorm statistics included) is unchanged by a training forward
+    assert all(p.grad is None for p in stage.parameters())
+    assert all(torch.equal(before[k], v) for k, v in stage.state_dict().items())
+    if anchors == "frozen":
+        assert not any(p.requires_grad for p in stage.parameters()) and not stage.training
     assert m.hoi_decoder.head.right_box.layers[-1].weight.grad.abs().sum() > 0     # object offsets learn
     # the tiny detector has 6 detections: 30 ordered pairs, so 31 pair queries is an error naming the key
     too_many, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=31, num_hoi_queries=31)
     with pytest.raises(ConfigError, match="num_rel_queries=31"):
         too_many.eval()(hoi_batch()[0])
+
+
+def test_pair_nms_removes_duplicate_detections_from_the_pairs(metas, detector_file):
+    # two detections of one class at IoU > 0.5: with pair_nms the lower-scoring one is in no pair while
+    # a distinct detection is; without it, both are paired
+    m, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=2, num_hoi_queries=2)
+    boxes = torch.tensor([[[0.3, 0.3, 0.2, 0.2], [0.31, 0.3, 0.2, 0.2], [0.7, 0.7, 0.2, 0.2]]])
+    logits = torch.tensor([[[3.0, -9.0], [2.0, -9.0], [-9.0, 1.0]]])       # scores .95, .88 (class 0), .73 (class 1)
+    tokens = torch.randn(1, 3, 32)
+    m.encoder.pair_nms = 0.5
+    kept = m.encoder.pairs(boxes, logits, tokens, 2)["pair_index"][0].tolist()
+    assert sorted(kept) == [[0, 2], [2, 0]]
+    m.encoder.pair_nms = 0.0
+    assert sorted(m.encoder.pairs(boxes, logits, tokens, 2)["pair_index"][0].tolist()) == [[0, 1], [1, 0]]
