@@ -106,15 +106,15 @@ def run_seed(args, seed: int) -> None:
         if res_path.exists():
             continue
         needs_p1 = row in ("hoi", "sgg", "no_r2itr")
-        if needs_p1 and (not phase1.exists() or metas is None):
-            if not (out / f"joint_s{seed}" / "result.json").exists() or not phase1.exists():
-                print(f"[{row} s{seed}] needs the joint run of seed {seed} first (add 'joint' to --rows)")
-                continue
+        if needs_p1 and not phase1.exists():     # written at the end of the joint run's phase 1
+            print(f"[{row} s{seed}] needs phase 1 of the joint run of seed {seed} first (add 'joint' to --rows)")
+            continue
         callback = None
         if row == "joint":
             def callback(event, state, _p1=phase1, _dir=out / f"joint_s{seed}"):
                 if event == "checkpoint" and state.epoch == args.sgg_epochs and state.iteration == 0:
-                    shutil.copyfile(_dir / "last.pt", _p1)
+                    shutil.copyfile(_dir / "last.pt", _p1.with_suffix(".tmp"))
+                    _p1.with_suffix(".tmp").replace(_p1)     # atomic: another process may start from it
         if needs_p1 and metas is None:
             from hoikit.io.checkpoint import load_checkpoint
             from hoikit.recipes import meta_from_dict
