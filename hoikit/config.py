@@ -386,7 +386,9 @@ RANGES: Dict[str, Range] = {
     "model.sg2hoi.hoi_dec_layers": GE1, "model.sg2hoi.num_rel_queries": GE1, "model.sg2hoi.num_hoi_queries": GE1,
     "model.sg2hoi.nheads": GE1, "model.sg2hoi.dim_feedforward": GE1, "model.sg2hoi.dropout": DROPOUT,
     "model.sg2hoi.alpha_box": _LOSS_WEIGHT, "model.sg2hoi.alpha_cls": _LOSS_WEIGHT, "model.sg2hoi.alpha_rel": _LOSS_WEIGHT,
-    "model.sg2hoi.lambda_seg": _LOSS_WEIGHT, "model.sg2hoi.lambda_algn": _LOSS_WEIGHT, "model.sg2hoi.seg_convs": GE0,
+    "model.sg2hoi.lambda_seg": _LOSS_WEIGHT, "model.sg2hoi.lambda_algn": _LOSS_WEIGHT,
+    "model.sg2hoi.proposal_loss": _LOSS_WEIGHT, "model.sg2hoi.pair_nms": UNIT,
+    "model.sg2hoi.hss_level": Range(-4, 3), "model.sg2hoi.seg_convs": GE0,   # hss_level: checked against the backbone at build
     "model.sg2hoi.eos_coef": GE0, "model.sg2hoi.clip_cls_lr": GE0,
     "train.epochs": GE1, "train.batch_size": GE1, "train.lr": GE0, "train.lr_backbone": GE0,
     "train.weight_decay": GE0, "train.lr_drop": GE0, "train.warmup_iters": GE0, "train.clip_max_norm": GE0,
