@@ -72,6 +72,7 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
     from hoikit.io.checkpoint import load_checkpoint, save_checkpoint
     from hoikit.engine.datasets import build_training_data
     from hoikit.engine.trainer import fit, seed_everything
+    from hoikit.config import to_dict
     from hoikit.recipes import build_model, meta_to_dict
 
     out = Path(args.out) / f"{row}_s{seed}"
@@ -91,6 +92,9 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
             own = model.state_dict()
             ck["model"] = {k: v for k, v in ck["model"].items() if k in own}
             ck["model"].update({k: v for k, v in own.items() if k.startswith(HOI_PART)})
+        # the row's own config: the engine refuses to resume under a changed train.task or ablation
+        # switch, but phase 1 (the SGG part alone) is the same computation for these rows (docstring)
+        ck["config"] = to_dict(cfg)
         save_checkpoint(ck, out / "last.pt")
     state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict("sg2hoi", (meta_hoi, meta_sgg)),
                 evals=data.evals, primary_metric=data.primary, resume=resume, callback=callback)
