@@ -52,6 +52,20 @@ class MultiScaleJoiner(nn.Sequential):
         return feats, masks, [self[1](m, f.dtype) for f, m in zip(feats, masks)]
 
 
+def add_extra_levels(input_proj: nn.ModuleList, feats: List[Tensor], srcs: List[Tensor], masks: List[Tensor],
+                     image_mask: Tensor, num_feature_levels: int) -> Tuple[List[Tensor], List[Tensor]]:
+    """``srcs`` / ``masks`` (the projected backbone levels) extended by the extra stride-2 levels up to
+    ``num_feature_levels``: the first extra level convolves the raw C5 (``feats[-1]``), the next ones
+    the previous level; their masks are the image mask resized (spec: dd 140-152). New lists."""
+    srcs, masks = list(srcs), list(masks)
+    n_back = len(srcs)
+    for lvl in range(n_back, num_feature_levels):
+        src = input_proj[lvl](feats[-1] if lvl == n_back else srcs[-1])
+        masks.append(nn.functional.interpolate(image_mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0])
+        srcs.append(src)
+    return srcs, masks
+
+
 class DeformableDETR(FreezableDetector):
     """Deformable DETR.
 
@@ -155,13 +169,8 @@ class DeformableDETR(FreezableDetector):
         srcs = [self.input_proj[i](f) for i, f in enumerate(feats[self.level_offset:])]
         masks, pos = masks[self.level_offset:], pos[self.level_offset:]
         n_back = len(srcs)
-        for lvl in range(n_back, self.num_feature_levels):
-            # the first extra level convolves the raw C5, the next ones the previous level (spec: dd 140-152)
-            src = self.input_proj[lvl](feats[-1] if lvl == n_back else srcs[-1])
-            m = nn.functional.interpolate(mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0]
-            srcs.append(src)
-            masks.append(m)
-            pos.append(self.backbone[1](m, src.dtype))
+        srcs, masks = add_extra_levels(self.input_proj, feats, srcs, masks, mask, self.num_feature_levels)
+        pos = list(pos) + [self.backbone[1](m, s.dtype) for s, m in zip(srcs[n_back:], masks[n_back:])]
         return feats, srcs, masks, pos, c5, fine
 
     def _hybrid_mask(self, total: int, device) -> Optional[Tensor]:

@@ -280,16 +280,8 @@ class DeformableTransformer(nn.Module):
         """
         # Python ints in eager mode; traced sizes under ONNX export (hoikit/deploy), where every use below
         # (arange, slices, views, topk's k) then follows the input size instead of freezing it
-        shapes = [(s.shape[-2], s.shape[-1]) for s in srcs]
-        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
-        mask = torch.cat([m.flatten(1) for m in masks], 1)
-        pos = torch.cat([p.flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
-                         for lvl, p in enumerate(pos_embeds)], 1)
-        valid_ratios = torch.stack([self.valid_ratio(m) for m in masks], 1)
-        refs = encoder_reference_points(shapes, valid_ratios)
-        memory = src
-        for layer in self.encoder.layers:
-            memory = layer(memory, pos, refs, shapes, mask)
+        memory, mask, _, shapes, valid_ratios = encode_levels(self.encoder.layers, self.level_embed, srcs, masks,
+                                                              pos_embeds)
         b, _, c = memory.shape
         out = {"memory": memory, "shapes": shapes, "mask": mask}
         if self.two_stage:
@@ -332,3 +324,31 @@ class DeformableTransformer(nn.Module):
                                  attn_mask)
         out.update(hs=hs, init_reference=reference_points, inter_references=inter)
         return out
+
+
+def encode_levels(layers: nn.ModuleList, level_embed: Tensor, srcs: List[Tensor], masks: List[Tensor],
+                  pos_embeds: List[Tensor]):
+    """The deformable encoder over ``L`` projected maps: flatten the levels, add each level's embedding
+    to its positions, and run ``layers`` (spec: tr 127-160). Shared by :class:`DeformableTransformer`
+    and the SG2HOI+ deformable base.
+
+    Args:
+        srcs: L maps ``[B, D, H_l, W_l]``. masks: L ``[B, H_l, W_l]`` (True = padding).
+        pos_embeds: L ``[B, D, H_l, W_l]``. level_embed: ``[L, D]``.
+
+    Returns:
+        ``memory [B, S, D]``, ``mask [B, S]``, ``pos [B, S, D]`` (with the level embedding), ``shapes``
+        (L pairs) and ``valid_ratios [B, L, 2]``.
+    """
+    # Python ints in eager mode; traced sizes under ONNX export (hoikit/deploy)
+    shapes = [(s.shape[-2], s.shape[-1]) for s in srcs]
+    src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
+    mask = torch.cat([m.flatten(1) for m in masks], 1)
+    pos = torch.cat([p.flatten(2).transpose(1, 2) + level_embed[lvl].view(1, 1, -1)
+                     for lvl, p in enumerate(pos_embeds)], 1)
+    valid_ratios = torch.stack([DeformableTransformer.valid_ratio(m) for m in masks], 1)
+    refs = encoder_reference_points(shapes, valid_ratios)
+    memory = src
+    for layer in layers:
+        memory = layer(memory, pos, refs, shapes, mask)
+    return memory, mask, pos, shapes, valid_ratios

@@ -37,13 +37,12 @@ from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ...errors import ConfigError
 from ...losses.deformable_criterion import DeformableSetCriterion, FocalHungarianMatcher
 from ...losses.set_criterion import num_boxes_across_processes
-from ..deformable_detr import DeformableDETR
-from ..deformable_transformer import DeformableDecoder, DeformableTransformer, encoder_reference_points, inverse_sigmoid
+from ..deformable_detr import DeformableDETR, add_extra_levels
+from ..deformable_transformer import DeformableDecoder, DeformableTransformer, encode_levels, inverse_sigmoid
 from ..detr import targets_to_detr
 from ...ops import batched_nms, box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 from .heads import TupleHead
@@ -139,22 +138,10 @@ class DeformableSG2HOIEncoder(nn.Module):
         """
         srcs = [proj(f) for proj, f in zip(self.input_proj, feats[self.level_offset:])]
         srcs[self.hss_level - self.level_offset] = srcs[self.hss_level - self.level_offset] + f_agg
-        masks = list(masks[self.level_offset:])
-        n_back = len(srcs)
-        for lvl in range(n_back, self.num_feature_levels):   # extra stride-2 levels, as DeformableDETR._levels
-            src = self.input_proj[lvl](feats[-1] if lvl == n_back else srcs[-1])
-            masks.append(F.interpolate(image_mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0])
-            srcs.append(src)
-        shapes = [(s.shape[-2], s.shape[-1]) for s in srcs]
-        src = torch.cat([s.flatten(2).transpose(1, 2) for s in srcs], 1)
-        mask = torch.cat([m.flatten(1) for m in masks], 1)
-        pos = torch.cat([self.position(m, s.dtype).flatten(2).transpose(1, 2) + self.level_embed[lvl].view(1, 1, -1)
-                         for lvl, (s, m) in enumerate(zip(srcs, masks))], 1)
-        valid_ratios = torch.stack([DeformableTransformer.valid_ratio(m) for m in masks], 1)
-        refs = encoder_reference_points(shapes, valid_ratios)
-        memory = src
-        for layer in self.layers:
-            memory = layer(memory, pos, refs, shapes, mask)
+        srcs, masks = add_extra_levels(self.input_proj, feats, srcs, masks[self.level_offset:], image_mask,
+                                       self.num_feature_levels)
+        pos_embeds = [self.position(m, s.dtype) for s, m in zip(srcs, masks)]
+        memory, mask, pos, shapes, valid_ratios = encode_levels(self.layers, self.level_embed, srcs, masks, pos_embeds)
         return memory, mask, pos, {"shapes": shapes, "valid_ratios": valid_ratios}
 
     def proposals(self, memory: Tensor, mask: Tensor, shapes, k: int) -> Dict[str, Tensor]:
