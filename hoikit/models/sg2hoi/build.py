@@ -121,26 +121,29 @@ def _text_source(sg, state_dict: Optional[Mapping[str, torch.Tensor]]):
     return clip, clip_dim, TextTables(clip, sg.text)
 
 
+def _relation_classes(meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta], text, text_init: bool):
+    """``(num objects, num predicates, object text, predicate text)`` of the relation branches: the SGG
+    objects and predicates (the HOI objects without an SGG set); the texts are None without text init."""
+    sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
+    predicates = meta_sgg.predicates if meta_sgg else []
+    obj = text.prompts([object_prompt(n) for n in sgg_objects]) if text_init else None
+    pred = text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None
+    return len(sgg_objects), len(predicates), obj, pred
+
+
 def _relation_decoder(sg, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta], text,
                       text_init: bool) -> RelationDecoder:
     """The relation decoder over the SGG objects and predicates (the HOI objects without an SGG set)."""
-    sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
-    predicates = meta_sgg.predicates if meta_sgg else []
-    return RelationDecoder(
-        sg.hidden_dim, sg.nheads, sg.dim_feedforward, sg.dropout, sg.rel_dec_layers, sg.num_rel_queries,
-        len(sgg_objects), len(predicates),
-        object_text=text.prompts([object_prompt(n) for n in sgg_objects]) if text_init else None,
-        predicate_text=text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None)
+    n_obj, n_pred, obj, pred = _relation_classes(meta_sgg, meta_hoi, text, text_init)
+    return RelationDecoder(sg.hidden_dim, sg.nheads, sg.dim_feedforward, sg.dropout, sg.rel_dec_layers,
+                           sg.num_rel_queries, n_obj, n_pred, object_text=obj, predicate_text=pred)
 
 
 def _relation_head(sg, meta_sgg: Optional[DatasetMeta], meta_hoi: Optional[DatasetMeta], text,
                    text_init: bool) -> TupleHead:
     """The relation decoder's five-branch head (as :class:`RelationDecoder` builds it), for the deformable base."""
-    sgg_objects = meta_sgg.objects if meta_sgg else meta_hoi.objects
-    predicates = meta_sgg.predicates if meta_sgg else []
-    obj = text.prompts([object_prompt(n) for n in sgg_objects]) if text_init else None
-    pred = text.prompts([predicate_prompt(n) for n in predicates]) if text_init and predicates else None
-    return TupleHead(sg.hidden_dim, len(sgg_objects) + 1, len(predicates) + 1, len(sgg_objects) + 1, obj, pred, obj)
+    n_obj, n_pred, obj, pred = _relation_classes(meta_sgg, meta_hoi, text, text_init)
+    return TupleHead(sg.hidden_dim, n_obj + 1, n_pred + 1, n_obj + 1, obj, pred, obj)
 
 
 def _hoi_branch(sg, meta_hoi: Optional[DatasetMeta], text, text_init: bool, hoi_decoder_from_head=None):
