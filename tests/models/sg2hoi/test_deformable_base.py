@@ -26,17 +26,22 @@ def detector_cfg(cfg, num_classes=4):
     return dataclasses.replace(d, num_classes=num_classes)
 
 
-@pytest.fixture(scope="module")
-def detector_file(tmp_path_factory):
-    """A random two-stage Deformable DETR with perturbed heads, saved as a bare state dict."""
-    torch.manual_seed(3)
-    net = build_deformable_detr(detector_cfg(tiny_cfg()))
+def saved_detector(dcfg, seed, path):
+    """A random two-stage Deformable DETR with every parameter perturbed (so no head sits at its zero
+    initialisation), saved to ``path`` as a bare state dict; returns the network in eval mode."""
+    torch.manual_seed(seed)
+    net = build_deformable_detr(dcfg)
     with torch.no_grad():
         for p in net.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    path = tmp_path_factory.mktemp("ddetr") / "det.pt"
     torch.save(net.state_dict(), path)
-    return path, net.eval()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def detector_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ddetr") / "det.pt"
+    return path, saved_detector(detector_cfg(tiny_cfg()), 3, path)
 
 
 def build(metas, path, task="joint", **sg):
@@ -80,12 +85,7 @@ def test_hoi_decoder_without_r2i_starts_as_the_detector(metas, tmp_path, dec_lay
     # reference box of the last layer is inter[-2], or the proposals with one layer)
     cfg = tiny_cfg()
     dcfg = dataclasses.replace(detector_cfg(cfg), dec_layers=dec_layers, look_forward_twice=look_forward_twice)
-    torch.manual_seed(4)
-    net = build_deformable_detr(dcfg)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    torch.save(net.state_dict(), tmp_path / "det.pt")
+    net = saved_detector(dcfg, 4, tmp_path / "det.pt")
     cfg = tiny_cfg(r2i=False, relq=True, pair_queries="proposals")
     cfg.model.detr = dataclasses.replace(dcfg, checkpoint=str(tmp_path / "det.pt"))
     torch.manual_seed(0)
@@ -93,7 +93,7 @@ def test_hoi_decoder_without_r2i_starts_as_the_detector(metas, tmp_path, dec_lay
     imgs = hoi_batch()[0]
     with torch.no_grad():
         out = m(imgs)
-        det = net.eval()(imgs)
+        det = net(imgs)
     sizes = torch.tensor([[im.shape[2], im.shape[1]] * 2 for im in imgs], dtype=torch.float32)[:, None]
     from hoikit.ops import box_cxcywh_to_xyxy
     expect = box_cxcywh_to_xyxy(det["pred_boxes"]) * sizes
