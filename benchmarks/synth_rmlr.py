@@ -45,6 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_pool import TAKEN, hold_lock, run_pool   # noqa: E402  one process per run, flock per run
+from seed_stats import paired_by_seed   # noqa: E402  row - base, paired by seed
 from synth_rmlr_verbs import POSE_VERBS, verb_means   # noqa: E402  per-verb AP of a run
 
 ALL_ROWS = ["plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt", "full"]
@@ -251,10 +252,8 @@ def paired_difference(summary: Dict, row: str, base: str = "plain", key: str = "
     Runs of one seed share the data order and flips, so the paired difference removes the part of the
     seed noise that the rows share."""
     a, b = summary[row], summary[base]
-    va, vb = dict(zip(a["seeds"], a[key]["values"])), dict(zip(b["seeds"], b[key]["values"]))
-    d = np.array([va[s] - vb[s] for s in sorted(set(va) & set(vb))])
-    return {"mean": float(d.mean()) if len(d) else float("nan"),
-            "std": float(d.std(ddof=1)) if len(d) > 1 else float("nan"), "n": len(d)}
+    mean, std, n = paired_by_seed(dict(zip(a["seeds"], a[key]["values"])), dict(zip(b["seeds"], b[key]["values"])))
+    return {"mean": mean, "std": std, "n": n}
 
 
 def _rows(summary: Dict) -> List[str]:

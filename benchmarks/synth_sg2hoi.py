@@ -39,6 +39,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from seed_stats import paired_by_seed   # noqa: E402  row - joint, paired by seed
+
 ROWS = ("joint", "hoi", "sgg", "no_r2itr", "no_hss")
 SGG_KEYS = ("R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "ng-R@50", "zR@50")
 HOI_KEYS = ("mAP_full", "mAP_rare", "mAP_non_rare")
@@ -144,13 +147,11 @@ def _stat(values):
 
 
 def paired(rows_a, rows_b, key: str):
-    """``a - b`` of ``key`` over the seeds both rows have: (mean, sample std, n) or None."""
-    a = {x["seed"]: x["metrics"].get(key, float("nan")) for x in rows_a}
-    b = {x["seed"]: x["metrics"].get(key, float("nan")) for x in rows_b}
-    d = [a[s] - b[s] for s in sorted(set(a) & set(b)) if a[s] == a[s] and b[s] == b[s]]
-    if not d:
-        return None
-    return statistics.mean(d), (statistics.stdev(d) if len(d) > 1 else float("nan")), len(d)
+    """``a - b`` of ``key`` over the seeds both rows have a value for: (mean, sample std, n) or None."""
+    def values(rows):
+        return {x["seed"]: v for x in rows for v in [x["metrics"].get(key, float("nan"))] if v == v}
+    mean, std, n = paired_by_seed(values(rows_a), values(rows_b))
+    return (mean, std, n) if n else None
 
 
 def report(args) -> str:
