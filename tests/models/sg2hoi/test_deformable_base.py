@@ -311,3 +311,11 @@ def test_pair_nms_removes_duplicate_detections_from_the_pairs(metas, detector_fi
     assert sorted(kept) == [[0, 2], [2, 0]]
     m.encoder.pair_nms = 0.0
     assert sorted(m.encoder.pairs(boxes, logits, tokens, 2)["pair_index"][0].tolist()) == [[0, 1], [1, 0]]
+
+
+def test_more_pair_queries_than_encoder_tokens_is_a_clear_error(metas, detector_file):
+    # a 64 x 48 image gives 8x6 + 4x3 + 2x2 = 64 tokens over the three levels: 70 proposal queries cannot
+    # be chosen, and the error names the key to change
+    m, _ = build(metas, detector_file[0], num_rel_queries=70, num_hoi_queries=70)
+    with pytest.raises(ValueError, match=r"64 encoder tokens, fewer than the 70 pair queries \(model.sg2hoi.num_rel_queries\)"):
+        m.eval()([torch.randn(3, 48, 64)])
