@@ -210,15 +210,10 @@ def pair_recall(model, dataset, n: int) -> dict:
 
 def pair_recall_of(checkpoint: str, n: int) -> dict:
     """:func:`pair_recall` of a benchmark run's checkpoint on its test split."""
-    from hoikit.config import load_config
     from hoikit.data.dataset import HOIDataset, build_transforms
     from hoikit.engine.datasets import open_reader
-    from hoikit.io.checkpoint import load_checkpoint
-    from hoikit.recipes import build_model, meta_from_dict
-    ck = load_checkpoint(checkpoint)
-    cfg = load_config(stored=ck["config"])
-    model = build_model(cfg, meta_from_dict("sg2hoi", ck["meta"]), state_dict=ck["model"], inference=True)
-    model.load_state_dict(ck["model"])
+    from hoikit.engine.inference import model_from_checkpoint
+    model, cfg, _ = model_from_checkpoint(checkpoint)
     return pair_recall(model.eval(), HOIDataset(open_reader(cfg.data, "test"), build_transforms(cfg.data, train=False)), n)
 
 

@@ -288,7 +288,7 @@ def _build_deformable(cfg: Config, meta_sgg, meta_hoi, state_dict, task: str, tr
     if sg.pair_queries == "detections":
         zero_box_offsets(model)
         if path is not None:
-            log.info("SG2HOI+ (deformable base): backbone, encoder, proposals, the entity decoder and both pair "
+            log.info("SG2HOI+ (deformable base): backbone, encoder, proposals and both pair "
                      "decoders from %s; pair queries = pairs of its detections", path)
     elif path is not None:
         n = init_heads_from_detector(model, net)

@@ -106,17 +106,18 @@ class DeformableSG2HOIEncoder(nn.Module):
         self.hss_channels = net.backbone.level_channels[level]
         self.pair_queries = pair_queries
         if pair_queries == "detections":
-            # the detector's decoder and last class head: its detections anchor the pairs (no gradient)
-            self.entity_decoder = copy.deepcopy(tr.decoder)
-            self.entity_decoder.class_embed = None
-            self.entity_decoder.bbox_embed = copy.deepcopy(nn.ModuleList(list(net.bbox_embed)[:nl]))
-            self.entity_class = copy.deepcopy(net.class_embed[nl - 1])
             self.num_entities = net.num_queries
             self.pair_embed = nn.Linear(2 * self.d_model, self.d_model)   # pair content from the two tokens
             self.pair_nms = pair_nms
             if anchor_detector == "frozen":   # the whole detector, frozen: anchors that do not drift
                 self.anchor_net = copy.deepcopy(net).requires_grad_(False).eval()
-            elif anchor_detector != "shared":
+            elif anchor_detector == "shared":
+                # the detector's decoder and last class head on this model's encoder (no gradient)
+                self.entity_decoder = copy.deepcopy(tr.decoder)
+                self.entity_decoder.class_embed = None
+                self.entity_decoder.bbox_embed = copy.deepcopy(nn.ModuleList(list(net.bbox_embed)[:nl]))
+                self.entity_class = copy.deepcopy(net.class_embed[nl - 1])
+            else:
                 raise ConfigError(f"model.sg2hoi.anchor_detector: unknown value '{anchor_detector}' (frozen | shared)")
         elif pair_queries != "proposals":
             raise ConfigError(f"model.sg2hoi.pair_queries: unknown value '{pair_queries}' (detections | proposals)")

@@ -319,3 +319,33 @@ def test_more_pair_queries_than_encoder_tokens_is_a_clear_error(metas, detector_
     m, _ = build(metas, detector_file[0], num_rel_queries=70, num_hoi_queries=70)
     with pytest.raises(ValueError, match=r"64 encoder tokens, fewer than the 70 pair queries \(model.sg2hoi.num_rel_queries\)"):
         m.eval()([torch.randn(3, 48, 64)])
+
+
+def test_frozen_anchors_have_no_unused_parameters_and_old_checkpoints_load(metas, detector_file):
+    # with anchor_detector=frozen every trainable parameter gets a gradient over one SGG and one HOI
+    # batch (the shared-anchor stage, unused there, is not built); a checkpoint of commits
+    # bdd2d04..8af880c, which also held that stage, still loads strictly and gives the same outputs
+    from hoikit.io.checkpoint import load_model_state
+    from hoikit.recipes import get_recipe
+    m, cfg = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=10, num_hoi_queries=10)
+    assert not hasattr(m.encoder, "entity_decoder") and not hasattr(m.encoder, "entity_class")
+    m.train()
+    (sum(m(*sgg_batch()).values()) + sum(m(*hoi_batch()).values())).backward()
+    # (grad None = outside the graph; the box MLPs' hidden layers get zero, not None, under their zero last layer)
+    unused = {n for n, p in m.named_parameters() if p.requires_grad and p.grad is None}
+    assert unused <= {n for n, _ in m.named_parameters() if ".decoder.bbox_embed." in n}, unused
+    shared, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=10, num_hoi_queries=10,
+                      anchor_detector="shared")
+    stage = {k: v for k, v in shared.state_dict().items() if k.startswith(("encoder.entity_decoder.", "encoder.entity_class."))}
+    assert stage
+    old = {**m.state_dict(), **stage}
+    cfg.model.detr.checkpoint = ""
+    m2 = build_sg2hoi(cfg, *metas, state_dict=old, task="joint")
+    load_model_state(m2, get_recipe("sg2hoi").inference_state_dict(m2, old), "old.pt")
+    imgs = hoi_batch()[0]
+    with torch.no_grad():
+        a, b = m.eval()(imgs), m2.eval()(imgs)
+    assert all(torch.equal(x["hoi"][k], y["hoi"][k]) for x, y in zip(a, b) for k in x["hoi"])
+    with pytest.raises(CheckpointError, match="unexpected key 'model.encoder.stray'"):
+        load_model_state(m2, get_recipe("sg2hoi").inference_state_dict(m2, {**old, "encoder.stray": torch.zeros(1)}),
+                         "old.pt")
