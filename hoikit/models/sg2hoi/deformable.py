@@ -54,7 +54,7 @@ def check_deformable_base(net: DeformableDETR, sg) -> None:
     tr = net.transformer
     if not net.two_stage:
         raise ConfigError("model.detr.two_stage: the SG2HOI+ deformable base needs a two-stage Deformable DETR "
-                          "(its pair queries are the encoder's proposals)")
+                          "(its encoder proposals give the queries or the detections that anchor them)")
     if tr.mixed_selection:
         raise ConfigError("model.detr.mixed_selection: not supported by the SG2HOI+ deformable base (the pair "
                           "queries take their content from the proposals)")
@@ -126,6 +126,9 @@ class DeformableSG2HOIEncoder(nn.Module):
         super().train(mode)
         if getattr(self, "anchor_net", None) is not None:
             self.anchor_net.eval()
+        for stage in (getattr(self, "entity_decoder", None), getattr(self, "entity_class", None)):
+            if stage is not None:       # shared anchors: the detector's stage as at inference (no dropout)
+                stage.eval()
         return self
 
     def forward(self, feats: List[Tensor], masks: List[Tensor], f_agg: Tensor, image_mask: Tensor):
@@ -154,8 +157,10 @@ class DeformableSG2HOIEncoder(nn.Module):
         logits = self.prop_class(enc_memory)
         coords = self.prop_box(enc_memory) + props
         if logits.shape[1] < k:
+            what = ("the detector's {k} queries (model.detr.num_queries)" if self.pair_queries == "detections"
+                    else "the {k} pair queries (model.sg2hoi.num_rel_queries)").format(k=k)
             raise ValueError(f"SG2HOI+ deformable base: the image gives {logits.shape[1]} encoder tokens, fewer than "
-                             f"the {k} pair queries (model.sg2hoi.num_rel_queries); use a larger input or fewer queries")
+                             f"{what}; use a larger input or fewer queries")
         top = torch.topk(logits[..., 0], k, dim=1)[1]
         chosen = torch.gather(coords, 1, top[..., None].repeat(1, 1, 4)).detach()
         pos_trans = self.pos_trans_norm(self.pos_trans(DeformableTransformer.proposal_pos_embed(self, chosen)))
@@ -265,7 +270,10 @@ def pair_decoder(net: DeformableDETR, head: TupleHead, names: Dict[str, str], re
 
     The refinement heads keep the detector's weights: the reference boxes between layers are detached
     (as in Deformable DETR) and SG2HOI+'s losses (Eq. 9-10) read the last layer only, so no gradient
-    reaches them (AdamW skips a parameter without gradient: no update, no weight decay). They keep
+    reaches them (AdamW skips a parameter without gradient: no update, no weight decay). Exception:
+    with ``model.detr.look_forward_twice`` the last layer samples around the *undetached* refined
+    reference of the layer before (that is look-forward-twice's point), so with proposal queries, whose
+    boxes are predicted from that reference, the box losses reach the heads of the earlier layers. They keep
     moving each reference box as the detector did, and the trainable tuple head predicts the final
     boxes from the last reference. (They stay in the optimizer's groups so that checkpoints of the
     first runs resume; tests/models/sg2hoi/test_deformable_base.py checks that they get no gradient.)"""

@@ -290,8 +290,9 @@ def test_detection_pairs_train(metas, detector_file, anchors):
     # state (BatchNorm statistics included) is unchanged by a training forward
     assert all(p.grad is None for p in stage.parameters())
     assert all(torch.equal(before[k], v) for k, v in stage.state_dict().items())
+    assert not any(mod.training for mod in stage.modules())     # in eval mode (dropout off) in both designs
     if anchors == "frozen":
-        assert not any(p.requires_grad for p in stage.parameters()) and not stage.training
+        assert not any(p.requires_grad for p in stage.parameters())
     assert m.hoi_decoder.head.right_box.layers[-1].weight.grad.abs().sum() > 0     # object offsets learn
     # the tiny detector has 6 detections: 30 ordered pairs, so 31 pair queries is an error naming the key
     too_many, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=31, num_hoi_queries=31)
@@ -318,6 +319,13 @@ def test_more_pair_queries_than_encoder_tokens_is_a_clear_error(metas, detector_
     # be chosen, and the error names the key to change
     m, _ = build(metas, detector_file[0], num_rel_queries=70, num_hoi_queries=70)
     with pytest.raises(ValueError, match=r"64 encoder tokens, fewer than the 70 pair queries \(model.sg2hoi.num_rel_queries\)"):
+        m.eval()([torch.randn(3, 48, 64)])
+    # detection pairs: the proposals there are the detector's own query selection, so the error names
+    # model.detr.num_queries (a detector of 100 queries on the same image; the tiny one has 6)
+    m, _ = build(metas, detector_file[0], pair_queries="detections", num_rel_queries=2, num_hoi_queries=2,
+                 anchor_detector="shared")
+    m.encoder.num_entities = 100
+    with pytest.raises(ValueError, match=r"64 encoder tokens, fewer than the detector's 100 queries \(model.detr.num_queries\)"):
         m.eval()([torch.randn(3, 48, 64)])
 
 
