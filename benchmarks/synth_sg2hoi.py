@@ -189,23 +189,31 @@ def pair_recall(model, dataset, n: int) -> dict:
     """Localisation ceiling of a one-stage HOI model on the first ``n`` images of ``dataset``: the share
     of ground-truth HOI pairs for which some HOI query has a human box and an object box at IoU >= 0.5
     (``both``), also with the right object label (``labelled``), and the shares with at least a human /
-    an object box at IoU >= 0.5 in any query (``human`` / ``object``). ``model``: eval-mode SG2HOI+."""
+    an object box at IoU >= 0.5 in any query (``human`` / ``object``). A (human, object) pair counts
+    once however many verbs it has; ``both_triplets`` / ``labelled_triplets`` weight each pair by its
+    number of annotated HOI triplets (how the session-8 numbers were counted). ``model``: eval-mode SG2HOI+."""
     from hoikit.ops import box_iou
-    hits = {"human": 0, "object": 0, "both": 0, "labelled": 0}
-    total = 0
+    hits = {"human": 0, "object": 0, "both": 0, "labelled": 0, "both_triplets": 0, "labelled_triplets": 0}
+    pairs = triplets = 0
     for idx in range(min(n, len(dataset))):
         img, t = dataset[idx]
         with torch.no_grad():
             out = model([img])[0]["hoi"]
-        for h, o, _ in t["hois"].tolist():
+        ho = t["hois"][:, :2]
+        for h, o in torch.unique(ho, dim=0).tolist():
             ih = box_iou(out["human_boxes"], t["boxes"][h:h + 1])[0][:, 0] >= 0.5
             io = box_iou(out["obj_boxes"], t["boxes"][o:o + 1])[0][:, 0] >= 0.5
-            total += 1
+            verbs = int(((ho[:, 0] == h) & (ho[:, 1] == o)).sum())
+            both, labelled = bool((ih & io).any()), bool((ih & io & (out["obj_labels"] == t["labels"][o])).any())
+            pairs, triplets = pairs + 1, triplets + verbs
             hits["human"] += int(ih.any())
             hits["object"] += int(io.any())
-            hits["both"] += int((ih & io).any())
-            hits["labelled"] += int((ih & io & (out["obj_labels"] == t["labels"][o])).any())
-    return {"pairs": total, **{k: 100.0 * v / max(total, 1) for k, v in hits.items()}}
+            hits["both"] += int(both)
+            hits["labelled"] += int(labelled)
+            hits["both_triplets"] += verbs * both
+            hits["labelled_triplets"] += verbs * labelled
+    share = {k: 100.0 * v / max(triplets if k.endswith("_triplets") else pairs, 1) for k, v in hits.items()}
+    return {"pairs": pairs, "triplets": triplets, **share}
 
 
 def pair_recall_of(checkpoint: str, n: int) -> dict:

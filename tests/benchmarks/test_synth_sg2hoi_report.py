@@ -48,10 +48,14 @@ def test_pair_recall_counts_pairs_with_both_boxes_in_one_query():
 
     target = {"boxes": torch.tensor([[0., 0., 10., 10.], [20., 20., 30., 30.], [0., 0., 10., 11.],
                                      [50., 50., 60., 60.]]),
-              "labels": torch.tensor([0, 1, 2, 2]), "hois": torch.tensor([[0, 1, 0], [2, 1, 0], [0, 3, 0]])}
+              "labels": torch.tensor([0, 1, 2, 2]),
+              "hois": torch.tensor([[0, 1, 0], [2, 1, 0], [0, 3, 0], [0, 3, 1], [0, 3, 2]])}
     r = synth_sg2hoi.pair_recall(Fixed(), [(torch.zeros(3, 8, 8), target)], 1)
-    # pairs 1-2: a human box (query 0, IoU 1 and 10/11) and an object box (query 1) exist, never in one
-    # query; pair 3: query 0 has both boxes but labels the object 1, not 2
-    assert r == {"pairs": 3, "human": 100.0, "object": 100.0, "both": 100.0 / 3, "labelled": 0.0}
+    # pairs (0,1), (2,1): a human box (query 0, IoU 1 and 10/11) and an object box (query 1) exist, never in
+    # one query; pair (0,3), three verbs: query 0 has both boxes but labels the object 1, not 2. Per pair
+    # 1 of 3 has both boxes; per triplet 3 of 5
+    assert r == {"pairs": 3, "triplets": 5, "human": 100.0, "object": 100.0, "both": 100.0 / 3, "labelled": 0.0,
+                 "both_triplets": 60.0, "labelled_triplets": 0.0}
     target["labels"][3] = 1
-    assert synth_sg2hoi.pair_recall(Fixed(), [(torch.zeros(3, 8, 8), target)], 1)["labelled"] == 100.0 / 3
+    r = synth_sg2hoi.pair_recall(Fixed(), [(torch.zeros(3, 8, 8), target)], 1)
+    assert r["labelled"] == 100.0 / 3 and r["labelled_triplets"] == 60.0
