@@ -152,5 +152,14 @@ class RecipeBase:
     def meta_from_dict(self, d: Dict) -> MetaLike:
         return DatasetMeta.from_dict(d)
 
+    #: checkpoint key prefixes an inference build may lack (training-only modules, layouts of older
+    #: versions); :meth:`inference_state_dict` leaves them out when the model has no such key
+    OPTIONAL_KEY_PREFIXES: Tuple[str, ...] = ()
+
     def inference_state_dict(self, model: nn.Module, state_dict: Dict) -> Dict:
-        return state_dict
+        """``state_dict`` without the keys under :attr:`OPTIONAL_KEY_PREFIXES` that ``model`` does not
+        have; every other key is kept, so strict loading still reports anything else that does not fit."""
+        if not self.OPTIONAL_KEY_PREFIXES:
+            return state_dict
+        own = model.state_dict()
+        return {k: v for k, v in state_dict.items() if k in own or not k.startswith(self.OPTIONAL_KEY_PREFIXES)}

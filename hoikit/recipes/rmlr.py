@@ -57,9 +57,5 @@ class RmLRRecipe(RecipeBase):
         # oracle-detection models (model.rmlr.detections=oracle) read the ground truth in eval too
         return model(list(images), list(targets)) if _oracle(model) else model(list(images))
 
-    def inference_state_dict(self, model: nn.Module, state_dict: Dict) -> Dict:
-        """Without the keys of the training-only cross-modal modules (prefixes :data:`RmLR.TRAINING_ONLY`)
-        the inference build does not have; every other key is kept, so strict loading still reports
-        anything else that does not fit."""
-        own = model.state_dict()
-        return {k: v for k, v in state_dict.items() if k in own or not k.startswith(RmLR.TRAINING_ONLY)}
+    #: the training-only cross-modal modules the inference build does not have
+    OPTIONAL_KEY_PREFIXES = RmLR.TRAINING_ONLY

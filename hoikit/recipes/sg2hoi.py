@@ -81,15 +81,9 @@ class SG2HOIRecipe(RecipeBase):
         return build_sg2hoi(cfg, meta_sgg, meta_hoi, state_dict=state_dict, task=cfg.train.task,
                             train_backbone=cfg.train.lr_backbone > 0)
 
-    #: keys of the shared-anchor stage (``model.sg2hoi.anchor_detector: shared``) that frozen-anchor
+    #: the shared-anchor stage (``model.sg2hoi.anchor_detector: shared``), which frozen-anchor
     #: deformable-base models of commits bdd2d04..8af880c also built and never used
-    UNUSED_WITH_FROZEN_ANCHORS = ("encoder.entity_decoder.", "encoder.entity_class.")
-
-    def inference_state_dict(self, model: nn.Module, state_dict: Dict) -> Dict:
-        """Without those unused keys when this model does not have them (old checkpoints load strictly);
-        every other key is kept, so strict loading still reports anything else that does not fit."""
-        own = model.state_dict()
-        return {k: v for k, v in state_dict.items() if k in own or not k.startswith(self.UNUSED_WITH_FROZEN_ANCHORS)}
+    OPTIONAL_KEY_PREFIXES = ("encoder.entity_decoder.", "encoder.entity_class.")
 
     # ------------------------------------------------------------------ data
     def training_sets(self, cfg: Config, readers: ReaderFactory) -> TrainingSets:

@@ -124,10 +124,9 @@ class DeformableSG2HOIEncoder(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if getattr(self, "anchor_net", None) is not None:
-            self.anchor_net.eval()
-        for stage in (getattr(self, "entity_decoder", None), getattr(self, "entity_class", None)):
-            if stage is not None:       # shared anchors: the detector's stage as at inference (no dropout)
+        for name in ("anchor_net", "entity_decoder", "entity_class"):   # the anchoring detector: as at inference
+            stage = getattr(self, name, None)
+            if stage is not None:
                 stage.eval()
         return self
 
