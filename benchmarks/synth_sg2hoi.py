@@ -22,20 +22,26 @@ docs/method-notes-sg2hoi.md, "DETR initialisation") or ``synth_sg2hoi_deformable
 from hoikit/assets/synth_deformable.pt; "Deformable base").
 
 Every (row, seed) writes ``OUT/<row>_s<seed>/result.json``; finished ones are skipped, so the grid can
-be run in pieces. ``--report`` writes the Markdown table (mean +- std and min..max over seeds)::
+be run in pieces. A killed run resumes exactly from its own ``last.pt`` (written every epoch, and every
+``-- train.checkpoint_every=N`` steps) when the command is run again. Rows named in ``--curves`` are
+evaluated after every epoch; their per-epoch SGDet R@50 and HOI mAP go into ``result.json`` ("curve"), the
+report and a picture next to it. ``--report`` writes the Markdown table (mean +- std and min..max over seeds)::
 
     python benchmarks/synth_sg2hoi.py --rows joint hoi sgg no_r2itr no_hss --seeds 0 1 2   # the full grid
     python benchmarks/synth_sg2hoi.py --report /tmp/report.md       # writes /tmp/report.table.md
+    python benchmarks/synth_sg2hoi.py --rows joint hoi --curves joint hoi --epochs 5 --sgg-epochs 1   # + curves
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Dict, List, Optional
 
 import torch
 
@@ -45,6 +51,7 @@ from seed_stats import paired_by_seed   # noqa: E402  row - joint, paired by see
 ROWS = ("joint", "hoi", "sgg", "no_r2itr", "no_hss")
 SGG_KEYS = ("R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "ng-R@50", "zR@50")
 HOI_KEYS = ("mAP_full", "mAP_rare", "mAP_non_rare")
+CURVE_KEYS = ("R@50", "mR@50", "mAP_full", "mAP_rare", "mAP_non_rare")
 HOI_PART = ("r2i.", "feature_transform.", "query_transform.", "hoi_decoder.")
 
 
@@ -57,7 +64,7 @@ def bench_config(args, row: str, seed: int, out: Path):
           f"data.synth_test={args.test}", f"model.detr.checkpoint={args.detr}",
           f"train.epochs={args.epochs}", f"train.sgg_epochs={args.sgg_epochs}", f"train.batch_size={args.batch}",
           f"train.lr={args.lr}", f"train.lr_backbone={args.lr_backbone}", f"train.sgg_lr={args.lr_backbone}",
-          "train.eval_every=100000", "train.log_every=50", "train.task=joint"]
+          f"train.eval_every={1 if row in args.curves else 100000}", "train.log_every=50", "train.task=joint"]
     if row == "hoi":
         ov.append("train.task=hoi")
     elif row == "sgg":
@@ -69,8 +76,31 @@ def bench_config(args, row: str, seed: int, out: Path):
     return load_config(args.preset, ov + list(args.extra))
 
 
+def start_point(run: Path, phase1: Optional[Path]) -> str:
+    """Where a (row, seed) run starts: ``"own"`` (resume from its own ``last.pt``: it was killed, or
+    stopped after the phase-1 copy), ``"phase1"`` (a copy of the joint run's end-of-phase-1 checkpoint)
+    or ``"scratch"``."""
+    if (run / "last.pt").is_file():
+        return "own"
+    return "phase1" if phase1 is not None else "scratch"
+
+
+def read_curve(run: Path) -> List[Dict]:
+    """The per-epoch evaluations the trainer wrote (``eval.csv``, whose ``epoch`` is 0-based): epochs
+    completed, and the :data:`CURVE_KEYS` that the evaluation has."""
+    import csv
+
+    path = run / "eval.csv"
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [{"epoch": int(r["epoch"]) + 1, **{k: float(r[k]) for k in CURVE_KEYS if r.get(k)}}
+                for r in csv.DictReader(f)]
+
+
 def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, callback=None):
-    """Train one (row, seed); returns (final metrics, seconds)."""
+    """Train one (row, seed), or resume it (:func:`start_point`); returns (final metrics, seconds, metas,
+    start point)."""
     from hoikit.data.dataset import collate
     from hoikit.io.checkpoint import load_checkpoint, save_checkpoint
     from hoikit.engine.datasets import build_training_data
@@ -87,8 +117,9 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
         meta_hoi = joint_metas[0]          # same architecture as the joint model (HOI part unused)
     seed_everything(cfg.seed)
     model = build_model(cfg, (meta_hoi, meta_sgg))
-    resume = phase1 is not None
-    if resume:
+    start = start_point(out, phase1)
+    resume = start != "scratch"
+    if start == "phase1":
         out.mkdir(parents=True, exist_ok=True)
         ck = load_checkpoint(phase1)
         if row == "no_r2itr":              # drop the modules -R2ITR does not have (HOI part: untrained in phase 1)
@@ -101,7 +132,7 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
         save_checkpoint(ck, out / "last.pt")
     state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict("sg2hoi", (meta_hoi, meta_sgg)),
                 evals=data.evals, primary_metric=data.primary, resume=resume, callback=callback)
-    return dict(state.metrics or {}), time.time() - t0, (meta_hoi, meta_sgg)
+    return dict(state.metrics or {}), time.time() - t0, (meta_hoi, meta_sgg), start
 
 
 def run_seed(args, seed: int) -> None:
@@ -113,7 +144,8 @@ def run_seed(args, seed: int) -> None:
         if res_path.exists():
             continue
         needs_p1 = row in ("hoi", "sgg", "no_r2itr")
-        if needs_p1 and not phase1.exists():     # written at the end of the joint run's phase 1
+        # phase1: written at the end of the joint run's phase 1; not needed once the row has its own last.pt
+        if needs_p1 and not phase1.exists() and not (res_path.parent / "last.pt").is_file():
             print(f"[{row} s{seed}] needs phase 1 of the joint run of seed {seed} first (add 'joint' to --rows)")
             continue
         callback = None
@@ -125,11 +157,14 @@ def run_seed(args, seed: int) -> None:
         if needs_p1 and metas is None:
             from hoikit.io.checkpoint import load_checkpoint
             from hoikit.recipes import meta_from_dict
-            metas = meta_from_dict("sg2hoi", load_checkpoint(phase1)["meta"])
-        metrics, secs, m = train_row(args, row, seed, metas, phase1 if needs_p1 else None, callback)
+            metas = meta_from_dict("sg2hoi", load_checkpoint(phase1 if phase1.exists() else
+                                                             res_path.parent / "last.pt")["meta"])
+        metrics, secs, m, start = train_row(args, row, seed, metas, phase1 if needs_p1 else None, callback)
         if row == "joint":
             metas = m
-        res = {"row": row, "seed": seed, "seconds": round(secs, 1), "metrics": metrics,
+        # seconds: of this process (a resumed run's earlier time is not in it); start: see start_point
+        res = {"row": row, "seed": seed, "seconds": round(secs, 1), "metrics": metrics, "start": start,
+               "load_avg": round(os.getloadavg()[0], 2), "curve": read_curve(res_path.parent),
                "setup": {k: getattr(args, k) for k in ("preset", "train", "test", "detr", "epochs", "sgg_epochs", "batch", "lr",
                                                   "lr_backbone", "extra")}}
         res_path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +217,57 @@ def report(args) -> str:
             d = paired(rs, by_row["joint"], k) if row != "joint" else None
             diffs.append("-" if d is None else f"{d[0]:+.2f} +- {d[1]:.2f} ({d[2]})")
         lines.append(f"| {row} | {per['mAP_full']} | {per['R@50']} | {diffs[0]} | {diffs[1]} |")
+    if getattr(args, "report", None):
+        lines += [""] + curve_section(results, Path(args.report).with_suffix(".curves.png"))
     return "setup: " + json.dumps(setup) + "\n\n" + "\n".join(lines) + "\n"
+
+
+def curve_section(results: List[Dict], picture: Path) -> List[str]:
+    """Per-epoch HOI mAP Full and SGDet R@50 of the rows that have curves (mean +- sample std over seeds,
+    number of seeds) as a table, and as a picture with one panel per metric (mean line, a thin line per seed)."""
+    curves = {r: [x["curve"] for x in results if x["row"] == r and x.get("curve")] for r in ROWS}
+    curves = {r: c for r, c in curves.items() if c}
+    if not curves:
+        return []
+    epochs = sorted({p["epoch"] for cs in curves.values() for c in cs for p in c})
+    keys = (("mAP_full", "HOI mAP Full"), ("R@50", "SGDet R@50"))
+
+    def values(cs, e, k):
+        return [p[k] for c in cs for p in c if p["epoch"] == e and k in p]
+
+    def cell(v):
+        if not v:
+            return "-"
+        return f"{statistics.mean(v):.2f} +- {statistics.stdev(v) if len(v) > 1 else float('nan'):.2f} ({len(v)})"
+
+    lines = ["| epochs completed | " + " | ".join(f"{r} {name}" for r in curves for _, name in keys) + " |",
+             "|---" * (2 * len(curves) + 1) + "|"]
+    for e in epochs:
+        lines.append(f"| {e} | " + " | ".join(cell(values(cs, e, k)) for cs in curves.values() for k, _ in keys) + " |")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, (k, name) in zip(axes, keys):
+        for i, (r, cs) in enumerate(curves.items()):
+            for c in cs:
+                pts = [(p["epoch"], p[k]) for p in c if k in p]
+                ax.plot([x for x, _ in pts], [y for _, y in pts], color=f"C{i}", alpha=0.3, lw=1)
+            es = [e for e in epochs if values(cs, e, k)]
+            ax.plot(es, [statistics.mean(values(cs, e, k)) for e in es], color=f"C{i}", lw=2, marker="o",
+                    label=f"{r} (mean of {len(cs)} seed{'s' if len(cs) > 1 else ''})")
+        ax.set_xlabel("epochs completed (the first --sgg-epochs: SGG only)")
+        ax.set_ylabel(f"{name} (%)")
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("SG2HOI+ on SynthHOI: test metrics after each epoch")
+    fig.tight_layout()
+    fig.savefig(picture)
+    plt.close(fig)
+    return ["HOI mAP Full and SGDet R@50 on the test split after each epoch (mean +- std, number of seeds); "
+            f"thin lines in the picture are single seeds: ![curves]({picture.name})", ""] + lines
 
 
 def pair_recall(model, dataset, n: int) -> dict:
@@ -243,6 +328,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-4, help="HOI part / phase-1 SGG part")
     p.add_argument("--lr-backbone", type=float, default=5e-5, help="backbone and the phase-2 SGG part")
+    p.add_argument("--curves", nargs="*", default=[], choices=ROWS,
+                   help="rows evaluated after every epoch (curves in result.json and the report)")
     p.add_argument("--report", default=None, help="write the Markdown table of OUT's results here and exit")
     p.add_argument("--pair-recall", default=None, metavar="CHECKPOINT",
                    help="print the localisation ceiling of a run's checkpoint (pair_recall) and exit")

@@ -15,7 +15,7 @@ _spec.loader.exec_module(synth_sg2hoi)
 
 def write(out, row, seed, map_full, r50):
     d = out / f"{row}_s{seed}"
-    d.mkdir(parents=True)
+    d.mkdir(parents=True, exist_ok=True)
     (d / "result.json").write_text(json.dumps({"row": row, "seed": seed, "seconds": 10.0, "setup": {},
                                                "metrics": {"mAP_full": map_full, "R@50": r50}}))
 
@@ -59,3 +59,42 @@ def test_pair_recall_counts_pairs_with_both_boxes_in_one_query():
     target["labels"][3] = 1
     r = synth_sg2hoi.pair_recall(Fixed(), [(torch.zeros(3, 8, 8), target)], 1)
     assert r["labelled"] == 100.0 / 3 and r["labelled_triplets"] == 60.0
+
+
+def test_start_point_resumes_a_runs_own_checkpoint_first(tmp_path):
+    run, p1 = tmp_path / "hoi_s0", tmp_path / "phase1_s0.pt"
+    assert synth_sg2hoi.start_point(run, None) == "scratch"
+    assert synth_sg2hoi.start_point(run, p1) == "phase1"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"x")          # killed after the phase-1 copy or mid-training
+    assert synth_sg2hoi.start_point(run, p1) == "own"
+    assert synth_sg2hoi.start_point(run, None) == "own"
+
+
+def test_curves_rows_are_evaluated_every_epoch(tmp_path):
+    args = Namespace(root="r", train=10, test=5, detr="", epochs=3, sgg_epochs=1, batch=2, lr=1e-4, lr_backbone=1e-5,
+                     preset="synth_sg2hoi", extra=[], curves=["joint"])
+    assert synth_sg2hoi.bench_config(args, "joint", 0, tmp_path).train.eval_every == 1
+    assert synth_sg2hoi.bench_config(args, "hoi", 0, tmp_path).train.eval_every == 100000
+
+
+def test_read_curve_and_curve_report(tmp_path):
+    run = tmp_path / "joint_s0"
+    run.mkdir()
+    # the trainer's eval.csv: 0-based epoch; the SGG-only first epoch has no HOI metric in this made-up file
+    (run / "eval.csv").write_text("epoch,step,R@50,mAP_full,mAP_rare\n0,10,20.0,,\n1,30,30.0,5.0,1.0\n")
+    curve = synth_sg2hoi.read_curve(run)
+    assert curve == [{"epoch": 1, "R@50": 20.0}, {"epoch": 2, "R@50": 30.0, "mAP_full": 5.0, "mAP_rare": 1.0}]
+    assert synth_sg2hoi.read_curve(tmp_path / "missing") == []
+    write(tmp_path, "joint", 0, 5.0, 30.0)
+    write(tmp_path, "joint", 1, 7.0, 34.0)
+    for seed, c in ((0, curve), (1, [{"epoch": 1, "R@50": 22.0}, {"epoch": 2, "R@50": 34.0, "mAP_full": 7.0}])):
+        path = tmp_path / f"joint_s{seed}" / "result.json"
+        res = json.loads(path.read_text())
+        res["curve"] = c
+        path.write_text(json.dumps(res))
+    text = synth_sg2hoi.report(Namespace(out=str(tmp_path), report=str(tmp_path / "r.md")))
+    # epoch 1: R@50 (20, 22) -> 21 +- 1.41, no HOI value; epoch 2: mAP (5, 7) -> 6 +- 1.41, R@50 (30, 34) -> 32 +- 2.83
+    assert "| 1 | - | 21.00 +- 1.41 (2) |" in text
+    assert "| 2 | 6.00 +- 1.41 (2) | 32.00 +- 2.83 (2) |" in text
+    assert (tmp_path / "r.curves.png").stat().st_size > 1000
