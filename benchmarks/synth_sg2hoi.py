@@ -98,6 +98,38 @@ def read_curve(run: Path) -> List[Dict]:
                 for r in csv.DictReader(f)]
 
 
+def final_metrics(run: Path, epochs: int) -> Dict[str, float]:
+    """The metrics of the evaluation after epoch ``epochs`` from the run's ``eval.csv`` (every metric the
+    trainer logged; empty when there is none). For a run that was resumed from a checkpoint written after
+    its final evaluation (killed before result.json, or result.json deleted): ``fit`` then has nothing left
+    to do and returns no metrics."""
+    import csv
+
+    path = run / "eval.csv"
+    if not path.is_file():
+        return {}
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) + 1 == epochs]
+    return {k: float(v) for k, v in rows[-1].items() if k not in ("epoch", "step") and v} if rows else {}
+
+
+def recover_phase1(joint_run: Path, phase1: Path, sgg_epochs: int) -> bool:
+    """Write ``phase1`` from the joint run's ``last.pt`` when that checkpoint is the end of phase 1 (epoch
+    ``sgg_epochs``, iteration 0) and ``phase1`` is missing: the run was killed between writing that
+    checkpoint and copying it, and a resumed run never passes that point again. Returns True if written."""
+    from hoikit.io.checkpoint import load_checkpoint
+
+    last = joint_run / "last.pt"
+    if phase1.exists() or not last.is_file():
+        return False
+    ck = load_checkpoint(last)
+    if ck.get("epoch") != sgg_epochs or ck.get("iteration") != 0:
+        return False
+    shutil.copyfile(last, phase1.with_suffix(".tmp"))
+    phase1.with_suffix(".tmp").replace(phase1)
+    return True
+
+
 def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, callback=None):
     """Train one (row, seed), or resume it (:func:`start_point`); returns (final metrics, seconds, metas,
     start point)."""
@@ -132,7 +164,11 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
         save_checkpoint(ck, out / "last.pt")
     state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict("sg2hoi", (meta_hoi, meta_sgg)),
                 evals=data.evals, primary_metric=data.primary, resume=resume, callback=callback)
-    return dict(state.metrics or {}), time.time() - t0, (meta_hoi, meta_sgg), start
+    metrics = dict(state.metrics or {}) or final_metrics(out, cfg.train.epochs)
+    if not metrics:
+        raise RuntimeError(f"{out}: training is complete but no final evaluation is recorded in eval.csv; "
+                           f"delete {out} to train this row again")
+    return metrics, time.time() - t0, (meta_hoi, meta_sgg), start
 
 
 def run_seed(args, seed: int) -> None:
@@ -150,6 +186,8 @@ def run_seed(args, seed: int) -> None:
             continue
         callback = None
         if row == "joint":
+            if recover_phase1(out / f"joint_s{seed}", phase1, args.sgg_epochs):
+                print(f"[joint s{seed}] {phase1} written from the joint run's end-of-phase-1 checkpoint")
             def callback(event, state, _p1=phase1, _dir=out / f"joint_s{seed}"):
                 if event == "checkpoint" and state.epoch == args.sgg_epochs and state.iteration == 0:
                     shutil.copyfile(_dir / "last.pt", _p1.with_suffix(".tmp"))
@@ -203,7 +241,8 @@ def report(args) -> str:
             lines.append(f"| {row} | 0 | " + " | ".join(["not run"] * (len(SGG_KEYS) + len(HOI_KEYS))) + " | - |")
             continue
         cells = [_stat([x["metrics"].get(k, float("nan")) for x in rs]) for k in SGG_KEYS + HOI_KEYS]
-        secs = statistics.mean(x["seconds"] for x in rs)
+        fresh = [x for x in rs if x.get("start") != "own"] or rs    # a resumed run's seconds miss its first part
+        secs = statistics.mean(x["seconds"] for x in fresh)
         lines.append(f"| {row} | {','.join(str(x['seed']) for x in rs)} | " + " | ".join(cells) + f" | {secs:.0f} |")
     lines += ["", "| row | per-seed mAP Full | per-seed R@50 | row - joint, paired by seed: mAP Full | R@50 |",
               "|---|---|---|---|---|"]

@@ -98,3 +98,38 @@ def test_read_curve_and_curve_report(tmp_path):
     assert "| 1 | - | 21.00 +- 1.41 (2) |" in text
     assert "| 2 | 6.00 +- 1.41 (2) | 32.00 +- 2.83 (2) |" in text
     assert (tmp_path / "r.curves.png").stat().st_size > 1000
+
+
+def test_final_metrics_of_a_run_resumed_after_its_last_evaluation(tmp_path):
+    # eval.csv after a 1 + 2 epoch run (0-based epochs 0, 2); a killed-and-resumed evaluation repeated epoch 2
+    (tmp_path / "eval.csv").write_text("epoch,step,R@50,mAP_full\n0,10,20.0,\n2,30,30.0,5.0\n2,30,31.0,6.0\n")
+    assert synth_sg2hoi.final_metrics(tmp_path, 3) == {"R@50": 31.0, "mAP_full": 6.0}
+    assert synth_sg2hoi.final_metrics(tmp_path, 1) == {"R@50": 20.0}
+    assert synth_sg2hoi.final_metrics(tmp_path, 2) == {}
+    assert synth_sg2hoi.final_metrics(tmp_path / "missing", 3) == {}
+
+
+def test_recover_phase1_only_from_the_end_of_phase_1(tmp_path):
+    from hoikit.io.checkpoint import save_checkpoint
+
+    joint, p1 = tmp_path / "joint_s0", tmp_path / "phase1_s0.pt"
+    joint.mkdir()
+    assert not synth_sg2hoi.recover_phase1(joint, p1, 1)                       # no checkpoint yet
+    save_checkpoint({"format": "hoikit", "config": {}, "epoch": 1, "iteration": 5, "model": {}}, joint / "last.pt")   # mid phase 2
+    assert not synth_sg2hoi.recover_phase1(joint, p1, 1) and not p1.exists()
+    save_checkpoint({"format": "hoikit", "config": {}, "epoch": 1, "iteration": 0, "model": {}}, joint / "last.pt")   # end of phase 1
+    assert synth_sg2hoi.recover_phase1(joint, p1, 1) and p1.read_bytes() == (joint / "last.pt").read_bytes()
+    assert not synth_sg2hoi.recover_phase1(joint, p1, 1)                       # never overwritten
+    assert not synth_sg2hoi.recover_phase1(joint, tmp_path / "other.pt", 2)    # phase 1 of 2 epochs: not this one
+
+
+def test_report_time_column_leaves_out_resumed_runs(tmp_path):
+    write(tmp_path, "joint", 0, 20.0, 30.0)
+    write(tmp_path, "joint", 1, 24.0, 32.0)
+    path = tmp_path / "joint_s1" / "result.json"
+    res = json.loads(path.read_text())
+    res.update(seconds=2.0, start="own")
+    path.write_text(json.dumps(res))
+    text = synth_sg2hoi.report(Namespace(out=str(tmp_path)))
+    joint = next(line for line in text.splitlines() if line.startswith("| joint | 0,1 |"))
+    assert joint.endswith("| 10 |")          # the fresh run's 10 s, not the mean with the resumed run's 2 s
