@@ -85,32 +85,32 @@ def start_point(run: Path, phase1: Optional[Path]) -> str:
     return "phase1" if phase1 is not None else "scratch"
 
 
-def read_curve(run: Path) -> List[Dict]:
-    """The per-epoch evaluations the trainer wrote (``eval.csv``, whose ``epoch`` is 0-based): epochs
-    completed, and the :data:`CURVE_KEYS` that the evaluation has."""
-    import csv
+def evaluations(run: Path) -> List[Dict[str, float]]:
+    """The run's per-epoch evaluations from the trainer's ``eval.csv`` (``hoikit.viz.plots.read_csv``; its
+    ``epoch`` is 0-based): ``epoch`` = epochs completed, then every metric that has a value."""
+    from hoikit.viz.plots import read_csv
 
-    path = run / "eval.csv"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [{"epoch": int(r["epoch"]) + 1, **{k: float(r[k]) for k in CURVE_KEYS if r.get(k)}}
-                for r in csv.DictReader(f)]
+    return [{"epoch": int(r["epoch"]) + 1, **{k: float(v) for k, v in r.items() if k not in ("epoch", "step") and v}}
+            for r in read_csv(run / "eval.csv")]
+
+
+def read_curve(run: Path) -> List[Dict]:
+    """:func:`evaluations` reduced to the :data:`CURVE_KEYS` that each evaluation has."""
+    return [{"epoch": e["epoch"], **{k: e[k] for k in CURVE_KEYS if k in e}} for e in evaluations(run)]
 
 
 def final_metrics(run: Path, epochs: int) -> Dict[str, float]:
-    """The metrics of the evaluation after epoch ``epochs`` from the run's ``eval.csv`` (every metric the
-    trainer logged; empty when there is none). For a run that was resumed from a checkpoint written after
-    its final evaluation (killed before result.json, or result.json deleted): ``fit`` then has nothing left
-    to do and returns no metrics."""
-    import csv
+    """The metrics of the (last) evaluation after epoch ``epochs`` (empty when there is none). For a run
+    that was resumed from a checkpoint written after its final evaluation (killed before result.json, or
+    result.json deleted): ``fit`` then has nothing left to do and returns no metrics."""
+    done = [e for e in evaluations(run) if e["epoch"] == epochs]
+    return {k: v for k, v in done[-1].items() if k != "epoch"} if done else {}
 
-    path = run / "eval.csv"
-    if not path.is_file():
-        return {}
-    with open(path) as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) + 1 == epochs]
-    return {k: float(v) for k, v in rows[-1].items() if k not in ("epoch", "step") and v} if rows else {}
+
+def copy_phase1(last: Path, phase1: Path) -> None:
+    """Copy the joint run's end-of-phase-1 ``last`` to ``phase1`` atomically (another process may start from it)."""
+    shutil.copyfile(last, phase1.with_suffix(".tmp"))
+    phase1.with_suffix(".tmp").replace(phase1)
 
 
 def recover_phase1(joint_run: Path, phase1: Path, sgg_epochs: int) -> bool:
@@ -125,8 +125,7 @@ def recover_phase1(joint_run: Path, phase1: Path, sgg_epochs: int) -> bool:
     ck = load_checkpoint(last)
     if ck.get("epoch") != sgg_epochs or ck.get("iteration") != 0:
         return False
-    shutil.copyfile(last, phase1.with_suffix(".tmp"))
-    phase1.with_suffix(".tmp").replace(phase1)
+    copy_phase1(last, phase1)
     return True
 
 
@@ -190,8 +189,7 @@ def run_seed(args, seed: int) -> None:
                 print(f"[joint s{seed}] {phase1} written from the joint run's end-of-phase-1 checkpoint")
             def callback(event, state, _p1=phase1, _dir=out / f"joint_s{seed}"):
                 if event == "checkpoint" and state.epoch == args.sgg_epochs and state.iteration == 0:
-                    shutil.copyfile(_dir / "last.pt", _p1.with_suffix(".tmp"))
-                    _p1.with_suffix(".tmp").replace(_p1)     # atomic: another process may start from it
+                    copy_phase1(_dir / "last.pt", _p1)
         if needs_p1 and metas is None:
             from hoikit.io.checkpoint import load_checkpoint
             from hoikit.recipes import meta_from_dict
