@@ -1,7 +1,11 @@
-"""Statistics over training seeds shared by the SynthHOI benchmarks (synth_rmlr.py, synth_sg2hoi.py)."""
+"""Statistics over training seeds shared by the SynthHOI benchmarks (synth_rmlr.py, synth_sg2hoi.py): the
+seed-paired difference of two rows, the per-epoch evaluations a run wrote, and the curve section of a
+report (a mean +- std table over seeds and its picture)."""
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import statistics
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -13,3 +17,68 @@ def paired_by_seed(a: Dict[int, float], b: Dict[int, float]) -> Tuple[float, flo
     d = np.array([a[s] - b[s] for s in sorted(set(a) & set(b))])
     return (float(d.mean()) if len(d) else float("nan"), float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
             len(d))
+
+
+def evaluations(run: Path) -> List[Dict[str, float]]:
+    """The run's per-epoch evaluations from the trainer's ``eval.csv`` (``hoikit.viz.plots.read_csv``; the
+    file's ``epoch`` is 0-based): ``epoch`` = epochs completed, then every metric that has a value. No file:
+    an empty list."""
+    from hoikit.viz.plots import read_csv
+
+    return [{"epoch": int(r["epoch"]) + 1, **{k: float(v) for k, v in r.items() if k not in ("epoch", "step") and v}}
+            for r in read_csv(Path(run) / "eval.csv")]
+
+
+def mean_std_cell(values: Sequence[float]) -> str:
+    """``mean +- sample std (n)``; ``-`` for no value, std ``nan`` for one."""
+    if not values:
+        return "-"
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values) if len(values) > 1 else float('nan'):.2f} " \
+           f"({len(values)})"
+
+
+def curve_section(curves: Mapping[str, List[List[Dict]]], keys: Sequence[Tuple[str, str]], picture: Path,
+                  title: str, xlabel: str = "epochs completed") -> List[str]:
+    """Per-epoch curves of several rows over seeds: ``curves[row]`` is one list of ``{"epoch": e, key: value}``
+    points per seed (rows without a seed are left out). Returns markdown lines (a table with one column per
+    row and ``keys`` entry, ``mean +- std (seeds)`` per epoch) and writes ``picture`` (one panel per key; a
+    thick mean line and a thin line per seed). ``keys``: (metric, label in %)."""
+    curves = {r: cs for r, cs in curves.items() if cs}
+    if not curves:
+        return []
+    epochs = sorted({p["epoch"] for cs in curves.values() for c in cs for p in c})
+
+    def values(cs, e, k):
+        return [p[k] for c in cs for p in c if p["epoch"] == e and k in p]
+
+    lines = ["| epochs completed | " + " | ".join(f"{r} {name}" for r in curves for _, name in keys) + " |",
+             "|---" * (len(keys) * len(curves) + 1) + "|"]
+    for e in epochs:
+        lines.append(f"| {e} | " + " | ".join(mean_std_cell(values(cs, e, k)) for cs in curves.values()
+                                              for k, _ in keys) + " |")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys) + 1, 4), dpi=100, squeeze=False)
+    for ax, (k, name) in zip(axes[0], keys):
+        for i, (r, cs) in enumerate(curves.items()):
+            for c in cs:
+                pts = [(p["epoch"], p[k]) for p in c if k in p]
+                ax.plot([x for x, _ in pts], [y for _, y in pts], color=f"C{i}", alpha=0.3, lw=1)
+            es = [e for e in epochs if values(cs, e, k)]
+            if not es:                     # this row has no value of this metric (an HOI-only row's R@50)
+                continue
+            ax.plot(es, [statistics.mean(values(cs, e, k)) for e in es], color=f"C{i}", lw=2, marker="o",
+                    label=f"{r} (mean of {len(cs)} seed{'s' if len(cs) > 1 else ''})")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"{name} (%)")
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(picture)
+    plt.close(fig)
+    return [", ".join(name for _, name in keys) + " on the test split after each epoch (mean +- std, number "
+            f"of seeds); thin lines in the picture are single seeds: ![curves]({Path(picture).name})", ""] + lines

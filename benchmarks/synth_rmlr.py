@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_pool import TAKEN, hold_lock, run_pool   # noqa: E402  one process per run, flock per run
-from seed_stats import paired_by_seed   # noqa: E402  row - base, paired by seed
+from seed_stats import curve_section as shared_curve_section, evaluations, paired_by_seed   # noqa: E402
 from synth_rmlr_verbs import POSE_VERBS, verb_means   # noqa: E402  per-verb AP of a run
 
 ALL_ROWS = ["plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt", "full"]
@@ -173,16 +173,9 @@ def overrides(args, ablation: str, seed: int) -> List[str]:
 
 
 def read_curve(run: Path) -> List[Dict]:
-    """The per-epoch evaluations the trainer wrote (``eval.csv``, whose ``epoch`` is 0-based): epochs
-    completed, mAP Full / Rare / Non-rare."""
-    import csv
-
-    path = run / "eval.csv"
-    if not path.is_file():
-        return []
-    with open(path) as f:
-        return [{"epoch": int(r["epoch"]) + 1, **{k: float(r[k]) for k in KEYS}} for r in csv.DictReader(f)
-                if r.get("mAP_full")]
+    """The per-epoch evaluations the trainer wrote (``seed_stats.evaluations``): epochs completed, mAP Full /
+    Rare / Non-rare."""
+    return [{"epoch": e["epoch"], **{k: e[k] for k in KEYS}} for e in evaluations(run) if "mAP_full" in e]
 
 
 def run_one(ablation: str, seed: int, args, extra: List[str]) -> Dict:
@@ -368,44 +361,10 @@ def verb_section(results: List[Dict], rows=("plain", "full"), picture: Optional[
 
 
 def curve_section(results: List[Dict], rows: List[str], picture: Path) -> List[str]:
-    """Markdown table of mAP Full per epoch (mean +- std over seeds) of the curve rows, and the same as a
-    picture (mean line, one thin line per seed)."""
+    """mAP Full per epoch of the curve rows (``seed_stats.curve_section``)."""
     curves = {r: [x["curve"] for x in results if x["ablation"] == r and x.get("curve")] for r in rows}
-    curves = {r: c for r, c in curves.items() if c}
-    if not curves:
-        return []
-    epochs = sorted({p["epoch"] for cs in curves.values() for c in cs for p in c})
-    lines = ["| epoch | " + " | ".join(f"{r} Full (seeds)" for r in curves) + " |",
-             "|---" * (len(curves) + 1) + "|"]
-    for e in epochs:
-        cells = []
-        for r, cs in curves.items():
-            v = np.array([p["mAP_full"] for c in cs for p in c if p["epoch"] == e])
-            cells.append(f"{v.mean():.2f} +- {v.std(ddof=1) if len(v) > 1 else float('nan'):.2f} ({len(v)})"
-                         if len(v) else "-")
-        lines.append(f"| {e} | " + " | ".join(cells) + " |")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for i, (r, cs) in enumerate(curves.items()):
-        color = f"C{i}"
-        for c in cs:
-            ax.plot([p["epoch"] for p in c], [p["mAP_full"] for p in c], color=color, alpha=0.3, lw=1)
-        mean = [np.mean([p["mAP_full"] for c in cs for p in c if p["epoch"] == e]) for e in epochs]
-        ax.plot(epochs, mean, color=color, lw=2, marker="o", label=f"{r} (mean of {len(cs)} seed{'s' if len(cs) > 1 else ''})")
-    ax.set_xlabel("epochs completed")
-    ax.set_ylabel("HICO-DET mAP Full (%)")
-    ax.set_xticks(epochs)
-    ax.set_title("RmLR on SynthHOI: test mAP after each epoch")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(picture)
-    plt.close(fig)
-    return ["mAP Full on the test split after each epoch (mean +- std, number of seeds); thin lines in the "
-            f"picture are single seeds: ![curves]({picture.name})", ""] + lines
+    return shared_curve_section(curves, (("mAP_full", "HICO-DET mAP Full"),), picture,
+                                "RmLR on SynthHOI: test mAP after each epoch")
 
 
 def main(argv=None) -> int:

@@ -46,7 +46,7 @@ from typing import Dict, List, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from seed_stats import paired_by_seed   # noqa: E402  row - joint, paired by seed
+from seed_stats import curve_section as shared_curve_section, evaluations, paired_by_seed   # noqa: E402
 
 ROWS = ("joint", "hoi", "sgg", "no_r2itr", "no_hss")
 SGG_KEYS = ("R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "ng-R@50", "zR@50")
@@ -83,15 +83,6 @@ def start_point(run: Path, phase1: Optional[Path]) -> str:
     if (run / "last.pt").is_file():
         return "own"
     return "phase1" if phase1 is not None else "scratch"
-
-
-def evaluations(run: Path) -> List[Dict[str, float]]:
-    """The run's per-epoch evaluations from the trainer's ``eval.csv`` (``hoikit.viz.plots.read_csv``; its
-    ``epoch`` is 0-based): ``epoch`` = epochs completed, then every metric that has a value."""
-    from hoikit.viz.plots import read_csv
-
-    return [{"epoch": int(r["epoch"]) + 1, **{k: float(v) for k, v in r.items() if k not in ("epoch", "step") and v}}
-            for r in read_csv(run / "eval.csv")]
 
 
 def read_curve(run: Path) -> List[Dict]:
@@ -163,11 +154,17 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
         save_checkpoint(ck, out / "last.pt")
     state = fit(cfg, model, data.train_set, collate_fn=collate, meta=meta_to_dict("sg2hoi", (meta_hoi, meta_sgg)),
                 evals=data.evals, primary_metric=data.primary, resume=resume, callback=callback)
-    metrics = dict(state.metrics or {}) or final_metrics(out, cfg.train.epochs)
+    return row_metrics(state.metrics, out, cfg.train.epochs), time.time() - t0, (meta_hoi, meta_sgg), start
+
+
+def row_metrics(fitted: Optional[Dict[str, float]], run: Path, epochs: int) -> Dict[str, float]:
+    """The final metrics of a row: those ``fit`` returned, else (a run resumed after its final evaluation)
+    :func:`final_metrics`; neither is an error naming the run directory."""
+    metrics = dict(fitted or {}) or final_metrics(run, epochs)
     if not metrics:
-        raise RuntimeError(f"{out}: training is complete but no final evaluation is recorded in eval.csv; "
-                           f"delete {out} to train this row again")
-    return metrics, time.time() - t0, (meta_hoi, meta_sgg), start
+        raise RuntimeError(f"{run}: training is complete but no final evaluation is recorded in eval.csv; "
+                           f"delete {run} to train this row again")
+    return metrics
 
 
 def run_seed(args, seed: int) -> None:
@@ -260,51 +257,11 @@ def report(args) -> str:
 
 
 def curve_section(results: List[Dict], picture: Path) -> List[str]:
-    """Per-epoch HOI mAP Full and SGDet R@50 of the rows that have curves (mean +- sample std over seeds,
-    number of seeds) as a table, and as a picture with one panel per metric (mean line, a thin line per seed)."""
+    """Per-epoch HOI mAP Full and SGDet R@50 of the rows that have curves (``seed_stats.curve_section``)."""
     curves = {r: [x["curve"] for x in results if x["row"] == r and x.get("curve")] for r in ROWS}
-    curves = {r: c for r, c in curves.items() if c}
-    if not curves:
-        return []
-    epochs = sorted({p["epoch"] for cs in curves.values() for c in cs for p in c})
-    keys = (("mAP_full", "HOI mAP Full"), ("R@50", "SGDet R@50"))
-
-    def values(cs, e, k):
-        return [p[k] for c in cs for p in c if p["epoch"] == e and k in p]
-
-    def cell(v):
-        if not v:
-            return "-"
-        return f"{statistics.mean(v):.2f} +- {statistics.stdev(v) if len(v) > 1 else float('nan'):.2f} ({len(v)})"
-
-    lines = ["| epochs completed | " + " | ".join(f"{r} {name}" for r in curves for _, name in keys) + " |",
-             "|---" * (2 * len(curves) + 1) + "|"]
-    for e in epochs:
-        lines.append(f"| {e} | " + " | ".join(cell(values(cs, e, k)) for cs in curves.values() for k, _ in keys) + " |")
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    for ax, (k, name) in zip(axes, keys):
-        for i, (r, cs) in enumerate(curves.items()):
-            for c in cs:
-                pts = [(p["epoch"], p[k]) for p in c if k in p]
-                ax.plot([x for x, _ in pts], [y for _, y in pts], color=f"C{i}", alpha=0.3, lw=1)
-            es = [e for e in epochs if values(cs, e, k)]
-            ax.plot(es, [statistics.mean(values(cs, e, k)) for e in es], color=f"C{i}", lw=2, marker="o",
-                    label=f"{r} (mean of {len(cs)} seed{'s' if len(cs) > 1 else ''})")
-        ax.set_xlabel("epochs completed (the first --sgg-epochs: SGG only)")
-        ax.set_ylabel(f"{name} (%)")
-        ax.set_xticks(epochs)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle("SG2HOI+ on SynthHOI: test metrics after each epoch")
-    fig.tight_layout()
-    fig.savefig(picture)
-    plt.close(fig)
-    return ["HOI mAP Full and SGDet R@50 on the test split after each epoch (mean +- std, number of seeds); "
-            f"thin lines in the picture are single seeds: ![curves]({picture.name})", ""] + lines
+    return shared_curve_section(curves, (("mAP_full", "HOI mAP Full"), ("R@50", "SGDet R@50")), picture,
+                                "SG2HOI+ on SynthHOI: test metrics after each epoch",
+                                "epochs completed (the first --sgg-epochs: SGG only)")
 
 
 def pair_recall(model, dataset, n: int) -> dict:

@@ -133,3 +133,13 @@ def test_report_time_column_leaves_out_resumed_runs(tmp_path):
     text = synth_sg2hoi.report(Namespace(out=str(tmp_path)))
     joint = next(line for line in text.splitlines() if line.startswith("| joint | 0,1 |"))
     assert joint.endswith("| 10 |")          # the fresh run's 10 s, not the mean with the resumed run's 2 s
+
+
+def test_row_metrics_prefers_fit_then_eval_csv_else_names_the_run(tmp_path):
+    import pytest
+
+    (tmp_path / "eval.csv").write_text("epoch,step,R@50,mAP_full\n0,10,20.0,\n1,30,30.0,5.0\n")
+    assert synth_sg2hoi.row_metrics({"mAP_full": 9.0}, tmp_path, 2) == {"mAP_full": 9.0}
+    assert synth_sg2hoi.row_metrics(None, tmp_path, 2) == {"R@50": 30.0, "mAP_full": 5.0}
+    with pytest.raises(RuntimeError, match=f"{tmp_path}: training is complete but no final evaluation"):
+        synth_sg2hoi.row_metrics({}, tmp_path, 3)          # no evaluation after epoch 3
