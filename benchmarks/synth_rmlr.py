@@ -65,7 +65,7 @@ REACHABLE_AT = (0.05, 0.1, 0.2)   # box score thresholds reported besides synth_
 def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=None) -> Dict[str, float]:
     """COCO box AP / AP50 and per-class AP50 (engine's DetectionEvaluation: pycocotools, every drawn
     instance) of ``detector`` on the test split at
-    synth_detr's test scale, and how many ground-truth HOI pairs its detections can reach: both the
+    the scale it was trained at (``detector_input_overrides``), and how many ground-truth HOI pairs its detections can reach: both the
     person and the object found with the right class, IoU >= 0.5 (the HICO-DET rule) and score >=
     ``score_thresh`` (None: synth_rmlr's ``box_score_thresh``). HOI recall cannot exceed ``reachable``;
     ``reachable_at`` has the same share at the scores of :data:`REACHABLE_AT`.
@@ -81,11 +81,12 @@ def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=Non
     from hoikit.recipes import build_model
     from hoikit.ops import box_iou
 
-    from hoikit.io.checkpoint import load_checkpoint
+    from hoikit.io.checkpoint import detector_input_overrides, load_checkpoint
 
     kind = load_checkpoint(detector).get("config", {}).get("model", {}).get("detr", {}).get("type", "detr")
     preset = "synth_deformable" if kind == "deformable" else "synth_detr"   # the detector's own dimensions
     over = [] if nms_thresh is None or kind != "deformable" else [f"model.detr.nms_thresh={nms_thresh}"]
+    over += detector_input_overrides(detector)          # the scale the detector was trained at
     cfg = load_config(preset, [f"data.root={data_root}", f"model.detr.checkpoint={detector}"] + over)
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)
@@ -165,8 +166,12 @@ def finished(args, detections: str) -> List[Dict]:
 def overrides(args, ablation: str, seed: int) -> List[str]:
     """The config overrides of one run (before the user's extra ones)."""
     out = run_dir(args, args.detections, ablation, seed)
+    from hoikit.io.checkpoint import detector_input_overrides
+
     sched = ([f"train.epochs={args.epochs}", f"train.lr_drop={args.lr_drop}"] if args.epochs else [])
-    return ([f"data.root={args.data}", f"model.detr.checkpoint={args.detector}", f"model.rmlr.ablation={ablation}",
+    # images at the frozen detector's own scale (256 px for synth_deformable.pt, the Table 2 detector)
+    return ([f"data.root={args.data}", f"model.detr.checkpoint={args.detector}", *detector_input_overrides(args.detector),
+             f"model.rmlr.ablation={ablation}",
              f"seed={seed}", f"output_dir={out}", f"train.max_steps={args.max_steps}",
              f"model.rmlr.detections={args.detections}",
              f"train.eval_every={1 if ablation in args.curves else 0}"] + sched)

@@ -47,7 +47,10 @@ def run_dir(args, setting: str, model: str, seed: int) -> Path:
 
 
 def overrides(args, setting: str, model: str, seed: int) -> List[str]:
-    return [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}", f"data.zero_shot={setting}",
+    from hoikit.io.checkpoint import detector_input_overrides
+
+    return [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}", *detector_input_overrides(args.detector),
+            f"data.zero_shot={setting}",
             f"model.rmlr.ablation={model}", f"seed={seed}", f"output_dir={run_dir(args, setting, model, seed)}",
             f"train.epochs={args.epochs}", f"train.lr_drop={args.lr_drop}", "train.eval_every=0"]
 

@@ -57,9 +57,12 @@ def _detector_ap(common, detr_ckpt: str) -> dict:
     from ..data.dataset import collate
     from ..engine.datasets import build_training_data
     from ..engine.trainer import evaluate
+    from ..io.checkpoint import detector_input_overrides
     from ..recipes import build_model
 
-    cfg = load_config("synth_deformable", common + [f"model.detr.checkpoint={detr_ckpt}"])
+    # the detector's own dimensions (synth_deformable) at the image scale it was trained at
+    cfg = load_config("synth_deformable", common + [f"model.detr.checkpoint={detr_ckpt}"]
+                      + detector_input_overrides(detr_ckpt))
     data = build_training_data(cfg)
     loader = torch.utils.data.DataLoader(data.eval_set, batch_size=8, collate_fn=collate)
     return evaluate(build_model(cfg, data.meta), loader, data.make_evaluator, torch.device("cpu"))
@@ -114,6 +117,7 @@ def _rmlr(args, out, common, detr_ckpt: str, timings: dict) -> str:
     import time
 
     from ..config import load_config
+    from ..io.checkpoint import detector_input_overrides
     from ..training import train
 
     rmlr_ckpt = None if args.retrain or args.train_rmlr else _asset("synth_rmlr.pt")
@@ -126,7 +130,8 @@ def _rmlr(args, out, common, detr_ckpt: str, timings: dict) -> str:
     t = time.time()
     cfg = load_config("synth_rmlr", common + [f"output_dir={out / 'rmlr'}", f"train.epochs={args.rmlr_epochs}",
                                                f"model.detr.checkpoint={detr_ckpt}",
-                                               f"model.rmlr.ablation={args.ablation}"])
+                                               f"model.rmlr.ablation={args.ablation}"]
+                      + detector_input_overrides(detr_ckpt))   # images at the frozen detector's scale
     train(cfg, with_eval=False)  # evaluated once, in step 4
     timings["rmlr_s"] = round(time.time() - t, 1)
     return str(out / "rmlr" / "last.pt")

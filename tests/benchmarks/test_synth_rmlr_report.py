@@ -109,3 +109,11 @@ def test_paired_difference_uses_the_seeds_both_rows_have():
     rows = synth_rmlr._rows(summary)
     assert any(r.startswith("| full | 2 |") and "| +1.00 +- 0.00 (2) |" in r for r in rows)
     assert any(r.startswith("| plain | 3 |") and "| - |" in r for r in rows)
+
+
+def test_runs_feed_the_frozen_detector_at_the_scale_it_trained_at():
+    # Table 2 ran on synth_deformable.pt, trained at 256 px: its runs stay at 256 px whatever the preset says
+    args = Namespace(out="o", detections="detr", data="d", detector="hoikit/assets/synth_deformable.pt",
+                     epochs=4, lr_drop=3, max_steps=0, curves=[])
+    over = synth_rmlr.overrides(args, "full", 0)
+    assert {"data.scales=[256]", "data.max_size=320", "data.test_scale=256"} <= set(over)

@@ -106,3 +106,20 @@ def test_the_checkpoint_module_imports_only_the_bottom_layer():
                 assert (node.module or "").split(".")[0] in allowed, f"{path.name} imports ..{node.module}"
             if isinstance(node, ast.ImportFrom) and node.level == 0:
                 assert not (node.module or "").startswith("hoikit"), f"{path.name} imports {node.module}"
+
+
+def test_detector_input_overrides_are_the_scales_the_detector_trained_at(tmp_path):
+    from hoikit.config import load_config
+
+    m = _model()
+    data = {"scales": [352, 384], "max_size": 480, "test_scale": 384, "synth_size": 256}
+    C.save_checkpoint(C.model_checkpoint(m, {"data": data}, {}), tmp_path / "det.pt")
+    over = C.detector_input_overrides(tmp_path / "det.pt")
+    assert over == ["data.scales=[352,384]", "data.max_size=480", "data.test_scale=384"]
+    cfg = load_config("synth_rmlr", over)        # they apply to a preset as written
+    assert (cfg.data.scales, cfg.data.max_size, cfg.data.test_scale) == ([352, 384], 480, 384)
+    # an official release (a bare state dict / DETR's {"model", "args"}) stores no hoikit config: nothing
+    torch.save({"model": m.state_dict()}, tmp_path / "official.pth")
+    assert C.detector_input_overrides(tmp_path / "official.pth") == []
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        C.detector_input_overrides(tmp_path / "missing.pt")
