@@ -184,7 +184,7 @@ def test_predict_on_a_corrupt_video_is_one_line(tmp_path, detr_ckpt, capsys):
 # ---------------------------------------------------------------------------------------------- 9
 def test_readme_paths_work_from_any_directory(tmp_path, synth_root, monkeypatch, capsys):
     """`hoikit train configs/synth_rmlr.yaml` from a directory that is not the repository: the preset
-    and its default detector (hoikit/assets/synth_deformable.pt) come from the package; a file of that
+    and its default detector (hoikit/assets/synth_deformable_384.pt) come from the package; a file of that
     name in the working directory wins."""
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -195,18 +195,18 @@ def test_readme_paths_work_from_any_directory(tmp_path, synth_root, monkeypatch,
             "train.eval_every=100", "--output-dir", "run"]
     assert main(args) == 0, capsys.readouterr().err
     trained = load_checkpoint(work / "run" / "last.pt")["model"]
-    shipped = load_checkpoint(REPO / "hoikit" / "assets" / "synth_deformable.pt")["model"]
+    shipped = load_checkpoint(REPO / "hoikit" / "assets" / "synth_deformable_384.pt")["model"]
     frozen = {k[len("detector."):]: v for k, v in trained.items() if k.startswith("detector.")}
     detr = {k.split("detr.", 1)[-1]: v for k, v in shipped.items()}
     common = set(frozen) & set(detr)
     assert len(common) > 50 and all(torch.equal(frozen[k], detr[k].to(frozen[k].dtype)) for k in common)
     # an explicit file of that name in the working directory wins (here a broken one: named in the error)
     (work / "hoikit" / "assets").mkdir(parents=True)
-    (work / "hoikit" / "assets" / "synth_deformable.pt").write_bytes(b"not a checkpoint")
+    (work / "hoikit" / "assets" / "synth_deformable_384.pt").write_bytes(b"not a checkpoint")
     capsys.readouterr()
     assert main(args[:-1] + ["run2"]) == 2
     line = one_error_line(capsys)
-    assert "hoikit/assets/synth_deformable.pt" in line and str(REPO) not in line
+    assert "hoikit/assets/synth_deformable_384.pt" in line and str(REPO) not in line
 
 
 # --------------------------------------------------------------------------------------------- 11

@@ -40,3 +40,13 @@ def test_demo_uses_the_shipped_rmlr_when_there(tmp_path, capsys):
     summary = json.loads((out / "metrics.json").read_text())
     assert summary["checkpoints"]["rmlr"] == shipped and "rmlr_s" not in summary["timings_s"]  # nothing trained
     assert not (out / "rmlr").exists()
+    # the shipped RmLR was trained on the shipped detector, at the scale that detector was trained at
+    from hoikit.io.checkpoint import detector_input_overrides, load_checkpoint
+
+    rmlr_cfg = load_checkpoint(shipped)["config"]
+    assert summary["checkpoints"]["detector"] == _asset("synth_deformable_384.pt")
+    assert rmlr_cfg["model"]["detr"]["checkpoint"] == "hoikit/assets/synth_deformable_384.pt"
+    data = rmlr_cfg["data"]
+    assert detector_input_overrides(_asset("synth_deformable_384.pt")) == [
+        f"data.scales=[{','.join(map(str, data['scales']))}]", f"data.max_size={data['max_size']}",
+        f"data.test_scale={data['test_scale']}"]

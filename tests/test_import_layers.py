@@ -36,7 +36,7 @@ ALLOWED_LOCAL_IMPORTS = {
     "hoikit.commands.convert_detr": 1,
     "hoikit.commands.convert_upt": 1,
     "hoikit.commands.data": 2,
-    "hoikit.commands.demo": 18,
+    "hoikit.commands.demo": 20,          # 18 + detector_input_overrides in steps 2-3 (hoikit.io imports torch)
     "hoikit.commands.predict": 4,
     "hoikit.commands.synth": 1,
     "hoikit.commands.test": 2,

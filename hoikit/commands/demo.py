@@ -1,8 +1,9 @@
 """``hoikit demo [--out DIR]``: the main job on a fresh machine, CPU only, in minutes.
 
 1. generate a SynthHOI dataset (``DIR/synthhoi``; default seed 0, 256 px, 400 train / 200 test images);
-2. detector: the shipped ``hoikit/assets/synth_deformable.pt`` (Deformable DETR trained from scratch on
-   the default-size SynthHOI by ``hoikit train synth_deformable``; docs/synthhoi-training.md), its COCO box AP / AP50 (pycocotools)
+2. detector: the shipped ``hoikit/assets/synth_deformable_384.pt`` (Deformable DETR trained from scratch on
+   the default-size SynthHOI by ``hoikit train synth_deformable``, then fine-tuned at 384 px by ``hoikit train
+   synth_deformable_384``; docs/synthhoi-training.md), its COCO box AP / AP50 (pycocotools)
    on the demo's test images; without it (or with ``--retrain``) a detector is trained here, which is weak in minutes;
 3. RmLR on the frozen detector: the shipped ``hoikit/assets/synth_rmlr.pt`` (``hoikit train synth_rmlr`` on the
    2,000 default SynthHOI training images; the demo's test images are SynthHOI test images, which no
@@ -89,17 +90,17 @@ def _detector(args, out, common, timings: dict):
     from ..config import load_config
     from ..training import train
 
-    detr_ckpt = None if args.retrain else _asset("synth_deformable.pt")
+    detr_ckpt = None if args.retrain else _asset("synth_deformable_384.pt")
     if detr_ckpt:
-        print(f"[2/5] detector: shipped checkpoint {detr_ckpt}\n      (reproduce: hoikit train synth_deformable; "
-              "docs/synthhoi-training.md)")
+        print(f"[2/5] detector: shipped checkpoint {detr_ckpt}\n      (reproduce: hoikit train synth_deformable, "
+              "then hoikit train synth_deformable_384; docs/synthhoi-training.md)")
         t = time.time()
         detector_metrics = _detector_ap(common, detr_ckpt)
         timings["detector_eval_s"] = round(time.time() - t, 1)
     else:
         why = "--retrain" if args.retrain else "no shipped detector in hoikit/assets"
         print(f"[2/5] {why}: training the detector here ({args.detr_epochs} epochs on {args.train} images; "
-              "expect a weak detector: the shipped one trained ~95 min on 2,000 images)")
+              "expect a weak detector: the shipped one trained ~3 h on one core on 2,000 images, in two runs)")
         t = time.time()
         cfg = load_config("synth_deformable", common + [f"output_dir={out / 'detr'}",
                                                          f"train.epochs={args.detr_epochs}"])
