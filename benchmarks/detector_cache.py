@@ -121,14 +121,15 @@ def train_map(args, cache: bool) -> Dict[str, float]:
 
 
 def report(args, rows: List[Dict], maps: Dict[str, Dict], load: tuple) -> str:
+    cfg = _config(args, True)      # the preset's detector and image scale, as the runs used
     lines = ["# Detector cache: RmLR training steps with `model.rmlr.detector_cache` off vs on", "",
              f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} taskset -c 1 python "
              f"benchmarks/detector_cache.py {' '.join(sys.argv[1:])}`  ",
              f"Machine: 2 CPU cores shared with other jobs (load average {load[0]:.1f} at start, {load[1]:.1f} at end), "
              f"torch {torch.__version__}, {torch.get_num_threads()} thread(s).  ",
-             f"Model: `synth_rmlr` (Deformable DETR detector `hoikit/assets/synth_deformable.pt`), ablation "
-             f"`{args.ablation}`, batch 8, SynthHOI subset of {args.train} training images (256 px, horizontal flips "
-             f"only). Off and on steps interleaved on the same batches.", "",
+             f"Model: `synth_rmlr` (Deformable DETR detector `{cfg.model.detr.checkpoint}`), ablation "
+             f"`{args.ablation}`, batch 8, SynthHOI subset of {args.train} training images ({cfg.data.test_scale} px, "
+             f"horizontal flips only). Off and on steps interleaved on the same batches.", "",
              "| epoch | cache | steps | steps/s | s / step | detector s / step | detector share | on / off speed-up | "
              "cache hits / misses | cached rows (MiB) |",
              "|---|---|---|---|---|---|---|---|---|---|"]

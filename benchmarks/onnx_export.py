@@ -186,7 +186,9 @@ def main(argv=None) -> int:
                 runs.append((f"Deformable DETR ({Path(args.deformable).name}, NMS {args.deformable_nms:g})",
                              with_nms(args.deformable, args.deformable_nms, Path(tmp) / "nms.pt")))
         if args.rmlr_random_head:
-            runs.append(("RmLR (synth_rmlr, random head) on synth_deformable.pt",
+            from hoikit.config import load_config
+
+            runs.append((f"RmLR (synth_rmlr, random head) on {Path(load_config('synth_rmlr').model.detr.checkpoint).name}",
                          rmlr_random_head(Path(tmp) / "rmlr_random_head.pt")))
         for name, ckpt in runs:
             rows += bench(name, ckpt, args.sizes, args.images, args.repeats, args.data)

@@ -5,7 +5,7 @@ score threshold (``synth_rmlr.yaml``'s ``box_score_thresh``; also at 0.05 / 0.1 
 DETR's official post-processing (top-100, no NMS) and with the class-wise NMS the preset uses
 (``model.detr.nms_thresh``, 0.5).
 
-    python benchmarks/synth_detector.py --detector hoikit/assets/synth_deformable.pt \\
+    python benchmarks/synth_detector.py --detector hoikit/assets/synth_deformable_384.pt \\
         --data data/synthhoi --out benchmarks/results/synth_detector.md [--nms 0 0.5]
 
 The data directory must hold the default SynthHOI (``hoikit synth --out data/synthhoi``: seed 0,
@@ -27,7 +27,7 @@ TARGETS = {"AP50": 60.0, "person": 90.0, "ball": 40.0, "cup": 40.0, "book": 40.0
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--detector", default="hoikit/assets/synth_deformable.pt")
+    ap.add_argument("--detector", default="hoikit/assets/synth_deformable_384.pt")
     ap.add_argument("--data", default="data/synthhoi")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--nms", type=float, nargs="+", default=[0.0, 0.5],

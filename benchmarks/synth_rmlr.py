@@ -6,8 +6,8 @@ training curves.
         --ablations plain full wo_cl wo_rm wo_wa wo_sa wo_irm_kt wo_ire_kt
 
 Every run is ``hoikit train synth_rmlr`` on the same SynthHOI dataset (default size: 2,000 / 500
-images, seed 0, ``data/synthhoi``) with the frozen detector ``--detector`` (default: the shipped
-Deformable DETR); only ``seed`` (weights init, data order, augmentation) and
+images, seed 0, ``data/synthhoi``) with the frozen detector ``--detector`` (default: the 256 px Deformable DETR
+``synth_deformable.pt``, Table 2's; images at the scale the detector file was trained at); only ``seed`` (weights init, data order, augmentation) and
 ``model.rmlr.ablation`` change. Extra ``key=value`` overrides after ``--`` go to every run. Each
 finished run leaves ``OUT/<ablation>_s<seed>/result.json`` (mAPs, per-verb AP, the load average);
 an interrupted run resumes exactly from its ``last.pt`` (same thread count). The rows of

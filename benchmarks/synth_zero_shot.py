@@ -5,7 +5,7 @@ rare-first unseen-combination (``rf_uc``) and unseen-verb (``uv``) settings, sev
         --epochs 3 --lr-drop 2 [--jobs 2]
 
 Every run is ``hoikit train synth_rmlr`` on the default SynthHOI files (2,000 / 500 images, seed 0,
-``data/synthhoi``) on the shipped frozen Deformable detector, with ``data.zero_shot=<setting>``: the
+``data/synthhoi``) on a frozen Deformable detector (default the 256 px ``synth_deformable.pt``), with ``data.zero_shot=<setting>``: the
 training split loses every pair of an unseen class (hoikit/data/zero_shot.py, lists in
 ``hoikit/classes/zero_shot.json``, key ``synth``; docs/synthhoi.md). Only ``seed``,
 ``model.rmlr.ablation`` and the setting change between runs. The final weights are scored on the
@@ -96,7 +96,7 @@ def report(args, summ: Dict, missing: List[str]) -> str:
              f"Command: `{cmd}`", "",
              f"Each run: `hoikit train synth_rmlr` with `data.zero_shot=<setting>` (the training split loses every "
              f"pair of an unseen class), {args.epochs} epochs of batch 8 on the default 2,000 training images, lr "
-             f"5e-4 dropped 10x after epoch {args.lr_drop}, on the shipped frozen Deformable detector "
+             f"5e-4 dropped 10x after epoch {args.lr_drop}, on the frozen Deformable detector "
              f"(`{args.detector}`, box score >= 0.05); then the official HICO-DET protocol (Default setting) "
              f"on the 500 test images, split into the setting's Unseen / Seen classes. Seeds are training "
              f"seeds (init, data order) on the same dataset. mAP in %, mean +- sample std over seeds. "

@@ -117,3 +117,7 @@ def test_runs_feed_the_frozen_detector_at_the_scale_it_trained_at():
                      epochs=4, lr_drop=3, max_steps=0, curves=[])
     over = synth_rmlr.overrides(args, "full", 0)
     assert {"data.scales=[256]", "data.max_size=320", "data.test_scale=256"} <= set(over)
+    from hoikit.config import load_config
+
+    cfg = load_config("synth_rmlr", over)        # they win over the preset's 384 px
+    assert (cfg.data.scales, cfg.data.max_size, cfg.data.test_scale) == ([256], 320, 256)
