@@ -6,9 +6,9 @@ training curves.
         --ablations plain full wo_cl wo_rm wo_wa wo_sa wo_irm_kt wo_ire_kt
 
 Every run is ``hoikit train synth_rmlr`` on the same SynthHOI dataset (default size: 2,000 / 500
-images, seed 0, ``data/synthhoi``) with the frozen detector ``--detector`` (default: the 256 px Deformable DETR
-``synth_deformable.pt``, Table 2's; images at the scale the detector file was trained at); only ``seed`` (weights init, data order, augmentation) and
-``model.rmlr.ablation`` change. Extra ``key=value`` overrides after ``--`` go to every run. Each
+images, seed 0, ``data/synthhoi``) with the frozen detector ``--detector`` (default: the 256 px
+Deformable DETR ``synth_deformable.pt``, Table 2's; images at the scale the detector file was trained
+at); only ``seed`` (weights init, data order, augmentation) and ``model.rmlr.ablation`` change. Extra ``key=value`` overrides after ``--`` go to every run. Each
 finished run leaves ``OUT/<ablation>_s<seed>/result.json`` (mAPs, per-verb AP, the load average);
 an interrupted run resumes exactly from its ``last.pt`` (same thread count). The rows of
 ``--curves`` (default plain and full) are also evaluated after every epoch: their mAP-per-epoch
@@ -64,8 +64,8 @@ REACHABLE_AT = (0.05, 0.1, 0.2)   # box score thresholds reported besides synth_
 
 def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=None) -> Dict[str, float]:
     """COCO box AP / AP50 and per-class AP50 (engine's DetectionEvaluation: pycocotools, every drawn
-    instance) of ``detector`` on the test split at
-    the scale it was trained at (``detector_input_overrides``), and how many ground-truth HOI pairs its detections can reach: both the
+    instance) of ``detector`` on the test split at the scale it was trained at
+    (``detector_input_overrides``), and how many ground-truth HOI pairs its detections can reach: both the
     person and the object found with the right class, IoU >= 0.5 (the HICO-DET rule) and score >=
     ``score_thresh`` (None: synth_rmlr's ``box_score_thresh``). HOI recall cannot exceed ``reachable``;
     ``reachable_at`` has the same share at the scores of :data:`REACHABLE_AT`.
@@ -83,10 +83,11 @@ def detector_ap(detector: str, data_root: str, score_thresh=None, nms_thresh=Non
 
     from hoikit.io.checkpoint import detector_input_overrides, load_checkpoint
 
-    kind = load_checkpoint(detector).get("config", {}).get("model", {}).get("detr", {}).get("type", "detr")
+    ck = load_checkpoint(detector)
+    kind = ck.get("config", {}).get("model", {}).get("detr", {}).get("type", "detr")
     preset = "synth_deformable" if kind == "deformable" else "synth_detr"   # the detector's own dimensions
     over = [] if nms_thresh is None or kind != "deformable" else [f"model.detr.nms_thresh={nms_thresh}"]
-    over += detector_input_overrides(detector)          # the scale the detector was trained at
+    over += detector_input_overrides(ck)                # the scale the detector was trained at
     cfg = load_config(preset, [f"data.root={data_root}", f"model.detr.checkpoint={detector}"] + over)
     data = build_training_data(cfg)
     model = build_model(cfg, data.meta)
@@ -170,8 +171,8 @@ def overrides(args, ablation: str, seed: int) -> List[str]:
 
     sched = ([f"train.epochs={args.epochs}", f"train.lr_drop={args.lr_drop}"] if args.epochs else [])
     # images at the frozen detector's own scale (256 px for synth_deformable.pt, the Table 2 detector)
-    return ([f"data.root={args.data}", f"model.detr.checkpoint={args.detector}", *detector_input_overrides(args.detector),
-             f"model.rmlr.ablation={ablation}",
+    return ([f"data.root={args.data}", f"model.detr.checkpoint={args.detector}",
+             *detector_input_overrides(args.detector), f"model.rmlr.ablation={ablation}",
              f"seed={seed}", f"output_dir={out}", f"train.max_steps={args.max_steps}",
              f"model.rmlr.detections={args.detections}",
              f"train.eval_every={1 if ablation in args.curves else 0}"] + sched)

@@ -5,8 +5,8 @@ rare-first unseen-combination (``rf_uc``) and unseen-verb (``uv``) settings, sev
         --epochs 3 --lr-drop 2 [--jobs 2]
 
 Every run is ``hoikit train synth_rmlr`` on the default SynthHOI files (2,000 / 500 images, seed 0,
-``data/synthhoi``) on a frozen Deformable detector (default the 256 px ``synth_deformable.pt``), with ``data.zero_shot=<setting>``: the
-training split loses every pair of an unseen class (hoikit/data/zero_shot.py, lists in
+``data/synthhoi``) on a frozen Deformable detector (default the 256 px ``synth_deformable.pt``), with
+``data.zero_shot=<setting>``: the training split loses every pair of an unseen class (hoikit/data/zero_shot.py, lists in
 ``hoikit/classes/zero_shot.json``, key ``synth``; docs/synthhoi.md). Only ``seed``,
 ``model.rmlr.ablation`` and the setting change between runs. The final weights are scored on the
 whole test split with the official HICO-DET protocol (Default setting), split into Unseen / Seen /
@@ -49,8 +49,8 @@ def run_dir(args, setting: str, model: str, seed: int) -> Path:
 def overrides(args, setting: str, model: str, seed: int) -> List[str]:
     from hoikit.io.checkpoint import detector_input_overrides
 
-    return [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}", *detector_input_overrides(args.detector),
-            f"data.zero_shot={setting}",
+    return [f"data.root={args.data}", f"model.detr.checkpoint={args.detector}",
+            *detector_input_overrides(args.detector), f"data.zero_shot={setting}",
             f"model.rmlr.ablation={model}", f"seed={seed}", f"output_dir={run_dir(args, setting, model, seed)}",
             f"train.epochs={args.epochs}", f"train.lr_drop={args.lr_drop}", "train.eval_every=0"]
 

@@ -121,14 +121,15 @@ def load_checkpoint(path: os.PathLike, map_location="cpu", require_format: bool 
 # ----------------------------------------------------------------------------------------------
 # writing
 
-def detector_input_overrides(path: os.PathLike) -> List[str]:
-    """The image scales the detector in ``path`` was trained at, as dotted overrides
+def detector_input_overrides(source) -> List[str]:
+    """The image scales the detector in ``source`` (a file, or a checkpoint already read with
+    :func:`load_checkpoint`) was trained at, as dotted overrides
     (``data.scales`` / ``data.max_size`` / ``data.test_scale`` of the config stored in a hoikit
     checkpoint), so that a model built on the frozen detector feeds it images at that scale: the 256 px
     SynthHOI detector run at 384 px drops from AP50 68.66 to 58.4 (docs/synthhoi-training.md). Empty for
     a file that stores no hoikit config (an official DETR / Deformable DETR release: the preset's scales
     apply)."""
-    ck = load_checkpoint(path, require_format=False)
+    ck = source if isinstance(source, Mapping) else load_checkpoint(source, require_format=False)
     data = ck.get("config", {}).get("data", {}) if isinstance(ck, dict) and ck.get("format") == FORMAT else {}
     out = []
     if data.get("scales"):

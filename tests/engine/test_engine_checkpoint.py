@@ -116,6 +116,7 @@ def test_detector_input_overrides_are_the_scales_the_detector_trained_at(tmp_pat
     C.save_checkpoint(C.model_checkpoint(m, {"data": data}, {}), tmp_path / "det.pt")
     over = C.detector_input_overrides(tmp_path / "det.pt")
     assert over == ["data.scales=[352,384]", "data.max_size=480", "data.test_scale=384"]
+    assert C.detector_input_overrides(C.load_checkpoint(tmp_path / "det.pt")) == over   # a checkpoint already read
     cfg = load_config("synth_rmlr", over)        # they apply to a preset as written
     assert (cfg.data.scales, cfg.data.max_size, cfg.data.test_scale) == ([352, 384], 480, 384)
     # an official release (a bare state dict / DETR's {"model", "args"}) stores no hoikit config: nothing
