@@ -122,9 +122,12 @@ class DeformableSetCriterion(nn.Module):
         if not suffix:
             with torch.no_grad():
                 batch, src = _matched_index(indices)
-                tgt = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)])
-                acc = (outputs["pred_logits"][batch, src].argmax(-1) == tgt.to(batch.device)).float().mean() * 100 \
-                    if tgt.numel() else outputs["pred_logits"].new_tensor(100.0)
+                # the matcher's indices are CPU tensors; the comparison runs on the predictions' device
+                # (tgt.to(batch.device) failed on CUDA: found on an H200, session 12)
+                logits = outputs["pred_logits"]
+                tgt = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
+                acc = (logits[batch, src].argmax(-1) == tgt).float().mean() * 100 if tgt.numel() \
+                    else logits.new_tensor(100.0)
                 losses["class_error"] = 100 - acc
         return losses
 
