@@ -6,18 +6,21 @@ plain-Python results with class names::
 
     {"image": "a.jpg", "size": [W, H], "arch": "rmlr",
      "triplets": [{"subject": "person", "verb": "ride", "object": "bicycle", "score": 0.87,
-                   "subject_box": [x1, y1, x2, y2], "object_box": [...], "hoi": 12}, ...],
+                   "subject_box": [x1, y1, x2, y2], "object_box": [...], "hoi": 12,
+                   "confidence": 0.93}, ...],                                          # RmLR / UPT
      "detections": [{"label": "person", "score": 0.98, "box": [...]}, ...],
      "scene_graph": {"relations": [{"subject": "person", "predicate": "riding", "object": "bicycle",
                                     "score": 0.7, "subject_box": [...], "object_box": [...]}]}}   # SG2HOI+
 
-Boxes are xyxy in original-image pixels; lists are sorted by descending score.
+Boxes are xyxy in original-image pixels; lists are sorted by descending score. ``score`` ranks the
+triplets (the HICO-DET evaluation's score); RmLR / UPT triplets also carry ``confidence``, the same
+triplet on the probability scale that training fits (:func:`triplet_confidence`).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -55,6 +58,22 @@ def to_pil(image: ImageLike) -> Image.Image:
             return im.convert("RGB")
     except (OSError, ValueError) as e:
         raise DataError(f"{path}: cannot read image ({type(e).__name__})") from None
+
+
+def triplet_confidence(score: float, s_h: float, s_o: float, power_test: float, power_train: float = 1.0) -> float:
+    """The probability that training fits for a UPT-style triplet (RmLR Eq. 21 / UPT): the loss is a
+    focal loss with alpha 0.5 and gamma 0.2, close to binary cross-entropy, on
+    ``sigmoid(logit) * (s_h * s_o)^p_train``; inference ranks by ``score = sigmoid(logit) * (s_h * s_o)^p_test``
+    (``model.rmlr.prior_power_train`` 1 and ``prior_power_test`` 2.8). So the confidence is
+    ``score * (s_h * s_o)^(p_train - p_test)``, rounded to 4 decimals.
+
+    The ranking score is what mAP measures; the confidence is on the scale of a probability. With a
+    focal-loss detector's box scores of 0.3-0.5, a pair the interaction head is sure of has confidence
+    ~0.2 but score ~0.01. The classifier's sigmoid alone is not a probability of the triplet: training
+    only fits its product with the detection scores, and it saturates near 1 on every plausible pair.
+    """
+    prior = s_h * s_o
+    return round(min(1.0, score * prior ** (power_train - power_test)), 4) if prior > 0 else 0.0
 
 
 def model_from_checkpoint(path: Union[str, os.PathLike], cfg=None, state: Optional[Dict] = None):
@@ -187,13 +206,26 @@ class Predictor:
             pair, verb = np.nonzero(pred.verb_scores >= threshold)
             score, hoi = pred.verb_scores[pair, verb], verb
         names = self._names(meta, pred.labels)
+        powers = self._prior_powers()
         rows = []
         for i in np.argsort(-score, kind="stable")[:max_triplets]:
             h, o = pred.pairs[pair[i]]
-            rows.append({"subject": names[h], "verb": meta.verbs[int(verb[i])], "object": names[o],
-                         "score": round(float(score[i]), 4), "subject_box": _box(pred.boxes[h]),
-                         "object_box": _box(pred.boxes[o]), "hoi": int(hoi[i])})
+            row = {"subject": names[h], "verb": meta.verbs[int(verb[i])], "object": names[o],
+                   "score": round(float(score[i]), 4), "subject_box": _box(pred.boxes[h]),
+                   "object_box": _box(pred.boxes[o]), "hoi": int(hoi[i])}
+            if powers is not None:
+                row["confidence"] = triplet_confidence(float(score[i]), float(pred.box_scores[h]),
+                                                       float(pred.box_scores[o]), *powers)
+            rows.append(row)
         result["triplets"] = rows
+
+    def _prior_powers(self) -> Optional[Tuple[float, float]]:
+        """``(p_test, p_train)`` of a UPT-style score ``sigmoid(logit) * (s_h * s_o)^p`` (RmLR / UPT), or
+        None for a model without that score (SG2HOI+)."""
+        if self.arch != "rmlr":
+            return None
+        r = self.cfg.model.rmlr
+        return float(r.prior_power_test), float(r.prior_power_train)
 
     def _scene_graph(self, sg: SceneGraphPrediction, threshold: float) -> Dict:
         meta = self.meta_sgg

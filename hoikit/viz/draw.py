@@ -64,6 +64,15 @@ def caption(draw: ImageDraw.ImageDraw, xy: Tuple[float, float], text: str, color
     draw.text((x + 3 - x0, y + 3 - y0), text, fill=(255, 255, 255), font=font)
 
 
+def triplet_text(t: Dict) -> str:
+    """``subject verb object score``; for RmLR / UPT triplets ``subject verb object 0.17 (s=0.0067)``: the
+    confidence (``hoikit.engine.inference.triplet_confidence``), then the ranking score."""
+    text = f"{t['subject']} {t['verb']} {t['object']}"
+    if "confidence" in t:
+        return f"{text} {score_text(t['confidence'])} (s={score_text(t['score'])})"
+    return f"{text} {score_text(t['score'])}"
+
+
 def draw_hoi(image: Image.Image, result: Dict, max_triplets: int = 8) -> Image.Image:
     """Boxes, human-object links and "subject verb object score" captions of ``result["triplets"]``
     (detections are drawn thin when there are no triplets)."""
@@ -92,7 +101,7 @@ def draw_hoi(image: Image.Image, result: Dict, max_triplets: int = 8) -> Image.I
     line_h = y1 - y0 + 10
     for i, t in enumerate(triplets):  # captions last so lines never cover them; stacked top-left
         color = PALETTE[i % len(PALETTE)]
-        caption(draw, (4, 4 + i * line_h), f"{t['subject']} {t['verb']} {t['object']} {score_text(t['score'])}", color, font)
+        caption(draw, (4, 4 + i * line_h), triplet_text(t), color, font)
     return canvas
 
 

@@ -101,3 +101,58 @@ def test_score_text_keeps_two_significant_digits_below_a_hundredth():
     from hoikit.viz.draw import score_text
 
     assert [score_text(s) for s in (0.9, 0.04, 0.01, 0.0042, 0.0)] == ["0.90", "0.04", "0.01", "0.0042", "0"]
+
+
+def test_triplet_confidence_moves_the_score_to_the_training_exponent_by_hand():
+    from hoikit.engine.inference import triplet_confidence
+
+    # sigmoid(logit) 0.8, s_h 0.5, s_o 0.4: inference score 0.8 * 0.2^2.8 = 0.0087; training fits 0.8 * 0.2
+    assert triplet_confidence(0.8 * 0.2 ** 2.8, 0.5, 0.4, 2.8, 1.0) == pytest.approx(0.16, abs=1e-4)
+    assert triplet_confidence(0.3, 1.0, 1.0, 2.8, 1.0) == pytest.approx(0.3)      # oracle boxes: scores 1
+    assert triplet_confidence(0.5, 0.0, 0.9, 2.8, 1.0) == 0.0                     # no pair prior
+    assert triplet_confidence(0.02, 0.5, 0.5, 2.0, 2.0) == 0.02                   # same exponents: the score
+
+
+def test_shipped_rmlr_confidence_is_the_heads_sigmoid_times_the_training_prior(tmp_path):
+    """Each triplet's ``confidence`` is sigmoid(logit) of the interaction head for that verb (read from the
+    classifier's output by a hook) times s_h * s_o (training exponent 1), and its score is sigmoid(logit)
+    times (s_h s_o)^2.8 (UPT's inference prior)."""
+    from pathlib import Path
+
+    from hoikit.data.synth import generate_synthhoi
+
+    root = tmp_path / "synth"
+    generate_synthhoi(root, 2, 2, seed=5, size=256, workers=1)
+    image = sorted((root / "images" / "test").glob("*"))[0]
+    predictor = hoikit.load(str(Path(hoikit.__file__).parent / "assets" / "synth_rmlr.pt"))
+    logits = []
+    hook = predictor.model.interaction_head.box_pair_predictor.register_forward_hook(
+        lambda m, i, o: logits.append(o.detach()))
+    res = predictor.predict(str(image), threshold=0.0, max_triplets=10)
+    hook.remove()
+    probs = torch.sigmoid(torch.cat(logits)).numpy().astype(np.float64)
+    assert len(res["triplets"]) == 10
+    box_score = {tuple(d["box"]): d["score"] for d in res["detections"]}
+    for t in res["triplets"]:
+        v = predictor.meta_hoi.verbs.index(t["verb"])
+        prior = box_score[tuple(t["subject_box"])] * box_score[tuple(t["object_box"])]
+        sigmoid = t["confidence"] / prior
+        assert np.abs(probs[:, v] - sigmoid).min() < 2e-3 * max(1.0, sigmoid), t
+        assert t["score"] == pytest.approx(sigmoid * prior ** 2.8, rel=0.02, abs=1e-4)
+        assert 0.0 < t["confidence"] <= 1.0
+
+
+def test_demo_draws_the_confident_triplets_else_the_best_three():
+    from hoikit.commands.demo import shown_triplets
+    from hoikit.viz.draw import triplet_text
+
+    t = [{"subject": "person", "verb": v, "object": "ball", "score": s, "confidence": c}
+         for v, s, c in [("hold", 0.02, 0.3), ("throw", 0.015, 0.05), ("look_at", 0.01, 0.2), ("kick", 0.001, 0.1)]]
+    assert [x["verb"] for x in shown_triplets({"triplets": t})["triplets"]] == ["hold", "look_at", "kick"]
+    assert [x["verb"] for x in shown_triplets({"triplets": t}, most=2)["triplets"]] == ["hold", "look_at"]
+    unsure = [{**x, "confidence": 0.01} for x in t]
+    assert [x["verb"] for x in shown_triplets({"triplets": unsure})["triplets"]] == ["hold", "throw", "look_at"]
+    plain = [{k: v for k, v in x.items() if k != "confidence"} for x in t]
+    assert len(shown_triplets({"triplets": plain})["triplets"]) == 3
+    assert triplet_text(t[0]) == "person hold ball 0.30 (s=0.02)"
+    assert triplet_text(plain[3]) == "person kick ball 0.001"
