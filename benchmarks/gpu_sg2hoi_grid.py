@@ -51,8 +51,8 @@ def data_hash(root: Path) -> str:
     """sha256 over every file of a SynthHOI directory (relative path and bytes), in path order."""
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(root)).encode())
-        h.update(p.read_bytes())
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        h.update(len(p.read_bytes()).to_bytes(8, "little") + p.read_bytes())
     return h.hexdigest()
 
 
@@ -122,11 +122,13 @@ def grid(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     procs: Dict[str, subprocess.Popen] = {}
+    logs = []
     pending = [(row, s) for row in ROWS for s in args.seeds]
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
     def start(row: str, seed: int) -> None:
         log = open(out / f"{row}_s{seed}.log", "w")
+        logs.append(log)
         cmd = [sys.executable, __file__, "one", "--texts", args.texts, "--", "--rows", row, "--seeds", str(seed),
                *bench_args(args)]
         procs[f"{row}_s{seed}"] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -139,6 +141,11 @@ def grid(args) -> int:
             last_pack = time.time()
         for row, seed in list(pending):
             if row in NEEDS_PHASE1 and not (out / f"phase1_s{seed}.pt").exists():
+                joint = procs.get(f"joint_s{seed}")
+                if joint is not None and joint.poll() is not None:      # the joint run ended without phase 1
+                    pending.remove((row, seed))
+                    print(f"[{time.time() - t0:6.0f}s] skip {row}_s{seed}: joint_s{seed} exited "
+                          f"{joint.returncode} without phase1_s{seed}.pt", flush=True)
                 continue
             pending.remove((row, seed))
             start(row, seed)
@@ -152,8 +159,15 @@ def grid(args) -> int:
             print(f"[{time.time() - t0:6.0f}s] deadline: stopped {k}", flush=True)
         else:
             print(f"[{time.time() - t0:6.0f}s] {k} exited {p.returncode}", flush=True)
-    for p in procs.values():
-        p.wait()
+    for k, p in procs.items():
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            print(f"[{time.time() - t0:6.0f}s] killed {k} (no exit 30 s after the stop)", flush=True)
+    for log in logs:
+        log.close()
     if args.pack:
         pack(out, args.pack)
         print(f"packed -> {args.pack}")

@@ -315,7 +315,9 @@ class DETRDetector(nn.Module):
         res = []
         for out, t in zip(outputs, targets_or_sizes):
             orig, size = (t["orig_size"], t["size"]) if isinstance(t, dict) else t
-            ratio = torch.as_tensor(orig, dtype=torch.float32) / torch.as_tensor(size, dtype=torch.float32)
+            # on the CPU: evaluation moves the targets (orig_size, size) to the model's device (review, session 12)
+            ratio = (torch.as_tensor(orig, dtype=torch.float32).cpu()
+                     / torch.as_tensor(size, dtype=torch.float32).cpu())
             boxes = out["boxes"].detach().cpu().float() * torch.cat([ratio, ratio])
             res.append({"boxes": boxes.numpy(), "scores": out["scores"].detach().cpu().float().numpy(),
                         "labels": out["labels"].detach().cpu().numpy().astype(np.int64)})
