@@ -10,7 +10,8 @@
    training split contains), or, with ``--train-rmlr`` (or ``--retrain``), RmLR trained here on the demo's
    training images (weaker: a few hundred images for a few minutes);
 4. evaluate with the official HICO-DET protocol, print the table, write ``DIR/metrics.json``;
-5. run the trained model on test images: ``DIR/predictions/*.json`` and ``*.png``.
+5. run the trained model on test images: ``DIR/predictions/*.json`` (each image's 20 best-scoring triplets
+   with their ``confidence``, and every detection) and ``*.png`` (the triplets with confidence >= 0.1).
 """
 from __future__ import annotations
 
