@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, List, Union
 
 import numpy as np
 import torch
@@ -115,6 +115,16 @@ class OnnxPredictor:
         self._named.cfg, self._named.arch = cfg, self.model.arch
         self._named.meta_hoi, self._named.meta_sgg = meta, None
         self._named.transforms = build_transforms(cfg.data, train=False)
+
+    @property
+    def arch(self) -> str:
+        """The exported model's architecture (``detr`` | ``rmlr``), as :attr:`Predictor.arch`."""
+        return self.model.arch
+
+    def predict_batch(self, images, threshold: float = 0.2, max_triplets: int = 100) -> List[Dict]:
+        """:meth:`Predictor.predict_batch` (video frames): one :meth:`predict` per image, since the exported
+        graphs take one image; ``image`` is None in each result."""
+        return [{**self.predict(im, threshold, max_triplets), "image": None} for im in images]
 
     def predict(self, image, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
         """Named predictions for one image, as :meth:`Predictor.predict`."""

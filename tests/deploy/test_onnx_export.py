@@ -127,3 +127,28 @@ def test_export_errors_are_one_line(tmp_path, capsys):
     assert main(["predict", str(ck), "--onnx", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "manifest.json" in err
+
+
+def test_predict_cli_with_onnx_runs_a_video_like_pytorch(tmp_path, rmlr_export):
+    """``hoikit predict clip.mp4 --onnx DIR``: the video path needs the predictor's ``arch`` and
+    ``predict_batch`` (it failed on OnnxPredictor before); its frames equal the PyTorch checkpoint's."""
+    av = pytest.importorskip("av", reason="PyAV not installed (pip install -e '.[video]')")
+    import numpy as np
+
+    ck, out = rmlr_export
+    frames = [np.asarray(make_image(0, "test", i, 128)[0].convert("RGB").resize((128, 96))) for i in range(3)]
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as c:
+        s = c.add_stream("libx264", rate=5)
+        s.width, s.height, s.pix_fmt = 128, 96, "yuv420p"
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(s.encode())
+    assert main(["predict", str(clip), "--onnx", str(out), "--threshold", "0.0", "--out", str(tmp_path / "a")]) == 0
+    assert main(["predict", str(clip), "--checkpoint", str(ck), "--threshold", "0.0", "--out", str(tmp_path / "b")]) == 0
+    a, b = ([json.loads(line) for line in next((tmp_path / d).rglob("*.jsonl")).read_text().splitlines()]
+            for d in ("a", "b"))
+    assert len(a) == len(b) == 3
+    for fa, fb in zip(a, b):
+        assert [(t["verb"], t["object"]) for t in fa["triplets"]] == [(t["verb"], t["object"]) for t in fb["triplets"]]
+        assert [t["score"] for t in fa["triplets"]] == pytest.approx([t["score"] for t in fb["triplets"]], abs=2e-4)
