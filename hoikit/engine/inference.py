@@ -224,10 +224,7 @@ class Predictor:
     def _prior_powers(self) -> Optional[Tuple[float, float]]:
         """``(p_test, p_train)`` of a UPT-style score ``sigmoid(logit) * (s_h * s_o)^p`` (RmLR / UPT), or
         None for a model without that score (SG2HOI+)."""
-        if self.arch != "rmlr":
-            return None
-        r = self.cfg.model.rmlr
-        return float(r.prior_power_test), float(r.prior_power_train)
+        return get_recipe(self.arch).score_exponents(self.cfg)
 
     def _scene_graph(self, sg: SceneGraphPrediction, threshold: float) -> Dict:
         meta = self.meta_sgg

@@ -99,6 +99,11 @@ class Recipe(Protocol):
     def prediction_tasks(self, model: nn.Module, meta: MetaLike) -> Tuple[Optional[str], ...]:
         """The ``postprocess`` tasks ``hoikit predict`` / :class:`~hoikit.engine.inference.Predictor` runs."""
 
+    def score_exponents(self, cfg: Config) -> Optional[Tuple[float, float]]:
+        """``(p_test, p_train)`` of a UPT-style triplet score ``sigmoid(logit) * (s_h * s_o)^p``, from which the
+        Predictor adds each triplet's ``confidence`` (:func:`hoikit.engine.inference.triplet_confidence`);
+        None for a family without that score."""
+
     # ------------------------------------------------------------------ checkpoint
     def meta_to_dict(self, meta: MetaLike) -> Dict:
         """The checkpoint form of ``meta``."""
@@ -145,6 +150,9 @@ class RecipeBase:
 
     def prediction_tasks(self, model: nn.Module, meta: MetaLike) -> Tuple[Optional[str], ...]:
         return (None,)
+
+    def score_exponents(self, cfg: Config) -> Optional[Tuple[float, float]]:
+        return None
 
     def meta_to_dict(self, meta: MetaLike) -> Dict:
         return meta.to_dict()

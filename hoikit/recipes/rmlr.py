@@ -53,6 +53,10 @@ class RmLRRecipe(RecipeBase):
             raise ConfigError("model.rmlr.detections=oracle: this model takes its boxes from ground-truth annotations "
                               "(analysis only) and cannot predict on plain images; use a model with detections=detr")
 
+    def score_exponents(self, cfg: Config) -> Optional[Tuple[float, float]]:
+        r = cfg.model.rmlr       # UPT's prior exponents (RmLR model.py: the test one at inference)
+        return float(r.prior_power_test), float(r.prior_power_train)
+
     def forward(self, model: nn.Module, images: Sequence, targets: Sequence[Dict]) -> Any:
         # oracle-detection models (model.rmlr.detections=oracle) read the ground truth in eval too
         return model(list(images), list(targets)) if _oracle(model) else model(list(images))
