@@ -55,8 +55,8 @@ def data_hash(root: Path) -> str:
     """sha256 over every file of a SynthHOI directory (relative path and bytes), in path order."""
     h = hashlib.sha256()
     for p in sorted(q for q in root.rglob("*") if q.is_file()):
-        h.update(str(p.relative_to(root)).encode() + b"\0")
-        h.update(len(p.read_bytes()).to_bytes(8, "little") + p.read_bytes())
+        data = p.read_bytes()
+        h.update(str(p.relative_to(root)).encode() + b"\0" + len(data).to_bytes(8, "little") + data)
     return h.hexdigest()
 
 

@@ -70,9 +70,10 @@ def triplet_confidence(score: float, s_h: float, s_o: float, power_test: float, 
     The ranking score is what mAP measures; the confidence is on the scale of a probability. With a
     focal-loss detector's box scores of 0.3-0.5, a pair the interaction head is sure of has confidence
     ~0.2 but score ~0.01. It is the fitted value, not a calibrated probability: it cannot exceed
-    ``(s_h * s_o)^p_train``, and a focal loss with gamma 0.2 settles above small true rates (at a rate of 0.1,
-    near 0.13). It assumes the checkpoint's training exponent (``model.rmlr.prior_power_train``). The classifier's sigmoid alone is not a probability of the triplet: training
-    only fits its product with the detection scores, and it saturates near 1 on every plausible pair.
+    ``(s_h * s_o)^p_train``, and a focal loss with gamma 0.2 settles above small true rates (at a rate of
+    0.1, near 0.13). It assumes the checkpoint's training exponent (``model.rmlr.prior_power_train``). The
+    classifier's sigmoid alone is not a probability of the triplet: training only fits its product with
+    the detection scores, and it saturates near 1 on every plausible pair.
     """
     prior = s_h * s_o
     return round(min(1.0, score * prior ** (power_train - power_test)), 4) if prior > 0 else 0.0

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..ops import box_cxcywh_to_xyxy, generalized_box_iou
 from .matcher import Match, match_cost_matrices
-from .set_criterion import _matched_index, num_boxes_across_processes
+from .set_criterion import _matched_index, matched_class_error, num_boxes_across_processes
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, num_boxes: float, alpha: float = 0.25,
@@ -121,14 +121,7 @@ class DeformableSetCriterion(nn.Module):
             losses.update(self._layer(outputs["enc_outputs"], agnostic, num_boxes, f"_enc{suffix}", scale)[0])
         if not suffix:
             with torch.no_grad():
-                batch, src = _matched_index(indices)
-                # the matcher's indices are CPU tensors; the comparison runs on the predictions' device
-                # (tgt.to(batch.device) failed on CUDA: found on an H200, session 12)
-                logits = outputs["pred_logits"]
-                tgt = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
-                acc = (logits[batch, src].argmax(-1) == tgt).float().mean() * 100 if tgt.numel() \
-                    else logits.new_tensor(100.0)
-                losses["class_error"] = 100 - acc
+                losses["class_error"] = matched_class_error(outputs["pred_logits"], targets, indices)
         return losses
 
     def _denoising(self, outputs: Dict, targets) -> Dict[str, Tensor]:

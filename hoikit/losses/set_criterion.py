@@ -30,6 +30,18 @@ def _matched_index(indices: List[Match]) -> Tuple[Tensor, Tensor]:
     return batch, src
 
 
+def matched_class_error(logits: Tensor, targets, indices: List[Match]) -> Tensor:
+    """DETR's logged ``class_error``: percent of matched queries whose top class is not their target's
+    (0 with no target). The matcher's indices are CPU tensors and the labels follow the targets; the
+    comparison runs on the predictions' device (the Deformable DETR criterion's own copy of this compared
+    on the indices' device and failed on CUDA: found on an H200, session 12)."""
+    batch, src = _matched_index(indices)
+    tgt = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
+    if not tgt.numel():
+        return logits.new_tensor(0.0)
+    return 100 - (logits[batch, src].argmax(-1) == tgt).float().mean() * 100
+
+
 class SetCriterion(nn.Module):
     """Weighted DETR losses.
 
@@ -143,12 +155,7 @@ class SetCriterion(nn.Module):
         return losses
 
     def _logging(self, logits: Tensor, targets, indices: List[Match]) -> Dict[str, Tensor]:
-        batch, src = _matched_index(indices)
-        tgt = torch.cat([t["labels"][j] for t, (_, j) in zip(targets, indices)]).to(logits.device)
-        if tgt.numel():
-            acc = (logits[batch, src].argmax(-1) == tgt).float().mean() * 100
-        else:
-            acc = logits.new_tensor(100.0)
         n_pred = (logits.argmax(-1) != self.num_classes).sum(1).float()
         n_tgt = torch.as_tensor([float(len(t["labels"])) for t in targets], device=logits.device)
-        return {"class_error": 100 - acc, "cardinality_error": F.l1_loss(n_pred, n_tgt)}
+        return {"class_error": matched_class_error(logits, targets, indices),
+                "cardinality_error": F.l1_loss(n_pred, n_tgt)}

@@ -98,3 +98,19 @@ def test_image_without_targets_only_gets_no_object_loss():
                        [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}])
     assert out["loss_ce"].item() == pytest.approx(math.log(2), abs=1e-6)
     assert out["loss_bbox"].item() == 0.0 and out["loss_giou"].item() == 0.0
+
+
+def test_matched_class_error_by_hand():
+    """DETR's logged class_error, shared by the DETR and Deformable DETR criteria: percent of matched
+    queries whose top class is not the target's; 0 without targets."""
+    from hoikit.losses.set_criterion import matched_class_error
+
+    logits = torch.tensor([[[5.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 5.0]]])   # query i -> class i
+    targets = [{"labels": torch.tensor([1, 2])}]
+    # query 1 matched to target 0 (class 1: right), query 0 to target 1 (class 2: wrong) -> 50 %
+    indices = [(torch.tensor([1, 0]), torch.tensor([0, 1]))]
+    assert matched_class_error(logits, targets, indices).item() == pytest.approx(50.0)
+    indices = [(torch.tensor([1, 2]), torch.tensor([0, 1]))]
+    assert matched_class_error(logits, targets, indices).item() == pytest.approx(0.0)
+    empty = [(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))]
+    assert matched_class_error(logits, [{"labels": torch.zeros(0, dtype=torch.int64)}], empty).item() == 0.0
