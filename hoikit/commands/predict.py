@@ -1,4 +1,9 @@
-"""``hoikit predict IMAGE_OR_DIR_OR_VIDEO (--checkpoint CKPT | --onnx DIR) [--threshold 0.2] [--out DIR]``.
+"""``hoikit predict IMAGE_OR_DIR_OR_VIDEO (--checkpoint CKPT | --onnx DIR) [--threshold 0.2] [--min-confidence 0.1] [--out DIR]``.
+
+Which triplets are kept: RmLR / UPT triplets by their ``confidence`` (>= ``--min-confidence``, default 0.1,
+the demo's: the ranking score ``sigmoid x (s_h s_o)^2.8`` is far below any fixed threshold with a
+focal-loss detector's box scores; ``--min-confidence -1`` keeps them by score instead); SG2HOI+ triplets
+and relations, and every model's detections, by score (>= ``--threshold``).
 
 ``--onnx DIR`` runs a model exported by ``hoikit export --format onnx`` with onnxruntime
 (DETR, Deformable DETR, UPT, RmLR; the extra ``pip install 'hoikit[onnx]'``); the JSON is the same.
@@ -23,7 +28,7 @@ from typing import Dict, List
 
 from ..errors import DataError
 from . import refuse_existing
-from ..viz.draw import score_text
+from ..viz.draw import triplet_text
 
 DESCRIPTION = __doc__
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -37,7 +42,11 @@ def add_arguments(parser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", help="hoikit checkpoint (hoikit train / demo / convert)")
     source.add_argument("--onnx", metavar="DIR", help="directory written by 'hoikit export --format onnx' (onnxruntime)")
-    parser.add_argument("--threshold", type=float, default=0.2, help="minimum score kept (default 0.2)")
+    parser.add_argument("--threshold", type=float, default=0.2,
+                        help="minimum score of the detections, SG2HOI+ triplets and relations kept (default 0.2)")
+    parser.add_argument("--min-confidence", type=float, default=0.1,
+                        help="RmLR / UPT: minimum triplet confidence kept (default 0.1); a negative value "
+                             "keeps their triplets by score (>= --threshold) instead")
     parser.add_argument("--out", default="predictions", help="output directory (default ./predictions)")
     parser.add_argument("--device", default="cpu", help="cpu | cuda")
     parser.add_argument("--max-triplets", type=int, default=8, help="triplets drawn per picture")
@@ -115,7 +124,7 @@ def run(args) -> int:
     written = set()
     for name, image in inputs:
         pil = to_pil(image)
-        result = predictor.predict(pil, threshold=args.threshold)
+        result = predictor.predict(pil, threshold=args.threshold, min_confidence=_min_confidence(args))
         result["image"] = str(image) if isinstance(image, Path) else name
         paths = [out / f"{name}{suffix}" for suffix in OUTPUT_SUFFIXES]
         paths[0].write_text(json.dumps(result, indent=1))
@@ -124,33 +133,40 @@ def run(args) -> int:
         if "scene_graph" in result:
             draw_scene_graph(pil, result).save(paths[2])
         written.update(paths[:3 if "scene_graph" in result else 2])
-        print(f"{name}: {_summary(result, best, args.threshold)}")
+        print(f"{name}: {_summary(result, best, args)}")
     on_disk = [p for p in written if p.is_file()]   # what is there now, not what was attempted
     n_json = sum(p.suffix == ".json" for p in on_disk)
     print(f"wrote {n_json} JSON files and {len(on_disk) - n_json} pictures to {out}")
     return 0
 
 
+def _min_confidence(args):
+    """The ``min_confidence`` of :meth:`Predictor.predict`: None (keep by score) when negative."""
+    return None if args.min_confidence < 0 else args.min_confidence
+
+
 def _describe(t: dict) -> str:
-    return f"{t['subject']} {t['verb']} {t['object']} {score_text(t['score'])}"
+    return triplet_text(t)
 
 
 def _best_below_threshold(predictor, pil, result: dict, k: int = 3):
-    """An HOI model's ``k`` best triplets when none reaches the threshold (None otherwise): the picture
-    shows them, with their scores, rather than nothing. UPT / RmLR scores are sigmoid x s_h^2.8 x s_o^2.8,
-    so a detector with modest box scores (e.g. a focal-loss Deformable DETR) keeps them far below 0.2."""
+    """An HOI model's ``k`` best triplets when none was kept (None otherwise): the picture shows them,
+    with their scores, rather than nothing."""
     if result["triplets"] or result.get("arch") == "detr" or not result["detections"]:
         return None
     best = predictor.predict(pil, threshold=0.0, max_triplets=k)
     return best if best["triplets"] else None
 
 
-def _summary(result: dict, best, threshold: float) -> str:
+def _summary(result: dict, best, args) -> str:
     if result["triplets"]:
         return f"{len(result['triplets'])} triplets (top: {_describe(result['triplets'][0])})"
     if best:
-        return (f"0 triplets >= {threshold:g}; best {', '.join(_describe(t) for t in best['triplets'])} "
-                "(drawn; lower --threshold to keep them in the JSON)")
+        kept_by = (f"confidence >= {args.min_confidence:g}" if "confidence" in best["triplets"][0]
+                   and args.min_confidence >= 0 else f">= {args.threshold:g}")
+        option = "--min-confidence" if kept_by.startswith("confidence") else "--threshold"
+        return (f"0 triplets {kept_by}; best {', '.join(_describe(t) for t in best['triplets'])} "
+                f"(drawn; lower {option} to keep them in the JSON)")
     return f"0 triplets ({len(result['detections'])} detections)"
 
 
@@ -171,7 +187,7 @@ def run_video(args, predictor) -> int:
     try:
         s = predict_video(predictor, args.input, args.out, threshold=args.threshold, every=args.every,
                           max_frames=args.max_frames, batch_size=args.batch_size, max_triplets=args.max_triplets,
-                          progress=progress)
+                          min_confidence=_min_confidence(args), progress=progress)
     except BaseException:
         if bar is not None:
             bar.leave = False   # erase the bar: the error stays the only line

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -121,12 +121,14 @@ class OnnxPredictor:
         """The exported model's architecture (``detr`` | ``rmlr``), as :attr:`Predictor.arch`."""
         return self.model.arch
 
-    def predict_batch(self, images, threshold: float = 0.2, max_triplets: int = 100) -> List[Dict]:
+    def predict_batch(self, images, threshold: float = 0.2, max_triplets: int = 100,
+                      min_confidence: Optional[float] = None) -> List[Dict]:
         """:meth:`Predictor.predict_batch` (video frames): one :meth:`predict` per image, since the exported
         graphs take one image; ``image`` is None in each result."""
-        return [{**self.predict(im, threshold, max_triplets), "image": None} for im in images]
+        return [{**self.predict(im, threshold, max_triplets, min_confidence), "image": None} for im in images]
 
-    def predict(self, image, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
+    def predict(self, image, threshold: float = 0.2, max_triplets: int = 100,
+                min_confidence: Optional[float] = None) -> Dict:
         """Named predictions for one image, as :meth:`Predictor.predict`."""
         named = self._named
         pil = to_pil(image)
@@ -144,5 +146,5 @@ class OnnxPredictor:
             return result
         pred = HOIPrediction(boxes=boxes, labels=out["labels"].astype(np.int64), box_scores=out["scores"],
                              pairs=out["pairs"].astype(np.int64).reshape(-1, 2), verb_scores=out["verb_scores"])
-        named._add_hoi(result, pred, threshold, max_triplets)
+        named._add_hoi(result, pred, threshold, max_triplets, min_confidence)
         return result

@@ -157,14 +157,21 @@ class Predictor:
         target = {"orig_size": torch.tensor(image.size), "size": torch.tensor([tensor.shape[-1], tensor.shape[-2]])}
         return tensor, target
 
-    def predict(self, image: ImageLike, threshold: float = 0.2, max_triplets: int = 100) -> Dict:
-        """Named predictions for one image (see module docstring); scores below ``threshold`` dropped."""
-        result = self.predict_batch([image], threshold, max_triplets)[0]
+    def predict(self, image: ImageLike, threshold: float = 0.2, max_triplets: int = 100,
+                min_confidence: Optional[float] = None) -> Dict:
+        """Named predictions for one image (see module docstring); scores below ``threshold`` dropped.
+
+        ``min_confidence``: for a model whose triplets carry a ``confidence`` (RmLR / UPT), keep the triplets
+        whose confidence is at least this value, whatever their score (``threshold`` then applies to the
+        detections only); ignored by other models. None (default): triplets are kept by score.
+        """
+        result = self.predict_batch([image], threshold, max_triplets, min_confidence)[0]
         result["image"] = str(image) if isinstance(image, (str, os.PathLike)) else None
         return result
 
     @torch.no_grad()
-    def predict_batch(self, images: List[ImageLike], threshold: float = 0.2, max_triplets: int = 100) -> List[Dict]:
+    def predict_batch(self, images: List[ImageLike], threshold: float = 0.2, max_triplets: int = 100,
+                      min_confidence: Optional[float] = None) -> List[Dict]:
         """Named predictions for several images in one forward pass (e.g. video frames).
 
         Returns one result dict per image, in order, each as :meth:`predict` returns it with ``image`` = None.
@@ -179,7 +186,7 @@ class Predictor:
         for task in self.recipe.prediction_tasks(self.model, self.meta):   # e.g. SG2HOI+: hoi, then sgg
             for r, pred in zip(results, self.recipe.postprocess(self.model, outputs, list(targets), task)):
                 if isinstance(pred, HOIPrediction):
-                    self._add_hoi(r, pred, threshold, max_triplets)
+                    self._add_hoi(r, pred, threshold, max_triplets, min_confidence)
                 elif isinstance(pred, SceneGraphPrediction):
                     r["scene_graph"] = self._scene_graph(pred, threshold)
                 else:  # detector: dict of boxes / scores / labels
@@ -197,28 +204,36 @@ class Predictor:
         result["detections"] = [{"label": names[i], "score": round(float(scores[i]), 4), "box": _box(boxes[i])}
                                 for i in order if scores[i] >= threshold]
 
-    def _add_hoi(self, result: Dict, pred: HOIPrediction, threshold: float, max_triplets: int) -> None:
+    def _add_hoi(self, result: Dict, pred: HOIPrediction, threshold: float, max_triplets: int,
+                 min_confidence: Optional[float] = None) -> None:
         meta = self.meta_hoi
         self._add_detections(result, pred.boxes, pred.labels, pred.box_scores, threshold)
         if len(pred.pairs) == 0:
             return
+        powers = self._prior_powers()
+        by_confidence = min_confidence is not None and powers is not None
+        floor = 0.0 if by_confidence else threshold   # by confidence: every triplet is a candidate
         if len(meta.correspondence):
-            t = pred.triplets(meta.correspondence, threshold=threshold)
+            t = pred.triplets(meta.correspondence, threshold=floor)
             pair, verb, score, hoi = t["pair"], t["verb"], t["score"], t["hoi"]
         else:  # V-COCO style: every verb column is its own class
-            pair, verb = np.nonzero(pred.verb_scores >= threshold)
+            pair, verb = np.nonzero(pred.verb_scores >= floor)
             score, hoi = pred.verb_scores[pair, verb], verb
         names = self._names(meta, pred.labels)
-        powers = self._prior_powers()
         rows = []
-        for i in np.argsort(-score, kind="stable")[:max_triplets]:
+        for i in np.argsort(-score, kind="stable"):
+            if len(rows) >= max_triplets:
+                break
             h, o = pred.pairs[pair[i]]
+            confidence = None if powers is None else triplet_confidence(
+                float(score[i]), float(pred.box_scores[h]), float(pred.box_scores[o]), *powers)
+            if by_confidence and confidence < min_confidence:
+                continue
             row = {"subject": names[h], "verb": meta.verbs[int(verb[i])], "object": names[o],
                    "score": round(float(score[i]), 4), "subject_box": _box(pred.boxes[h]),
                    "object_box": _box(pred.boxes[o]), "hoi": int(hoi[i])}
-            if powers is not None:
-                row["confidence"] = triplet_confidence(float(score[i]), float(pred.box_scores[h]),
-                                                       float(pred.box_scores[o]), *powers)
+            if confidence is not None:
+                row["confidence"] = confidence
             rows.append(row)
         result["triplets"] = rows
 

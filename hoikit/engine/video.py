@@ -161,13 +161,14 @@ def _batches(frames: Iterator, size: int) -> Iterator[List]:
 
 def predict_video(predictor, video: os.PathLike, out_dir: os.PathLike, *, threshold: float = 0.2, every: int = 1,
                   max_frames: int = 0, batch_size: int = 8, max_triplets: int = 8,
-                  progress: Optional[Callable[[int, int], None]] = None) -> Dict:
+                  min_confidence: Optional[float] = None, progress: Optional[Callable[[int, int], None]] = None) -> Dict:
     """Predict every ``every``-th frame of ``video`` and write the annotated video, per-frame JSON and summary.
 
     Args:
         predictor: a :class:`~hoikit.engine.inference.Predictor`.
         every: predict one frame in ``every``. max_frames: stop after this many predicted frames (0 = all).
         batch_size: frames per forward pass. max_triplets: triplets drawn per frame.
+        min_confidence: RmLR / UPT triplets kept by confidence (:meth:`Predictor.predict`); None: by score.
         progress: ``progress(frames_done, frames_expected)`` after each batch (``frames_expected`` = 0 if unknown).
 
     Returns:
@@ -191,7 +192,8 @@ def predict_video(predictor, video: os.PathLike, out_dir: os.PathLike, *, thresh
     try:
         with VideoWriter(paths["video"], Fraction(rate) / every) as writer, open(tmp_jsonl, "w") as jsonl:
             for batch in _batches(read_frames(video, every, max_frames), batch_size):
-                results = predictor.predict_batch([f for _, _, f in batch], threshold, max_triplets=100)
+                results = predictor.predict_batch([f for _, _, f in batch], threshold, max_triplets=100,
+                                                  min_confidence=min_confidence)
                 for (index, t, frame), result in zip(batch, results):
                     result = {"frame": index, "time": round(t, 4), **result}
                     result.pop("image", None)
@@ -206,7 +208,8 @@ def predict_video(predictor, video: os.PathLike, out_dir: os.PathLike, *, thresh
         if tmp_jsonl.exists():
             tmp_jsonl.unlink()
     seconds = time.perf_counter() - start
-    summary = {"video": asdict(info), "arch": predictor.arch, "threshold": threshold, "every": every,
+    summary = {"video": asdict(info), "arch": predictor.arch, "threshold": threshold,
+               "min_confidence": min_confidence, "every": every,
                "max_frames": max_frames, "batch_size": batch_size, "frames_predicted": done,
                "seconds": round(seconds, 3), "frames_per_second": round(done / max(seconds, 1e-9), 3),
                "outputs": {k: str(p) for k, p in paths.items()}, **tally.summary()}

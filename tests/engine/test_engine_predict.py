@@ -67,6 +67,42 @@ def test_predict_draws_the_best_triplets_when_none_reaches_the_threshold(tmp_pat
                           np.asarray(Image.open(tmp_path / "0.2" / "f.png")))
 
 
+class _ToyWithConfidence(ToyHOIRecipe):
+    """The toy with RmLR's score exponents (p_test 2.8, p_train 1): its triplets carry a confidence."""
+
+    def score_exponents(self, cfg):
+        return 2.8, 1.0
+
+
+def test_predict_keeps_rmlr_triplets_by_confidence_and_others_by_score(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(RECIPES, "rmlr", _ToyWithConfidence())
+    ck = _checkpoint(tmp_path, "rmlr")
+    Image.fromarray(np.full((50, 100, 3), 40, np.uint8)).save(tmp_path / "f.png")
+    # box scores 0.95, 0.8: prior 0.76; confidence = score * 0.76^(1 - 2.8) = score * 1.6388, at most 1:
+    # ride (score 0.9) 1.0, hold (score 0.3) 0.49165
+    runs = {"c45": ["--min-confidence", "0.45", "--threshold", "0.5"],   # hold kept although its score < 0.5
+            "c50": ["--min-confidence", "0.5"],
+            "s45": ["--min-confidence", "-1", "--threshold", "0.45"]}     # by score: hold's 0.3 < 0.45
+    got = {}
+    for name, opts in runs.items():
+        assert main(["predict", str(tmp_path / "f.png"), "--checkpoint", str(ck), *opts,
+                     "--out", str(tmp_path / name)]) == 0
+        res = json.loads((tmp_path / name / "f.json").read_text())
+        got[name] = [(t["verb"], t["score"], t["confidence"]) for t in res["triplets"]]
+    assert got["c45"] == [("ride", pytest.approx(0.9), 1.0), ("hold", pytest.approx(0.3), pytest.approx(0.49165, abs=1e-4))]
+    assert got["c50"] == got["s45"] == [("ride", pytest.approx(0.9), 1.0)]
+    assert "person ride bicycle 1.00 (s=0.90)" in capsys.readouterr().out
+    # nothing reaches the confidence: the line says which option to lower
+    assert main(["predict", str(tmp_path / "f.png"), "--checkpoint", str(ck), "--min-confidence", "1.5",
+                 "--out", str(tmp_path / "none")]) == 0
+    assert "0 triplets confidence >= 1.5; best person ride bicycle" in capsys.readouterr().out
+    # the Python API keeps by score unless asked
+    res = hoikit.load(str(ck)).predict(str(tmp_path / "f.png"), threshold=0.45)
+    assert [t["verb"] for t in res["triplets"]] == ["ride"]
+    res = hoikit.load(str(ck)).predict(str(tmp_path / "f.png"), threshold=0.45, min_confidence=0.45)
+    assert [t["verb"] for t in res["triplets"]] == ["ride", "hold"]
+
+
 def test_python_api_on_a_tiny_detr_checkpoint(tmp_path):
     ck = _checkpoint(tmp_path, "detr", ["model.detr.backbone=tiny", "model.detr.hidden_dim=32", "model.detr.nheads=2",
                                         "model.detr.enc_layers=1", "model.detr.dec_layers=1",
