@@ -121,6 +121,18 @@ def load_checkpoint(path: os.PathLike, map_location="cpu", require_format: bool 
 # ----------------------------------------------------------------------------------------------
 # writing
 
+def _stored_input_scales(source) -> Dict:
+    """``{"scales": [...], "max_size": int, "test_scale": int}`` (the keys present) of the config stored in
+    a hoikit checkpoint (a file or an already read dict); empty for another format."""
+    ck = source if isinstance(source, Mapping) else load_checkpoint(source, require_format=False)
+    data = ck.get("config", {}).get("data", {}) if isinstance(ck, dict) and ck.get("format") == FORMAT else {}
+    out: Dict = {}
+    if data.get("scales"):
+        out["scales"] = [int(s) for s in data["scales"]]
+    out.update({k: int(data[k]) for k in ("max_size", "test_scale") if data.get(k)})
+    return out
+
+
 def detector_input_overrides(source) -> List[str]:
     """The image scales the detector in ``source`` (a file, or a checkpoint already read with
     :func:`load_checkpoint`) was trained at, as dotted overrides
@@ -129,13 +141,27 @@ def detector_input_overrides(source) -> List[str]:
     SynthHOI detector run at 384 px drops from AP50 68.66 to 58.4 (docs/synthhoi-training.md). Empty for
     a file that stores no hoikit config (an official DETR / Deformable DETR release: the preset's scales
     apply)."""
-    ck = source if isinstance(source, Mapping) else load_checkpoint(source, require_format=False)
-    data = ck.get("config", {}).get("data", {}) if isinstance(ck, dict) and ck.get("format") == FORMAT else {}
+    stored = _stored_input_scales(source)
     out = []
-    if data.get("scales"):
-        out.append("data.scales=[" + ",".join(str(int(s)) for s in data["scales"]) + "]")
-    out += [f"data.{k}={int(data[k])}" for k in ("max_size", "test_scale") if data.get(k)]
+    if "scales" in stored:
+        out.append("data.scales=[" + ",".join(str(s) for s in stored["scales"]) + "]")
+    out += [f"data.{k}={stored[k]}" for k in ("max_size", "test_scale") if k in stored]
     return out
+
+
+def detector_scale_mismatch(data_cfg, source) -> Optional[str]:
+    """A one-line warning when a frozen detector (``source``: a hoikit detector checkpoint) was trained
+    at another evaluation scale than ``data_cfg`` (``data.test_scale`` / ``data.max_size``) feeds it, naming
+    the overrides that match it; None when they agree or the file stores no hoikit config. Training
+    scales (``data.scales``) may differ on purpose (augmentation), so only the test-time scale counts."""
+    stored = _stored_input_scales(source)
+    differ = [f"{k} {stored[k]} (this run: {getattr(data_cfg, k)})" for k in ("test_scale", "max_size")
+              if k in stored and int(getattr(data_cfg, k)) != stored[k]]
+    if not differ:
+        return None
+    return (f"model.detr.checkpoint {source}: the detector was trained at {', '.join(differ)}; a frozen detector "
+            f"fed another scale detects worse (the 256 px SynthHOI detector at 384 px: AP50 68.66 -> 58.4). "
+            f"To match it: {' '.join(detector_input_overrides(source))}")
 
 
 def save_checkpoint(state: Mapping, path: os.PathLike) -> Path:

@@ -124,3 +124,18 @@ def test_detector_input_overrides_are_the_scales_the_detector_trained_at(tmp_pat
     assert C.detector_input_overrides(tmp_path / "official.pth") == []
     with pytest.raises(CheckpointError, match="missing.pt"):
         C.detector_input_overrides(tmp_path / "missing.pt")
+
+
+def test_detector_scale_mismatch_names_the_stored_scale_and_the_overrides(tmp_path):
+    from types import SimpleNamespace
+
+    m = _model()
+    data = {"scales": [352, 384], "max_size": 480, "test_scale": 384}
+    C.save_checkpoint(C.model_checkpoint(m, {"data": data}, {}), tmp_path / "det.pt")
+    same = SimpleNamespace(scales=[256], max_size=480, test_scale=384)     # training scales may differ
+    assert C.detector_scale_mismatch(same, tmp_path / "det.pt") is None
+    msg = C.detector_scale_mismatch(SimpleNamespace(scales=[384], max_size=480, test_scale=256), tmp_path / "det.pt")
+    assert "trained at test_scale 384 (this run: 256);" in msg and "max_size" not in msg.split(";")[0]
+    assert msg.endswith("data.scales=[352,384] data.max_size=480 data.test_scale=384") and "\n" not in msg
+    torch.save({"model": m.state_dict()}, tmp_path / "official.pth")       # no stored config: nothing to say
+    assert C.detector_scale_mismatch(same, tmp_path / "official.pth") is None

@@ -17,12 +17,14 @@ full        yes   sentence + word             sentence + word
 """
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import List, Optional
 
 from torch import nn
 
 from ...errors import ConfigError
+from ...io.checkpoint import detector_scale_mismatch
 from ..detectors import build_detector_network, load_detector_weights, num_detector_classes
 from ..text import encoder_pooling, load_text_encoder, text_encoder_dim
 from .cross_modal import CrossModalBranch
@@ -93,6 +95,9 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
         detector = build_detector_network(d, train_backbone=False)   # DETR or Deformable DETR (model.detr.type)
         if d.checkpoint:
             load_detector_weights(detector, d.checkpoint)
+            mismatch = detector_scale_mismatch(cfg.data, d.checkpoint)
+            if mismatch:
+                warnings.warn(mismatch)
         detector.freeze()
     num_channels = detector.backbone.num_channels
     num_classes = num_detector_classes(detector)

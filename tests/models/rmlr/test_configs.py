@@ -38,3 +38,24 @@ def test_unknown_open_reading_is_a_config_error_at_load_time(key):
     # plain: the switch is not even used, still refused (when the config loads, before any build)
     with pytest.raises(ConfigError, match=rf"config key 'model.rmlr.{key}': Invalid value 'bogus'"):
         load_config(None, ["model.arch=rmlr", "model.rmlr.ablation=plain", f"model.rmlr.{key}=bogus"])
+
+
+def test_a_frozen_detector_trained_at_another_scale_is_named_in_a_warning():
+    """synth_rmlr feeds its detector 384 px images; the 256 px detector (synth_deformable.pt) in its place
+    gets a warning naming the scales it was trained at and the overrides that match them."""
+    import warnings
+    from pathlib import Path
+
+    import hoikit
+    from hoikit.data.metadata import DatasetMeta
+    from hoikit.io.checkpoint import load_checkpoint
+
+    assets = Path(hoikit.__file__).parent / "assets"
+    meta = DatasetMeta.from_dict(load_checkpoint(assets / "synth_rmlr.pt")["meta"])
+    plain = ["model.rmlr.ablation=plain"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")       # the preset's own detector at its own scale: no warning
+        build_rmlr(load_config("synth_rmlr", plain), meta)
+    with pytest.warns(UserWarning, match=r"trained at test_scale 256 \(this run: 384\), max_size 320 \(this run: 480\)"
+                                         r".* data\.test_scale=256$"):
+        build_rmlr(load_config("synth_rmlr", plain + [f"model.detr.checkpoint={assets / 'synth_deformable.pt'}"]), meta)
