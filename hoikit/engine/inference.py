@@ -163,7 +163,8 @@ class Predictor:
 
         ``min_confidence``: for a model whose triplets carry a ``confidence`` (RmLR / UPT), keep the triplets
         whose confidence is at least this value, whatever their score (``threshold`` then applies to the
-        detections only); ignored by other models. None (default): triplets are kept by score.
+        detections only; the boxes of kept triplets are listed too); ignored by other models. None or
+        negative (default None): triplets are kept by score.
         """
         result = self.predict_batch([image], threshold, max_triplets, min_confidence)[0]
         result["image"] = str(image) if isinstance(image, (str, os.PathLike)) else None
@@ -197,12 +198,15 @@ class Predictor:
         objs = meta.objects
         return [objs[int(l)] if 0 <= int(l) < len(objs) else f"class{int(l)}" for l in labels]
 
-    def _add_detections(self, result, boxes, labels, scores, threshold):
+    def _add_detections(self, result, boxes, labels, scores, threshold, also=()):
+        """``result["detections"]``: the boxes scoring at least ``threshold``, and those in ``also`` (the
+        boxes of triplets kept by confidence, whatever their score), by descending score."""
         meta = self.meta_hoi or self.meta_sgg
         names = self._names(meta, labels)
         order = np.argsort(-np.asarray(scores), kind="stable")
+        also = set(int(i) for i in also)
         result["detections"] = [{"label": names[i], "score": round(float(scores[i]), 4), "box": _box(boxes[i])}
-                                for i in order if scores[i] >= threshold]
+                                for i in order if scores[i] >= threshold or int(i) in also]
 
     def _add_hoi(self, result: Dict, pred: HOIPrediction, threshold: float, max_triplets: int,
                  min_confidence: Optional[float] = None) -> None:
@@ -211,7 +215,7 @@ class Predictor:
         if len(pred.pairs) == 0:
             return
         powers = self._prior_powers()
-        by_confidence = min_confidence is not None and powers is not None
+        by_confidence = min_confidence is not None and min_confidence >= 0 and powers is not None
         floor = 0.0 if by_confidence else threshold   # by confidence: every triplet is a candidate
         if len(meta.correspondence):
             t = pred.triplets(meta.correspondence, threshold=floor)
@@ -220,7 +224,7 @@ class Predictor:
             pair, verb = np.nonzero(pred.verb_scores >= floor)
             score, hoi = pred.verb_scores[pair, verb], verb
         names = self._names(meta, pred.labels)
-        rows = []
+        rows, kept_boxes = [], set()
         for i in np.argsort(-score, kind="stable"):
             if len(rows) >= max_triplets:
                 break
@@ -235,7 +239,10 @@ class Predictor:
             if confidence is not None:
                 row["confidence"] = confidence
             rows.append(row)
+            kept_boxes.update((int(h), int(o)))
         result["triplets"] = rows
+        if by_confidence:   # a triplet's boxes are listed even below the detections' score threshold
+            self._add_detections(result, pred.boxes, pred.labels, pred.box_scores, threshold, kept_boxes)
 
     def _prior_powers(self) -> Optional[Tuple[float, float]]:
         """``(p_test, p_train)`` of a UPT-style score ``sigmoid(logit) * (s_h * s_o)^p`` (RmLR / UPT), or

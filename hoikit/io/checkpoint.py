@@ -153,13 +153,18 @@ def detector_scale_mismatch(data_cfg, source) -> Optional[str]:
     """A one-line warning when a frozen detector (``source``: a hoikit detector checkpoint) was trained
     at another evaluation scale than ``data_cfg`` (``data.test_scale`` / ``data.max_size``) feeds it, naming
     the overrides that match it; None when they agree or the file stores no hoikit config. Training
-    scales (``data.scales``) may differ on purpose (augmentation), so only the test-time scale counts."""
-    stored = _stored_input_scales(source)
+    scales (``data.scales``) may differ on purpose (augmentation), so only the test-time scale counts.
+    A source that is not a hoikit file (an official release, a Hugging Face DETR folder) has nothing to say."""
+    try:
+        stored = _stored_input_scales(source)
+    except CheckpointError:     # the detector loader accepted it; it is just not a hoikit checkpoint
+        return None
     differ = [f"{k} {stored[k]} (this run: {getattr(data_cfg, k)})" for k in ("test_scale", "max_size")
               if k in stored and int(getattr(data_cfg, k)) != stored[k]]
     if not differ:
         return None
-    return (f"model.detr.checkpoint {source}: the detector was trained at {', '.join(differ)}; a frozen detector "
+    name = "<checkpoint>" if isinstance(source, Mapping) else str(source)
+    return (f"model.detr.checkpoint {name}: the detector was trained at {', '.join(differ)}; a frozen detector "
             f"fed another scale detects worse (the 256 px SynthHOI detector at 384 px: AP50 68.66 -> 58.4). "
             f"To match it: {' '.join(detector_input_overrides(source))}")
 

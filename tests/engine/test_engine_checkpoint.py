@@ -139,3 +139,9 @@ def test_detector_scale_mismatch_names_the_stored_scale_and_the_overrides(tmp_pa
     assert msg.endswith("data.scales=[352,384] data.max_size=480 data.test_scale=384") and "\n" not in msg
     torch.save({"model": m.state_dict()}, tmp_path / "official.pth")       # no stored config: nothing to say
     assert C.detector_scale_mismatch(same, tmp_path / "official.pth") is None
+    hf = tmp_path / "hf_detr"                 # a Hugging Face DETR folder: loadable weights, no hoikit config
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    assert C.detector_scale_mismatch(same, hf) is None
+    msg = C.detector_scale_mismatch(SimpleNamespace(max_size=480, test_scale=256), C.load_checkpoint(tmp_path / "det.pt"))
+    assert msg.startswith("model.detr.checkpoint <checkpoint>: the detector was trained at test_scale 384")

@@ -92,6 +92,16 @@ def test_predict_keeps_rmlr_triplets_by_confidence_and_others_by_score(tmp_path,
     assert got["c45"] == [("ride", pytest.approx(0.9), 1.0), ("hold", pytest.approx(0.3), pytest.approx(0.49165, abs=1e-4))]
     assert got["c50"] == got["s45"] == [("ride", pytest.approx(0.9), 1.0)]
     assert "person ride bicycle 1.00 (s=0.90)" in capsys.readouterr().out
+    # detections follow --threshold, plus the boxes of the triplets kept by confidence: the bicycle (0.8)
+    # is below 0.85 but its triplets are kept
+    assert main(["predict", str(tmp_path / "f.png"), "--checkpoint", str(ck), "--min-confidence", "0.45",
+                 "--threshold", "0.85", "--out", str(tmp_path / "d85")]) == 0
+    res = json.loads((tmp_path / "d85" / "f.json").read_text())
+    assert [d["label"] for d in res["detections"]] == ["person", "bicycle"] and len(res["triplets"]) == 2
+    res = hoikit.load(str(ck)).predict(str(tmp_path / "f.png"), threshold=0.85, min_confidence=0.95)
+    assert [d["label"] for d in res["detections"]] == ["person", "bicycle"] and len(res["triplets"]) == 1
+    res = hoikit.load(str(ck)).predict(str(tmp_path / "f.png"), threshold=0.85, min_confidence=1.5)
+    assert [d["label"] for d in res["detections"]] == ["person"] and res["triplets"] == []
     # nothing reaches the confidence: the line says which option to lower
     assert main(["predict", str(tmp_path / "f.png"), "--checkpoint", str(ck), "--min-confidence", "1.5",
                  "--out", str(tmp_path / "none")]) == 0
