@@ -30,11 +30,12 @@ def evaluations(run: Path) -> List[Dict[str, float]]:
 
 
 def mean_std_cell(values: Sequence[float]) -> str:
-    """``mean +- sample std (n)``; ``-`` for no value, std ``nan`` for one."""
+    """``mean +- sample std (n)``; ``-`` for no value, ``value (1)`` for one (no spread to show)."""
     if not values:
         return "-"
-    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values) if len(values) > 1 else float('nan'):.2f} " \
-           f"({len(values)})"
+    if len(values) == 1:
+        return f"{values[0]:.2f} (1)"
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f} ({len(values)})"
 
 
 def curve_section(curves: Mapping[str, List[List[Dict]]], keys: Sequence[Tuple[str, str]], picture: Path,

@@ -41,6 +41,9 @@ def test_curve_counts_completed_epochs_and_the_report_averages_seeds(tmp_path):
     assert "| 2 | 25.00 +- 7.07 (2) |" in lines and "| 1 | 12.00 +- 2.83 (2) |" in lines
     assert lines[2].startswith("| epochs completed | plain HICO-DET mAP Full |") and not any("full " in x for x in lines[2:])
     assert (tmp_path / "c.png").stat().st_size > 0
+    # an epoch only one seed reached shows its value and the count, no "+- nan"
+    results[1]["curve"].append({"epoch": 3, "mAP_full": 31.0})
+    assert "| 3 | 31.00 (1) |" in synth_rmlr.curve_section(results, ["plain"], tmp_path / "c1.png")
 
 
 def test_verb_section_compares_plain_and_full_and_stars_pose_verbs(tmp_path):
