@@ -245,7 +245,9 @@ def report(args) -> str:
         rs = by_row[row]
         if not rs:
             continue
-        per = {k: ", ".join(f"s{x['seed']} {x['metrics'].get(k, float('nan')):.2f}" for x in rs) for k in ("mAP_full", "R@50")}
+        per = {k: ", ".join(f"s{x['seed']} {x['metrics'][k]:.2f}" for x in rs if k in x["metrics"]
+                            and x["metrics"][k] == x["metrics"][k]) or "-"     # the sgg row has no HOI mAP (nan)
+               for k in ("mAP_full", "R@50")}
         diffs = []
         for k in ("mAP_full", "R@50"):
             d = paired(rs, by_row["joint"], k) if row != "joint" else None

@@ -36,6 +36,17 @@ def test_report_pairs_rows_with_joint_by_seed(tmp_path):
     assert "22.00 ± 2.00 (20.00..24.00)" in text
 
 
+def test_report_of_the_sgg_row_has_no_hoi_values(tmp_path):
+    write(tmp_path, "joint", 0, 20.0, 30.0)
+    write(tmp_path, "joint", 1, 21.0, 31.0)
+    write(tmp_path, "sgg", 0, float("nan"), 33.0)       # the SGG-only row evaluates no HOI (nan in its file)
+    write(tmp_path, "sgg", 1, float("nan"), 35.0)
+    lines = [x for x in synth_sg2hoi.report(Namespace(out=str(tmp_path))).splitlines() if x.startswith("| sgg |")]
+    # R@50 minus joint by seed: +3, +4 -> +3.50 +- 0.71; no HOI value anywhere
+    assert lines[1] == "| sgg | - | s0 33.00, s1 35.00 | - | +3.50 +- 0.71 (2) |"
+    assert lines[0].startswith("| sgg | 0,1 | - | 34.00 ± 1.41 (33.00..35.00) |") and "nan" not in lines[0]
+
+
 def test_pair_recall_counts_pairs_with_both_boxes_in_one_query():
     import torch
 
