@@ -5,10 +5,12 @@ Rows (paper Tables V, VI, VIII; every row trained through :func:`hoikit.engine.t
 * ``joint``    - phase 1 SGG only for ``--sgg-epochs``, phase 2 joint with alternating SGG/HOI batches;
 * ``hoi``      - Table V "HOI": the same phase 1, then HOI only on the frozen SGG part (``train.task=hoi``);
 * ``sgg``      - Table V "SGG": the SGG part trained alone for all epochs (``train.task=sgg``);
+* ``sgg_control`` - ``sgg`` with the joint run's phase switch after phase 1 (fresh optimizer, SGG part at
+  ``train.sgg_lr``; ``train.sgg_control``): SGG training with and without the HOI batches, nothing else apart;
 * ``no_r2itr`` - -R2ITR (Table VIII): the HOI decoder reads f_en, no R2ITrans / feature transformation;
 * ``no_hss``   - -HSS (Table VI): no BBSeg and no semantic-spatial map (phase 1 differs: trained in full).
 
-Phase 1 depends only on the SGG part, so ``hoi``, ``sgg`` and ``no_r2itr`` resume from the joint run's
+Phase 1 depends only on the SGG part, so ``hoi``, ``sgg``, ``sgg_control`` and ``no_r2itr`` resume from the joint run's
 end-of-phase-1 checkpoint instead of repeating it. For ``hoi`` and ``sgg`` this is exact (same
 architecture, seed and batches: an uninterrupted run would replay the same arithmetic, see
 tests/engine/test_engine_sg2hoi_phases.py); for ``no_r2itr`` the SGG part is the same and its HOI
@@ -48,7 +50,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from seed_stats import curve_section as shared_curve_section, evaluations, paired_by_seed   # noqa: E402
 
-ROWS = ("joint", "hoi", "sgg", "no_r2itr", "no_hss")
+ROWS = ("joint", "hoi", "sgg", "sgg_control", "no_r2itr", "no_hss")
 SGG_KEYS = ("R@20", "R@50", "R@100", "mR@20", "mR@50", "mR@100", "ng-R@50", "zR@50")
 HOI_KEYS = ("mAP_full", "mAP_rare", "mAP_non_rare")
 CURVE_KEYS = ("R@50", "mR@50", "mAP_full", "mAP_rare", "mAP_non_rare")
@@ -69,6 +71,8 @@ def bench_config(args, row: str, seed: int, out: Path):
         ov.append("train.task=hoi")
     elif row == "sgg":
         ov.append("train.task=sgg")
+    elif row == "sgg_control":
+        ov += ["train.task=sgg", "train.sgg_control=true"]
     elif row == "no_r2itr":
         ov.append("model.sg2hoi.r2i=false")
     elif row == "no_hss":
@@ -135,7 +139,7 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
     t0 = time.time()
     data = build_training_data(cfg)
     meta_hoi, meta_sgg = data.meta
-    if row == "sgg":
+    if row in ("sgg", "sgg_control"):
         meta_hoi = joint_metas[0]          # same architecture as the joint model (HOI part unused)
     seed_everything(cfg.seed)
     model = build_model(cfg, (meta_hoi, meta_sgg))
@@ -175,7 +179,7 @@ def run_seed(args, seed: int) -> None:
         res_path = out / f"{row}_s{seed}" / "result.json"
         if res_path.exists():
             continue
-        needs_p1 = row in ("hoi", "sgg", "no_r2itr")
+        needs_p1 = row in ("hoi", "sgg", "sgg_control", "no_r2itr")
         # phase1: written at the end of the joint run's phase 1; not needed once the row has its own last.pt
         if needs_p1 and not phase1.exists() and not (res_path.parent / "last.pt").is_file():
             print(f"[{row} s{seed}] needs phase 1 of the joint run of seed {seed} first (add 'joint' to --rows)")

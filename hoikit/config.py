@@ -296,6 +296,10 @@ class TrainConfig:
     sgg_epochs: int = 0              # phase 1: SGG only
     sgg_lr: float = 1e-5             # phase 2: learning rate of the SGG part
     task: Task = "joint"              # joint | sgg | hoi (Table V single-task)
+    # task=sgg after sgg_epochs: phase "sgg_control", SGG alone with the joint phase's rates (SGG part sgg_lr)
+    # and a fresh optimizer, as the joint run switches at that point: SGG training with and without the
+    # HOI batches then differ only in the HOI batches (Table V's SGG half, benchmarks/synth_sg2hoi.py)
+    sgg_control: bool = False
 
 
 @dataclass

@@ -33,18 +33,22 @@ from .base import MetaLike, ReaderFactory, RecipeBase, TrainingSets
 from .common import SYNTH_NUM_VAL_IM, has_vcoco_ground_truth, hoi_protocol_task, synth_vg_config
 
 #: phase -> the training parts it draws batches from, in alternation order
-PHASE_PARTS = {"sgg": ("sgg",), "joint": ("sgg", "hoi"), "hoi": ("hoi",), "hoi_frozen": ("hoi",)}
+PHASE_PARTS = {"sgg": ("sgg",), "joint": ("sgg", "hoi"), "hoi": ("hoi",), "hoi_frozen": ("hoi",),
+               "sgg_control": ("sgg",)}
 
 
 def phase_for_epoch(cfg: Config, epoch: int) -> str:
     """Training phase of ``epoch`` (0-based; Section IV-D and Table V).
 
-    ``train.task=sgg``: always ``sgg``. ``joint``: ``sgg`` for the first ``train.sgg_epochs`` epochs,
+    ``train.task=sgg``: always ``sgg``; with ``train.sgg_control``, ``sgg_control`` after the first
+    ``train.sgg_epochs`` epochs (SGG alone at the joint phase's rates: Table V's SGG-only control). ``joint``: ``sgg`` for the first ``train.sgg_epochs`` epochs,
     then ``joint``. ``hoi``: ``sgg`` for the first ``train.sgg_epochs`` epochs, then ``hoi_frozen``
     (HOI modules trained on the frozen SGG part, Table V); with ``sgg_epochs = 0`` it is ``hoi``
     throughout (HOI alone, every part trained).
     """
     task, n = cfg.train.task, cfg.train.sgg_epochs
+    if task == "sgg" and cfg.train.sgg_control and 0 < n <= epoch:
+        return "sgg_control"
     if task == "sgg" or epoch < n:
         return "sgg"
     if task == "hoi":
@@ -57,9 +61,11 @@ def phase_rates(cfg: Config, phase: str) -> Dict[str, Optional[float]]:
     backbone ``train.lr_backbone``, SGG part ``train.lr``, HOI part not trained; ``joint`` (phase 2):
     HOI part ``train.lr``, SGG part ``train.sgg_lr``, backbone ``train.lr_backbone``; ``hoi`` (HOI alone
     from scratch): backbone ``train.lr_backbone``, the rest ``train.lr``; ``hoi_frozen`` (Table V
-    single-task HOI after SGG training): only the HOI part, ``train.lr``."""
+    single-task HOI after SGG training): only the HOI part, ``train.lr``; ``sgg_control`` (SGG alone
+    after phase 1, ``train.sgg_control``): the joint phase's backbone and SGG rates, no HOI part."""
     t = cfg.train
     return {"sgg": {"backbone": t.lr_backbone, "sgg": t.lr, "hoi": None},
+            "sgg_control": {"backbone": t.lr_backbone, "sgg": t.sgg_lr, "hoi": None},
             "joint": {"backbone": t.lr_backbone, "sgg": t.sgg_lr, "hoi": t.lr},
             "hoi": {"backbone": t.lr_backbone, "sgg": t.lr, "hoi": t.lr},
             "hoi_frozen": {"backbone": None, "sgg": None, "hoi": t.lr}}[phase]

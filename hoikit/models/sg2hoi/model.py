@@ -32,7 +32,8 @@ from .transfer import CrossAttentionStack, QueryTransform, R2ITransformer
 TASKS = ("joint", "sgg", "hoi")
 # training phases (Section IV-D, Table V): a task, or "hoi_frozen" = HOI training with the SGG part
 # (backbone, HSS, encoder, distillation head, relation decoder) frozen after SGG training
-PHASES = TASKS + ("hoi_frozen",)
+# "sgg_control" = SGG training after phase 1 at the joint phase's rates (``train.sgg_control``)
+PHASES = TASKS + ("hoi_frozen", "sgg_control")
 
 
 def batch_source(target: Dict[str, Tensor], only: Optional[str] = None) -> str:
@@ -91,13 +92,13 @@ class SG2HOIPlus(nn.Module):
         self._trainable = {id(p): p.requires_grad for p in self.parameters()}   # restored when unfreezing
 
     def set_phase(self, phase: str) -> None:
-        """Two-phase schedule (Section IV-D): ``sgg`` computes only SGG losses; ``joint`` / ``hoi``
+        """Two-phase schedule (Section IV-D): ``sgg`` (and ``sgg_control``) computes only SGG losses; ``joint`` / ``hoi``
         restore the task; ``hoi_frozen`` (Table V single-task HOI) computes HOI losses only and
         freezes the SGG part (no gradients, BatchNorm/dropout in eval mode, no Eq. (2)/(5) losses).
         Build a new optimizer (the recipe's ``param_groups`` of the same phase) after it."""
         if phase not in PHASES:
             raise ConfigError(f"SG2HOI+ phase '{phase}': choose {' | '.join(PHASES)}")
-        self.task = "hoi" if phase == "hoi_frozen" else phase
+        self.task = {"hoi_frozen": "hoi", "sgg_control": "sgg"}.get(phase, phase)
         self.sgg_frozen = phase == "hoi_frozen"
         for p in self.sgg_parameters():
             p.requires_grad_(self._trainable[id(p)] and not self.sgg_frozen)

@@ -28,6 +28,29 @@ def test_phase_for_epoch(task, sgg_epochs, expected):
     assert [phase_for_epoch(cfg, e) for e in range(4)] == expected
 
 
+def test_sgg_control_is_sgg_alone_at_the_joint_phase_rates_after_phase_1(metas, tiny_clip_dir):
+    from hoikit.recipes.sg2hoi import phase_rates
+
+    cfg = tiny_cfg()
+    cfg.train.task, cfg.train.sgg_epochs, cfg.train.sgg_control = "sgg", 1, True
+    assert [phase_for_epoch(cfg, e) for e in range(4)] == ["sgg", "sgg_control", "sgg_control", "sgg_control"]
+    cfg.train.sgg_epochs = 0                        # no phase 1 to follow: plain SGG training
+    assert [phase_for_epoch(cfg, e) for e in range(2)] == ["sgg", "sgg"]
+    cfg.train.lr, cfg.train.sgg_lr, cfg.train.lr_backbone = 2e-4, 5e-5, 1e-5
+    assert phase_rates(cfg, "sgg_control") == {"backbone": 1e-5, "sgg": 5e-5, "hoi": None}
+    assert phase_rates(cfg, "joint")["sgg"] == phase_rates(cfg, "sgg_control")["sgg"]
+    assert phase_rates(cfg, "sgg")["sgg"] == 2e-4
+    m, cfg = build(metas, tiny_clip_dir, task="sgg")
+    cfg.train.sgg_lr = 5e-5
+    m.set_phase("sgg_control")
+    groups = SG2HOIRecipe().param_groups(m, cfg, "sgg_control")
+    assert groups and all(not g["name"].startswith("hoi") for g in groups)
+    assert {g["lr"] for g in groups if g["name"] == "sgg"} == {5e-5}
+    m.train()
+    loss = m(*sgg_batch())
+    assert "loss_seg" in loss and not any(k.startswith("loss_hoi") for k in loss)   # SGG losses only
+
+
 def test_hoi_frozen_trains_only_the_hoi_part_and_unfreezes(metas, tiny_clip_dir):
     m, cfg = build(metas, tiny_clip_dir, task="hoi")
     m.set_phase("hoi_frozen")
