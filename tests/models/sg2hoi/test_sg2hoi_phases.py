@@ -49,6 +49,7 @@ def test_sgg_control_is_sgg_alone_at_the_joint_phase_rates_after_phase_1(metas, 
     m.train()
     loss = m(*sgg_batch())
     assert "loss_seg" in loss and not any(k.startswith("loss_hoi") for k in loss)   # SGG losses only
+    assert any(k.startswith("loss_rel") for k in loss)                               # trained as task sgg
 
 
 def test_hoi_frozen_trains_only_the_hoi_part_and_unfreezes(metas, tiny_clip_dir):
