@@ -93,7 +93,10 @@ class SG2HOIRecipe(RecipeBase):
 
     # ------------------------------------------------------------------ data
     def training_sets(self, cfg: Config, readers: ReaderFactory) -> TrainingSets:
-        d, task = cfg.data, cfg.train.task
+        d, task, t = cfg.data, cfg.train.task, cfg.train
+        if t.sgg_control and not (task == "sgg" and 0 < t.sgg_epochs < t.epochs):
+            raise ConfigError(f"train.sgg_control=true needs train.task=sgg and 0 < train.sgg_epochs < train.epochs "
+                              f"(got task={task}, sgg_epochs={t.sgg_epochs}, epochs={t.epochs}): it would change nothing")
         tr_train = build_transforms(d, train=True)
         parts, meta_hoi, meta_sgg = {}, None, None
         if task in ("joint", "sgg") or (task == "hoi" and cfg.train.sgg_epochs > 0):

@@ -34,8 +34,13 @@ def test_sgg_control_is_sgg_alone_at_the_joint_phase_rates_after_phase_1(metas, 
     cfg = tiny_cfg()
     cfg.train.task, cfg.train.sgg_epochs, cfg.train.sgg_control = "sgg", 1, True
     assert [phase_for_epoch(cfg, e) for e in range(4)] == ["sgg", "sgg_control", "sgg_control", "sgg_control"]
-    cfg.train.sgg_epochs = 0                        # no phase 1 to follow: plain SGG training
+    cfg.train.sgg_epochs = 0                        # no phase 1 to follow: plain SGG training ...
     assert [phase_for_epoch(cfg, e) for e in range(2)] == ["sgg", "sgg"]
+    for task, sgg_epochs in (("sgg", 0), ("sgg", 4), ("joint", 1), ("hoi", 1)):   # ... which training refuses
+        cfg.train.task, cfg.train.sgg_epochs, cfg.train.epochs = task, sgg_epochs, 4
+        with pytest.raises(ConfigError, match=f"train.sgg_control=true needs .*got task={task}, sgg_epochs={sgg_epochs}"):
+            SG2HOIRecipe().training_sets(cfg, readers=None)
+    cfg.train.task, cfg.train.sgg_epochs = "sgg", 1
     cfg.train.lr, cfg.train.sgg_lr, cfg.train.lr_backbone = 2e-4, 5e-5, 1e-5
     assert phase_rates(cfg, "sgg_control") == {"backbone": 1e-5, "sgg": 5e-5, "hoi": None}
     assert phase_rates(cfg, "joint")["sgg"] == phase_rates(cfg, "sgg_control")["sgg"]
