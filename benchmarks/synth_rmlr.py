@@ -9,8 +9,8 @@ Every run is ``hoikit train synth_rmlr`` on the same SynthHOI dataset (default s
 images, seed 0, ``data/synthhoi``) with the frozen detector ``--detector`` (default: the 256 px
 Deformable DETR ``synth_deformable.pt``, Table 2's; images at the scale the detector file was trained
 at); only ``seed`` (weights init, data order, augmentation) and ``model.rmlr.ablation`` change. Extra
-``key=value`` overrides after ``--`` go to every run. Each finished run leaves ``OUT/<ablation>_s<seed>/result.json`` (mAPs, per-verb AP, the load average);
-an interrupted run resumes exactly from its ``last.pt`` (same thread count). The rows of
+``key=value`` overrides after ``--`` go to every run. Each finished run leaves
+``OUT/<ablation>_s<seed>/result.json`` (mAPs, per-verb AP, the load average); an interrupted run resumes exactly from its ``last.pt`` (same thread count). The rows of
 ``--curves`` (default plain and full) are also evaluated after every epoch: their mAP-per-epoch
 curves go into the report and ``<results>_curves.png``. The Markdown report lists mean and sample
 standard deviation over seeds, every per-seed value, the per-verb AP of plain vs full, and which

@@ -11,8 +11,8 @@ Rows (paper Tables V, VI, VIII; every row trained through :func:`hoikit.engine.t
 * ``no_r2itr`` - -R2ITR (Table VIII): the HOI decoder reads f_en, no R2ITrans / feature transformation;
 * ``no_hss``   - -HSS (Table VI): no BBSeg and no semantic-spatial map (phase 1 differs: trained in full).
 
-Phase 1 depends only on the SGG part, so ``hoi``, ``sgg``, ``sgg_control`` and ``no_r2itr`` resume from the joint run's
-end-of-phase-1 checkpoint instead of repeating it. For ``hoi`` and ``sgg`` this is exact (same
+Phase 1 depends only on the SGG part, so ``hoi``, ``sgg``, ``sgg_control`` and ``no_r2itr`` resume from the
+joint run's end-of-phase-1 checkpoint instead of repeating it. For ``hoi`` and ``sgg`` this is exact (same
 architecture, seed and batches: an uninterrupted run would replay the same arithmetic, see
 tests/engine/test_engine_sg2hoi_phases.py); for ``no_r2itr`` the SGG part is the same and its HOI
 part is built afresh (DETR-initialised HOI decoder, the rest random). Metrics come from the final evaluation
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -250,8 +251,8 @@ def report(args) -> str:
         rs = by_row[row]
         if not rs:
             continue
-        per = {k: ", ".join(f"s{x['seed']} {x['metrics'][k]:.2f}" for x in rs if k in x["metrics"]
-                            and x["metrics"][k] == x["metrics"][k]) or "-"     # the sgg row has no HOI mAP (nan)
+        per = {k: ", ".join(f"s{x['seed']} {x['metrics'][k]:.2f}" for x in rs
+                            if not math.isnan(x["metrics"].get(k, math.nan))) or "-"   # sgg rows: no HOI mAP
                for k in ("mAP_full", "R@50")}
         diffs = []
         for k in ("mAP_full", "R@50"):

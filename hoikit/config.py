@@ -436,6 +436,11 @@ def validate(cfg: "Config", where: str = "config") -> "Config":
     for dim in ("model.detr.hidden_dim", "model.sg2hoi.hidden_dim"):   # sine position encoding: half x, half y
         if _get(cfg, dim) % 2:
             raise ConfigError(f"{where}: config key '{dim}' = {_get(cfg, dim)} is odd (allowed: even values >= 2)")
+    t = cfg.train
+    if t.sgg_control and not (t.task == "sgg" and 0 < t.sgg_epochs < t.epochs):
+        raise ConfigError(f"{where}: train.sgg_control=true needs train.task=sgg and 0 < train.sgg_epochs < "
+                          f"train.epochs (got task={t.task}, sgg_epochs={t.sgg_epochs}, epochs={t.epochs}): "
+                          f"it would change nothing")
     r = cfg.model.rmlr
     if r.min_instances > r.max_instances:
         raise ConfigError(f"{where}: config key 'model.rmlr.min_instances' = {r.min_instances} is out of range "

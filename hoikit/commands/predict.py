@@ -162,9 +162,9 @@ def _summary(result: dict, best, args) -> str:
     if result["triplets"]:
         return f"{len(result['triplets'])} triplets (top: {_describe(result['triplets'][0])})"
     if best:
-        kept_by = (f"confidence >= {args.min_confidence:g}" if "confidence" in best["triplets"][0]
-                   and args.min_confidence >= 0 else f">= {args.threshold:g}")
-        option = "--min-confidence" if kept_by.startswith("confidence") else "--threshold"
+        by_confidence = "confidence" in best["triplets"][0] and args.min_confidence >= 0
+        kept_by, option = ((f"confidence >= {args.min_confidence:g}", "--min-confidence") if by_confidence
+                           else (f">= {args.threshold:g}", "--threshold"))
         return (f"0 triplets {kept_by}; best {', '.join(_describe(t) for t in best['triplets'])} "
                 f"(drawn; lower {option} to keep them in the JSON)")
     return f"0 triplets ({len(result['detections'])} detections)"

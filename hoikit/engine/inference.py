@@ -211,8 +211,8 @@ class Predictor:
     def _add_hoi(self, result: Dict, pred: HOIPrediction, threshold: float, max_triplets: int,
                  min_confidence: Optional[float] = None) -> None:
         meta = self.meta_hoi
-        self._add_detections(result, pred.boxes, pred.labels, pred.box_scores, threshold)
         if len(pred.pairs) == 0:
+            self._add_detections(result, pred.boxes, pred.labels, pred.box_scores, threshold)
             return
         powers = self._prior_powers()
         by_confidence = min_confidence is not None and min_confidence >= 0 and powers is not None
@@ -241,8 +241,9 @@ class Predictor:
             rows.append(row)
             kept_boxes.update((int(h), int(o)))
         result["triplets"] = rows
-        if by_confidence:   # a triplet's boxes are listed even below the detections' score threshold
-            self._add_detections(result, pred.boxes, pred.labels, pred.box_scores, threshold, kept_boxes)
+        # kept by confidence, a triplet's boxes are listed even below the detections' score threshold
+        self._add_detections(result, pred.boxes, pred.labels, pred.box_scores, threshold,
+                             kept_boxes if by_confidence else ())
 
     def _prior_powers(self) -> Optional[Tuple[float, float]]:
         """``(p_test, p_train)`` of a UPT-style score ``sigmoid(logit) * (s_h * s_o)^p`` (RmLR / UPT), or

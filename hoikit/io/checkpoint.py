@@ -141,7 +141,11 @@ def detector_input_overrides(source) -> List[str]:
     SynthHOI detector run at 384 px drops from AP50 68.66 to 58.4 (docs/synthhoi-training.md). Empty for
     a file that stores no hoikit config (an official DETR / Deformable DETR release: the preset's scales
     apply)."""
-    stored = _stored_input_scales(source)
+    return _as_overrides(_stored_input_scales(source))
+
+
+def _as_overrides(stored: Dict) -> List[str]:
+    """:func:`_stored_input_scales`'s dict as dotted overrides."""
     out = []
     if "scales" in stored:
         out.append("data.scales=[" + ",".join(str(s) for s in stored["scales"]) + "]")
@@ -166,7 +170,7 @@ def detector_scale_mismatch(data_cfg, source) -> Optional[str]:
     name = "<checkpoint>" if isinstance(source, Mapping) else str(source)
     return (f"model.detr.checkpoint {name}: the detector was trained at {', '.join(differ)}; a frozen detector "
             f"fed another scale detects worse (the 256 px SynthHOI detector at 384 px: AP50 68.66 -> 58.4). "
-            f"To match it: {' '.join(detector_input_overrides(source))}")
+            f"To match it: {' '.join(_as_overrides(stored))}")
 
 
 def save_checkpoint(state: Mapping, path: os.PathLike) -> Path:

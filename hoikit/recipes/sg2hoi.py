@@ -41,8 +41,8 @@ def phase_for_epoch(cfg: Config, epoch: int) -> str:
     """Training phase of ``epoch`` (0-based; Section IV-D and Table V).
 
     ``train.task=sgg``: always ``sgg``; with ``train.sgg_control``, ``sgg_control`` after the first
-    ``train.sgg_epochs`` epochs (SGG alone at the joint phase's rates: Table V's SGG-only control). ``joint``: ``sgg`` for the first ``train.sgg_epochs`` epochs,
-    then ``joint``. ``hoi``: ``sgg`` for the first ``train.sgg_epochs`` epochs, then ``hoi_frozen``
+    ``train.sgg_epochs`` epochs (SGG alone at the joint phase's rates: Table V's SGG-only control).
+    ``joint``: ``sgg`` for the first ``train.sgg_epochs`` epochs, then ``joint``. ``hoi``: ``sgg`` for the first ``train.sgg_epochs`` epochs, then ``hoi_frozen``
     (HOI modules trained on the frozen SGG part, Table V); with ``sgg_epochs = 0`` it is ``hoi``
     throughout (HOI alone, every part trained).
     """
@@ -93,10 +93,7 @@ class SG2HOIRecipe(RecipeBase):
 
     # ------------------------------------------------------------------ data
     def training_sets(self, cfg: Config, readers: ReaderFactory) -> TrainingSets:
-        d, task, t = cfg.data, cfg.train.task, cfg.train
-        if t.sgg_control and not (task == "sgg" and 0 < t.sgg_epochs < t.epochs):
-            raise ConfigError(f"train.sgg_control=true needs train.task=sgg and 0 < train.sgg_epochs < train.epochs "
-                              f"(got task={task}, sgg_epochs={t.sgg_epochs}, epochs={t.epochs}): it would change nothing")
+        d, task = cfg.data, cfg.train.task
         tr_train = build_transforms(d, train=True)
         parts, meta_hoi, meta_sgg = {}, None, None
         if task in ("joint", "sgg") or (task == "hoi" and cfg.train.sgg_epochs > 0):

@@ -92,8 +92,8 @@ class SG2HOIPlus(nn.Module):
         self._trainable = {id(p): p.requires_grad for p in self.parameters()}   # restored when unfreezing
 
     def set_phase(self, phase: str) -> None:
-        """Two-phase schedule (Section IV-D): ``sgg`` (and ``sgg_control``) computes only SGG losses; ``joint`` / ``hoi``
-        restore the task; ``hoi_frozen`` (Table V single-task HOI) computes HOI losses only and
+        """Two-phase schedule (Section IV-D): ``sgg`` (and ``sgg_control``) computes only SGG losses;
+        ``joint`` / ``hoi`` restore the task; ``hoi_frozen`` (Table V single-task HOI) computes HOI losses only and
         freezes the SGG part (no gradients, BatchNorm/dropout in eval mode, no Eq. (2)/(5) losses).
         Build a new optimizer (the recipe's ``param_groups`` of the same phase) after it."""
         if phase not in PHASES:

@@ -29,6 +29,7 @@ def test_phase_for_epoch(task, sgg_epochs, expected):
 
 
 def test_sgg_control_is_sgg_alone_at_the_joint_phase_rates_after_phase_1(metas, tiny_clip_dir):
+    from hoikit.config import validate
     from hoikit.recipes.sg2hoi import phase_rates
 
     cfg = tiny_cfg()
@@ -39,7 +40,7 @@ def test_sgg_control_is_sgg_alone_at_the_joint_phase_rates_after_phase_1(metas, 
     for task, sgg_epochs in (("sgg", 0), ("sgg", 4), ("joint", 1), ("hoi", 1)):   # ... which training refuses
         cfg.train.task, cfg.train.sgg_epochs, cfg.train.epochs = task, sgg_epochs, 4
         with pytest.raises(ConfigError, match=f"train.sgg_control=true needs .*got task={task}, sgg_epochs={sgg_epochs}"):
-            SG2HOIRecipe().training_sets(cfg, readers=None)
+            validate(cfg)
     cfg.train.task, cfg.train.sgg_epochs = "sgg", 1
     cfg.train.lr, cfg.train.sgg_lr, cfg.train.lr_backbone = 2e-4, 5e-5, 1e-5
     assert phase_rates(cfg, "sgg_control") == {"backbone": 1e-5, "sgg": 5e-5, "hoi": None}
