@@ -64,7 +64,7 @@ def build_training_data(cfg: Config, with_eval: bool = True) -> TrainingData:
     uses = recipe.phase_parts(cfg)
     tasks, primary = eval_tasks(cfg, sets.meta) if with_eval else ([], "")
     if uses is not None:
-        train_set = PhasedTrainingSet(sets.parts, lambda e: recipe.phase_of(cfg, e), uses)
+        train_set = PhasedTrainingSet(sets.parts, lambda e: recipe.phase_of(cfg, e), uses, recipe.phase_schedule(cfg))
         return TrainingData(train_set, None, sets.meta, None, primary, tasks, sets.collate)
     first = tasks[0] if tasks else None
     return TrainingData(sets.parts["train"], first and first.dataset, sets.meta, first and first.make_evaluator,

@@ -7,11 +7,15 @@ parts a phase uses; :class:`AlternatingBatchSampler` yields the batches of one e
 
 Exact resume: the batches of an epoch are a pure function of ``(seed, epoch)`` and the number of
 batches already consumed (``start``), like :class:`~hoikit.engine.sampler.ResumableSampler`.
+
+A phase can take its learning rates from another phase (``PhasedTrainingSet.schedule_as``): SG2HOI+'s
+``sgg_control`` trains the SGG batches of the joint phase without its HOI batches, and each of them
+gets the rate it gets in the joint run (:meth:`PhasedTrainingSet.schedule_positions`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import ConcatDataset, Dataset, Sampler
@@ -20,6 +24,13 @@ from ..errors import ConfigError
 from .sampler import sample_seed
 
 _PART_SALT = 2_000_003  # keeps the per-part permutation seeds apart from sample / worker seeds
+
+
+def part_order(sizes: Sequence[int], global_batch: int) -> List[int]:
+    """The part of each batch of an epoch, in :class:`AlternatingBatchSampler` order: round-robin over
+    the parts' ``size // global_batch`` batches (``[10, 7]``, 2 -> ``[0, 1, 0, 1, 0, 1, 0, 0]``)."""
+    counts = [int(n) // global_batch for n in sizes]
+    return [p for k in range(max(counts, default=0)) for p, c in enumerate(counts) if k < c]
 
 
 class AlternatingBatchSampler(Sampler[List[int]]):
@@ -63,9 +74,11 @@ class AlternatingBatchSampler(Sampler[List[int]]):
             lo = self.rank * self.batch_size
             per_part.append([order[k * g + lo:k * g + lo + self.batch_size] for k in range(n // g)])
             offset += n
+        taken = [0] * len(per_part)
         out = []
-        for k in range(max((len(b) for b in per_part), default=0)):
-            out += [b[k] for b in per_part if k < len(b)]
+        for p in part_order(self.sizes, g):
+            out.append(per_part[p][taken[p]])
+            taken[p] += 1
         return out
 
     def __iter__(self) -> Iterator[List[int]]:
@@ -83,11 +96,15 @@ class PhasedTrainingSet:
         parts: named datasets, e.g. ``{"sgg": vg_set, "hoi": hico_set}``.
         phase_of: epoch (0-based) -> phase name.
         uses: phase name -> names of the parts it trains on, in batch-alternation order.
+        schedule_as: phase name -> the phase whose learning-rate schedule its batches follow (its
+            parts must be among that phase's; they may be parts it does not train on, which then
+            only count): see :meth:`schedule_positions`.
     """
 
     parts: Dict[str, Dataset]
     phase_of: Callable[[int], str]
     uses: Dict[str, Tuple[str, ...]]
+    schedule_as: Dict[str, str] = field(default_factory=dict)
 
     def part_names(self, phase: str) -> Tuple[str, ...]:
         if phase not in self.uses:
@@ -106,6 +123,32 @@ class PhasedTrainingSet:
                 seed: int = 0) -> AlternatingBatchSampler:
         return AlternatingBatchSampler([len(self.parts[n]) for n in self.part_names(phase)], batch_size,
                                        num_replicas, rank, seed)
+
+    def schedule_positions(self, phase: str, batch_size: int, num_replicas: int = 1
+                           ) -> Optional[Tuple[int, List[int]]]:
+        """Where ``phase``'s batches sit in an epoch of the phase it takes its schedule from.
+
+        Returns:
+            None when ``phase`` follows its own schedule; else ``(steps, positions)``: the number of
+            batches of an epoch of the reference phase, and for every batch of ``phase``'s epoch its
+            index among them. The parts of both phases are permuted alike (a part's permutation
+            seed depends on its position in the phase's part list, so the shared parts must come
+            first, in the same order), hence batch ``i`` of ``phase`` is the very batch the
+            reference phase trains at ``positions[i]``.
+
+        Raises:
+            ConfigError: the reference phase lacks one of ``phase``'s parts, or lists them elsewhere.
+        """
+        ref = self.schedule_as.get(phase)
+        if ref is None:
+            return None
+        own, other = self.part_names(phase), self.part_names(ref)
+        if other[:len(own)] != own:
+            raise ConfigError(f"training phase '{phase}' takes its learning rates from phase '{ref}', which "
+                              f"needs its parts {', '.join(own)} first (has {', '.join(other)})")
+        g = int(batch_size) * int(num_replicas)
+        order = part_order([len(self.parts[n]) for n in other], g)
+        return len(order), [k for k, p in enumerate(order) if p < len(own)]
 
     def __len__(self) -> int:
         return sum(len(d) for d in self.parts.values())

@@ -26,7 +26,7 @@ from .phases import PhasedTrainingSet
 from .resume import check_resume_changes, stored_config
 from .logging import TrainLogger
 from .sampler import ResumableSampler, SeededDataset, epoch_generator, worker_init
-from .schedule import build_scheduler
+from .schedule import StepMap, build_scheduler
 from .epoch import Callback, TrainState, build_optimizer, evaluate, seed_everything
 
 
@@ -58,6 +58,21 @@ def _epoch_steps(train_set: Dataset, t, world_size: int) -> List[int]:
     return [per_rank // t.batch_size] * max(1, t.epochs)
 
 
+def _step_map(train_set: Dataset, t, world_size: int, epoch_steps: List[int]) -> Optional[StepMap]:
+    """The schedule a phased run follows when one of its phases takes another's rates
+    (``PhasedTrainingSet.schedule_as``); None when every epoch follows its own steps."""
+    if not isinstance(train_set, PhasedTrainingSet) or not train_set.schedule_as:
+        return None
+    ref_steps, positions = [], []
+    for e, n in enumerate(epoch_steps):
+        found = train_set.schedule_positions(train_set.phase_of(e), t.batch_size, world_size)
+        ref_steps.append(n if found is None else found[0])
+        positions.append(None if found is None else found[1])
+    if all(p is None for p in positions):
+        return None
+    return StepMap(epoch_steps, ref_steps, positions)
+
+
 class TrainingRun:
     """The objects of one :func:`fit` call and the parts of its epoch loop.
 
@@ -74,6 +89,7 @@ class TrainingRun:
         self.collate_fn, self.meta, self.callback = collate_fn, meta or {}, callback
         self.phased = isinstance(train_set, PhasedTrainingSet)
         self.epoch_steps = _epoch_steps(train_set, self.t, info.world_size)
+        self.step_map = _step_map(train_set, self.t, info.world_size, self.epoch_steps)
         self.state = TrainState()
         self.phase: Optional[str] = None
         self.config_dict = to_dict(cfg)
@@ -95,7 +111,7 @@ class TrainingRun:
             self.recipe.set_phase(self.net, self.phase)
         self.optimizer = build_optimizer(self.net, self.cfg, self.phase)
         self.scheduler = build_scheduler(self.optimizer, t, self.epoch_steps[0],
-                                         self.epoch_steps if self.phased else None)
+                                         self.epoch_steps if self.phased else None, step_map=self.step_map)
         self.scaler = torch.amp.GradScaler("cuda", enabled=t.amp and self.device.type == "cuda")
         if ck is not None:
             self._restore(ck)
@@ -176,7 +192,7 @@ class TrainingRun:
         self.recipe.set_phase(self.net, phase)
         self.optimizer = build_optimizer(self.net, self.cfg, phase)
         self.scheduler = build_scheduler(self.optimizer, self.t, self.epoch_steps[0], self.epoch_steps,
-                                         start_step=self.state.step)
+                                         start_step=self.state.step, step_map=self.step_map)
         self.model = self._wrap()  # DDP's reducer must see the phase's trainable parameters
         rates = ", ".join(f"{g.get('name', i)} lr={g['lr']:.2e}" for i, g in enumerate(self.optimizer.param_groups))
         self.logger.info(f"epoch {self.state.epoch + 1}: phase '{phase}' ({rates})")

@@ -78,6 +78,10 @@ class Recipe(Protocol):
     def phase_of(self, cfg: Config, epoch: int) -> Optional[str]:
         """The phase of ``epoch`` (0-based); None for a single-phase family."""
 
+    def phase_schedule(self, cfg: Config) -> Dict[str, str]:
+        """Phase name -> the phase whose learning-rate schedule its batches follow (see
+        :meth:`hoikit.engine.phases.PhasedTrainingSet.schedule_positions`); empty = each its own."""
+
     def set_phase(self, model: nn.Module, phase: str) -> None:
         """Switch ``model`` to ``phase`` (which losses it computes, what is frozen)."""
 
@@ -126,6 +130,9 @@ class RecipeBase:
 
     def phase_of(self, cfg: Config, epoch: int) -> Optional[str]:
         return None
+
+    def phase_schedule(self, cfg: Config) -> Dict[str, str]:
+        return {}
 
     def set_phase(self, model: nn.Module, phase: str) -> None:
         return None

@@ -103,9 +103,13 @@ class SG2HOIRecipe(RecipeBase):
             reader = self._sgg_reader(cfg, readers, "train")
             meta_sgg = reader.meta
             parts["sgg"] = HOIDataset(reader, tr_train, d.skip_unreadable)
-        if task in ("joint", "hoi"):
+        # train.sgg_control: the HOI set is not trained on, but its size places the SGG batches in the
+        # joint run's schedule (phase_schedule)
+        if task in ("joint", "hoi") or (task == "sgg" and cfg.train.sgg_control):
             if d.format == "vg":
-                raise ConfigError("data.format: SG2HOI+ with train.task=" + task + " needs an HOI dataset (hicodet | synth)")
+                raise ConfigError("data.format: SG2HOI+ with train.task=" + task
+                                  + (" and train.sgg_control (the joint run's schedule counts its HOI batches)"
+                                     if task == "sgg" else "") + " needs an HOI dataset (hicodet | synth)")
             reader = readers(d, "train")
             meta_hoi = reader.meta
             parts["hoi"] = HOIDataset(reader, tr_train, d.skip_unreadable)
@@ -157,6 +161,10 @@ class SG2HOIRecipe(RecipeBase):
 
     def phase_of(self, cfg: Config, epoch: int) -> Optional[str]:
         return phase_for_epoch(cfg, epoch)
+
+    def phase_schedule(self, cfg: Config) -> Dict[str, str]:
+        """``sgg_control``'s SGG batches take the rates they get in the joint run (Table V's control)."""
+        return {"sgg_control": "joint"}
 
     def set_phase(self, model: nn.Module, phase: str) -> None:
         model.set_phase(phase)

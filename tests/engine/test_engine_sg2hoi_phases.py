@@ -145,3 +145,60 @@ def test_single_task_hoi_after_sgg_freezes_the_sgg_part(synth_root, tmp_path):
         assert torch.equal(v, p1["model"][k]), k
     rows = list(csv.DictReader(open(tmp_path / "hoi" / "eval.csv")))
     assert "mAP_full" in rows[-1] and "R@50" in rows[-1]
+
+
+def _lrs(run_dir):
+    """``(step, lr)`` of every logged step (log_every=1: the rate the step trained with)."""
+    return [(int(r["step"]), r["lr"]) for r in csv.DictReader(open(run_dir / "log.csv")) if r["lr"]]
+
+
+def test_sgg_control_trains_each_sgg_batch_at_its_joint_run_rate_and_resumes_exactly(synth_root, tmp_path):
+    # the joint run: phase 1 (SGG), then 2 epochs alternating SGG / HOI batches; cosine over all its steps
+    joint = tiny_cfg(synth_root, tmp_path / "joint", schedule="cosine", lr_drop=0)
+    _, data = run(joint)
+    sgg_n, hoi_n = len(data.train_set.parts["sgg"]), len(data.train_set.parts["hoi"])
+    p1, p2 = sgg_n // 4, sgg_n // 4 + hoi_n // 4
+    joint_lr = dict(_lrs(tmp_path / "joint"))
+    assert sorted(joint_lr) == list(range(1, p1 + 2 * p2 + 1))
+    # which of the joint run's phase-2 steps are SGG batches (A, B, A, B, ...; test above)
+    s = AlternatingBatchSampler([sgg_n, hoi_n], 4, seed=joint.seed)
+    sgg_steps = list(range(1, p1 + 1))
+    for e in (1, 2):
+        s.set_epoch(e)
+        sgg_steps += [p1 + (e - 1) * p2 + k + 1 for k, b in enumerate(s.batches()) if max(b) < sgg_n]
+    expected = [joint_lr[t] for t in sgg_steps]
+    # the control: the same SGG batches without the HOI ones, each at the rate it had in the joint run
+    ctrl = tiny_cfg(synth_root, tmp_path / "ctrl", schedule="cosine", lr_drop=0, task="sgg", sgg_control=True)
+    _, cdata = run(ctrl)
+    assert cdata.train_set.schedule_as == {"sgg_control": "joint"}
+    got = _lrs(tmp_path / "ctrl")
+    assert [t for t, _ in got] == list(range(1, p1 + 2 * (sgg_n // 4) + 1))
+    assert [lr for _, lr in got] == expected
+    assert float(expected[-1]) < float(expected[p1])          # the cosine does decay over phase 2
+    # interrupted mid phase 2 and resumed: the rebuilt schedule continues at the same place
+    part = tmp_path / "ctrl_part"
+    run(tiny_cfg(synth_root, part, schedule="cosine", lr_drop=0, task="sgg", sgg_control=True, max_steps=p1 + 1))
+    run(tiny_cfg(synth_root, part, schedule="cosine", lr_drop=0, task="sgg", sgg_control=True), resume=True)
+    assert (part / "log.csv").read_text() == (tmp_path / "ctrl" / "log.csv").read_text()
+    a, b = load_checkpoint(tmp_path / "ctrl" / "last.pt"), load_checkpoint(part / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_step_map_places_a_phase_in_its_reference_schedule():
+    from hoikit.engine.phases import PhasedTrainingSet, part_order
+    from hoikit.engine.schedule import StepMap
+    from hoikit.errors import ConfigError
+    assert part_order([10, 14], 2) == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 1, 1]   # 5 + 7 batches, by hand
+    parts = {"a": list(range(10)), "b": list(range(14))}
+    ts = PhasedTrainingSet(parts, lambda e: "one" if e == 0 else "ctrl", {"one": ("a",), "ctrl": ("a",),
+                           "both": ("a", "b"), "rev": ("b", "a")}, {"ctrl": "both"})
+    assert ts.schedule_positions("one", 2) is None
+    assert ts.schedule_positions("ctrl", 2) == (12, [0, 2, 4, 6, 8])
+    assert ts.schedule_positions("ctrl", 1, 2) == (12, [0, 2, 4, 6, 8])       # global batch 2 = 1 x 2 ranks
+    ts.schedule_as["ctrl"] = "rev"                             # part a is permuted as part 1 there
+    with pytest.raises(ConfigError, match="phase 'rev', which needs its parts a first"):
+        ts.schedule_positions("ctrl", 2)
+    m = StepMap([5, 5], [5, 12], [None, [0, 2, 4, 6, 8]])
+    assert [m(t) for t in range(11)] == [0, 1, 2, 3, 4, 5, 7, 9, 11, 13, 17]
+    with pytest.raises(ConfigError, match="epoch 2: 5 steps cannot follow the reference's 12"):
+        StepMap([5, 5], [5, 12], [None, [0, 2, 4, 8, 6]])
