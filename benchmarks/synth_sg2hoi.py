@@ -6,8 +6,8 @@ Rows (paper Tables V, VI, VIII; every row trained through :func:`hoikit.engine.t
 * ``hoi``      - Table V "HOI": the same phase 1, then HOI only on the frozen SGG part (``train.task=hoi``);
 * ``sgg``      - Table V "SGG": the SGG part trained alone for all epochs (``train.task=sgg``);
 * ``sgg_control`` - ``sgg`` with the joint run's phase switch after phase 1 (fresh optimizer, SGG part at
-  ``train.sgg_lr``; ``train.sgg_control``). Not a perfect control yet: the cosine schedule runs over the
-  run's own steps (976 at 1 + 3 vs the joint run's 1,726), so its SGG part sees ~17 % less learning rate;
+  ``train.sgg_lr``; ``train.sgg_control``): the joint run's SGG batches in its order, each at the joint
+  run's learning rate for it, without the HOI batches between them (the HOI part's contribution alone);
 * ``no_r2itr`` - -R2ITR (Table VIII): the HOI decoder reads f_en, no R2ITrans / feature transformation;
 * ``no_hss``   - -HSS (Table VI): no BBSeg and no semantic-spatial map (phase 1 differs: trained in full).
 

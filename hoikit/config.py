@@ -298,8 +298,8 @@ class TrainConfig:
     task: Task = "joint"              # joint | sgg | hoi (Table V single-task)
     # task=sgg after sgg_epochs: phase "sgg_control", SGG alone with the joint phase's base rates (SGG part
     # sgg_lr) and a fresh optimizer, as the joint run switches at that point (Table V's SGG half,
-    # benchmarks/synth_sg2hoi.py). Not yet matched: the cosine runs over the run's own number of steps, which
-    # is shorter without the HOI batches, so the SGG part sees less learning rate than in the joint run
+    # benchmarks/synth_sg2hoi.py). It trains the joint run's SGG batches, in its order, each at the learning
+    # rate it gets there (the schedule counts the HOI batches it skips: the HOI set must be configured)
     sgg_control: bool = False
 
 
