@@ -441,6 +441,10 @@ def validate(cfg: "Config", where: str = "config") -> "Config":
         raise ConfigError(f"{where}: train.sgg_control=true needs train.task=sgg and 0 < train.sgg_epochs < "
                           f"train.epochs (got task={t.task}, sgg_epochs={t.sgg_epochs}, epochs={t.epochs}): "
                           f"it would change nothing")
+    if t.sgg_control and cfg.data.format == "vg":
+        raise ConfigError(f"{where}: train.sgg_control=true with data.format=vg: the control follows the joint "
+                          f"run's schedule, which counts its HOI batches; set the HOI dataset (data.format "
+                          f"hicodet | synth, data.vg_h5 for the scene graphs)")
     r = cfg.model.rmlr
     if r.min_instances > r.max_instances:
         raise ConfigError(f"{where}: config key 'model.rmlr.min_instances' = {r.min_instances} is out of range "

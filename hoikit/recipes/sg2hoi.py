@@ -104,14 +104,13 @@ class SG2HOIRecipe(RecipeBase):
             meta_sgg = reader.meta
             parts["sgg"] = HOIDataset(reader, tr_train, d.skip_unreadable)
         # train.sgg_control: the HOI set is not trained on, but its size places the SGG batches in the
-        # joint run's schedule (phase_schedule)
+        # joint run's schedule (phase_schedule); its metadata stays out, so the model, its evaluations and
+        # best.pt's metric are a task=sgg run's (config.validate refuses data.format=vg here)
         if task in ("joint", "hoi") or (task == "sgg" and cfg.train.sgg_control):
             if d.format == "vg":
-                raise ConfigError("data.format: SG2HOI+ with train.task=" + task
-                                  + (" and train.sgg_control (the joint run's schedule counts its HOI batches)"
-                                     if task == "sgg" else "") + " needs an HOI dataset (hicodet | synth)")
+                raise ConfigError("data.format: SG2HOI+ with train.task=" + task + " needs an HOI dataset (hicodet | synth)")
             reader = readers(d, "train")
-            meta_hoi = reader.meta
+            meta_hoi = reader.meta if task != "sgg" else None
             parts["hoi"] = HOIDataset(reader, tr_train, d.skip_unreadable)
         return TrainingSets(parts, (meta_hoi, meta_sgg))
 

@@ -171,6 +171,8 @@ def test_sgg_control_trains_each_sgg_batch_at_its_joint_run_rate_and_resumes_exa
     ctrl = tiny_cfg(synth_root, tmp_path / "ctrl", schedule="cosine", lr_drop=0, task="sgg", sgg_control=True)
     _, cdata = run(ctrl)
     assert cdata.train_set.schedule_as == {"sgg_control": "joint"}
+    # the HOI set only counts: the model, its evaluations and best.pt's metric are a task=sgg run's
+    assert cdata.meta[0] is None and [t.task for t in cdata.evals] == ["sgg"] and cdata.primary == "mR@50"
     got = _lrs(tmp_path / "ctrl")
     assert [t for t, _ in got] == list(range(1, p1 + 2 * (sgg_n // 4) + 1))
     assert [lr for _, lr in got] == expected

@@ -42,6 +42,11 @@ def test_sgg_control_is_sgg_alone_at_the_joint_phase_rates_after_phase_1(metas, 
         with pytest.raises(ConfigError, match=f"train.sgg_control=true needs .*got task={task}, sgg_epochs={sgg_epochs}"):
             validate(cfg)
     cfg.train.task, cfg.train.sgg_epochs = "sgg", 1
+    validate(cfg)
+    cfg.data.format = "vg"                          # the joint run's schedule counts HOI batches
+    with pytest.raises(ConfigError, match="sgg_control=true with data.format=vg"):
+        validate(cfg)
+    cfg.data.format = "synth"
     cfg.train.lr, cfg.train.sgg_lr, cfg.train.lr_backbone = 2e-4, 5e-5, 1e-5
     assert phase_rates(cfg, "sgg_control") == {"backbone": 1e-5, "sgg": 5e-5, "hoi": None}
     assert phase_rates(cfg, "joint")["sgg"] == phase_rates(cfg, "sgg_control")["sgg"]
