@@ -47,6 +47,15 @@ def test_report_of_the_sgg_row_has_no_hoi_values(tmp_path):
     assert lines[0].startswith("| sgg | 0,1 | - | 34.00 ± 1.41 (33.00..35.00) |") and "nan" not in lines[0]
 
 
+def test_report_drops_an_hoi_value_of_an_sgg_trained_row(tmp_path):
+    write(tmp_path, "joint", 0, 20.0, 30.0)
+    write(tmp_path, "sgg_control", 0, 0.37, 29.0)     # an untrained HOI head was scored: not a result
+    lines = [x for x in synth_sg2hoi.report(Namespace(out=str(tmp_path))).splitlines()
+             if x.startswith("| sgg_control |")]
+    assert lines[1] == "| sgg_control | - | s0 29.00 | - | -1.00 (1) |"   # one pair: no std
+    assert "0.37" not in lines[0]
+
+
 def test_pair_recall_counts_pairs_with_both_boxes_in_one_query():
     import torch
 
