@@ -200,6 +200,12 @@ def test_step_map_places_a_phase_in_its_reference_schedule():
     ts.schedule_as["ctrl"] = "rev"                             # part a is permuted as part 1 there
     with pytest.raises(ConfigError, match="phase 'rev', which needs its parts a first"):
         ts.schedule_positions("ctrl", 2)
+    # the control's batches are the joint phase's part-a batches, in order (more a than b batches too)
+    for sizes in ([10, 14], [14, 6]):
+        alone, both = AlternatingBatchSampler(sizes[:1], 2, seed=5), AlternatingBatchSampler(sizes, 2, seed=5)
+        alone.set_epoch(2)
+        both.set_epoch(2)
+        assert alone.batches() == [b for b in both.batches() if max(b) < sizes[0]]
     m = StepMap([5, 5], [5, 12], [None, [0, 2, 4, 6, 8]])
     assert [m(t) for t in range(11)] == [0, 1, 2, 3, 4, 5, 7, 9, 11, 13, 17]
     with pytest.raises(ConfigError, match="epoch 2: 5 steps cannot follow the reference's 12"):
