@@ -219,8 +219,9 @@ def _stat(values):
     v = [x for x in values if x == x]
     if not v:
         return "-"
-    sd = statistics.stdev(v) if len(v) > 1 else 0.0
-    return f"{statistics.mean(v):.2f} ± {sd:.2f} ({min(v):.2f}..{max(v):.2f})"
+    if len(v) == 1:           # one seed: no spread to show
+        return f"{v[0]:.2f} (1)"
+    return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f} ({min(v):.2f}..{max(v):.2f})"
 
 
 def paired(rows_a, rows_b, key: str):
