@@ -38,6 +38,18 @@ def mean_std_cell(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f} ({len(values)})"
 
 
+def mean_points(seed_curves: List[List[Dict]], epochs: Sequence[int], key: str) -> List[Tuple[int, float]]:
+    """``(epoch, mean over seeds)`` of ``key`` at the epochs where EVERY seed has a value: a mean line
+    through epochs that some seeds lack (one seed evaluated per epoch, three only at the end) would show a
+    jump that is only the change of seeds."""
+    out = []
+    for e in epochs:
+        v = [p[key] for c in seed_curves for p in c if p["epoch"] == e and key in p]
+        if v and len(v) == len(seed_curves):
+            out.append((e, statistics.mean(v)))
+    return out
+
+
 def curve_section(curves: Mapping[str, List[List[Dict]]], keys: Sequence[Tuple[str, str]], picture: Path,
                   title: str, xlabel: str = "epochs completed") -> List[str]:
     """Per-epoch curves of several rows over seeds: ``curves[row]`` is one list of ``{"epoch": e, key: value}``
@@ -66,11 +78,11 @@ def curve_section(curves: Mapping[str, List[List[Dict]]], keys: Sequence[Tuple[s
         for i, (r, cs) in enumerate(curves.items()):
             for c in cs:
                 pts = [(p["epoch"], p[k]) for p in c if k in p]
-                ax.plot([x for x, _ in pts], [y for _, y in pts], color=f"C{i}", alpha=0.3, lw=1)
-            es = [e for e in epochs if values(cs, e, k)]
-            if not es:                     # this row has no value of this metric (an HOI-only row's R@50)
+                ax.plot([x for x, _ in pts], [y for _, y in pts], color=f"C{i}", alpha=0.3, lw=1, marker=".", ms=4)
+            pts = mean_points(cs, epochs, k)
+            if not pts:                    # no epoch where every seed has this metric (an HOI-only row's R@50)
                 continue
-            ax.plot(es, [statistics.mean(values(cs, e, k)) for e in es], color=f"C{i}", lw=2, marker="o",
+            ax.plot([e for e, _ in pts], [m for _, m in pts], color=f"C{i}", lw=2, marker="o",
                     label=f"{r} (mean of {len(cs)} seed{'s' if len(cs) > 1 else ''})")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"{name} (%)")

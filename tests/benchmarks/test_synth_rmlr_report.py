@@ -124,3 +124,15 @@ def test_runs_feed_the_frozen_detector_at_the_scale_it_trained_at():
 
     cfg = load_config("synth_rmlr", over)        # they win over the preset's 384 px
     assert (cfg.data.scales, cfg.data.max_size, cfg.data.test_scale) == ([256], 320, 256)
+
+
+def test_mean_line_only_where_every_seed_has_a_value():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("seed_stats", _DIR / "seed_stats.py")
+    seed_stats = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_stats)
+    # seed 0 evaluated after every epoch, seeds 1-2 only at the end: the mean exists at epoch 3 alone
+    cs = [[{"epoch": 1, "m": 10.0}, {"epoch": 2, "m": 20.0}, {"epoch": 3, "m": 30.0}],
+          [{"epoch": 3, "m": 33.0}], [{"epoch": 3, "m": 36.0}, {"epoch": 2}]]
+    assert seed_stats.mean_points(cs, [1, 2, 3], "m") == [(3, 33.0)]
+    assert seed_stats.mean_points(cs[:1], [1, 2, 3], "m") == [(1, 10.0), (2, 20.0), (3, 30.0)]
