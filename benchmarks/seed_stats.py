@@ -41,12 +41,12 @@ def mean_std_cell(values: Sequence[float]) -> str:
 def mean_points(seed_curves: List[List[Dict]], epochs: Sequence[int], key: str) -> List[Tuple[int, float]]:
     """``(epoch, mean over seeds)`` of ``key`` at the epochs where EVERY seed has a value: a mean line
     through epochs that some seeds lack (one seed evaluated per epoch, three only at the end) would show a
-    jump that is only the change of seeds."""
+    jump that is only the change of seeds. NaN counts as missing."""
     out = []
     for e in epochs:
-        v = [p[key] for c in seed_curves for p in c if p["epoch"] == e and key in p]
-        if v and len(v) == len(seed_curves):
-            out.append((e, statistics.mean(v)))
+        per_seed = [[p[key] for p in c if p["epoch"] == e and key in p and p[key] == p[key]] for c in seed_curves]
+        if per_seed and all(per_seed):                 # the last value of each seed (a re-evaluated epoch)
+            out.append((e, statistics.mean(v[-1] for v in per_seed)))
     return out
 
 

@@ -233,10 +233,11 @@ def paired(rows_a, rows_b, key: str):
 
 
 def sgg_only(result: Dict) -> Dict:
-    """``result`` without HOI metrics (final and per epoch) when its row is one of :data:`SGG_ROWS`."""
+    """``result`` without HOI metrics (every ``*mAP*`` key, final and per epoch) when its row is one of
+    :data:`SGG_ROWS`."""
     if result.get("row") not in SGG_ROWS:
         return result
-    keep = lambda d: {k: v for k, v in d.items() if k not in HOI_KEYS}   # noqa: E731
+    keep = lambda d: {k: v for k, v in d.items() if "mAP" not in k}   # noqa: E731 -- also ko_mAP_*, role_mAP_*
     return {**result, "metrics": keep(result["metrics"]), "curve": [keep(c) for c in result.get("curve") or []]}
 
 

@@ -136,3 +136,7 @@ def test_mean_line_only_where_every_seed_has_a_value():
           [{"epoch": 3, "m": 33.0}], [{"epoch": 3, "m": 36.0}, {"epoch": 2}]]
     assert seed_stats.mean_points(cs, [1, 2, 3], "m") == [(3, 33.0)]
     assert seed_stats.mean_points(cs[:1], [1, 2, 3], "m") == [(1, 10.0), (2, 20.0), (3, 30.0)]
+    # a seed evaluated twice after epoch 2 does not stand in for a seed that lacks it; NaN is missing
+    cs2 = [[{"epoch": 2, "m": 1.0}, {"epoch": 2, "m": 3.0}], [{"epoch": 3, "m": 5.0}], [{"epoch": 2, "m": float("nan")}]]
+    assert seed_stats.mean_points(cs2, [2, 3], "m") == []
+    assert seed_stats.mean_points(cs2[:1], [2], "m") == [(2, 3.0)]

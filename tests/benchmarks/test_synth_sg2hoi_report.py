@@ -50,6 +50,11 @@ def test_report_of_the_sgg_row_has_no_hoi_values(tmp_path):
 def test_report_drops_an_hoi_value_of_an_sgg_trained_row(tmp_path):
     write(tmp_path, "joint", 0, 20.0, 30.0)
     write(tmp_path, "sgg_control", 0, 0.37, 29.0)     # an untrained HOI head was scored: not a result
+    r = tmp_path / "sgg_control_s0" / "result.json"
+    res = json.loads(r.read_text())
+    res["metrics"]["ko_mAP_full"] = 0.41
+    r.write_text(json.dumps(res))
+    assert synth_sg2hoi.sgg_only(res)["metrics"] == {"R@50": 29.0}
     lines = [x for x in synth_sg2hoi.report(Namespace(out=str(tmp_path))).splitlines()
              if x.startswith("| sgg_control |")]
     assert lines[1] == "| sgg_control | - | s0 29.00 | - | -1.00 (1) |"   # one pair: no std
