@@ -144,7 +144,7 @@ def train_row(args, row: str, seed: int, joint_metas=None, phase1: Path = None, 
     t0 = time.time()
     data = build_training_data(cfg)
     meta_hoi, meta_sgg = data.meta
-    if row in ("sgg", "sgg_control"):
+    if row in SGG_ROWS:
         meta_hoi = joint_metas[0]          # same architecture as the joint model (HOI part unused)
     seed_everything(cfg.seed)
     model = build_model(cfg, (meta_hoi, meta_sgg))

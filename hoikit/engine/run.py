@@ -63,9 +63,12 @@ def _step_map(train_set: Dataset, t, world_size: int, epoch_steps: List[int]) ->
     (``PhasedTrainingSet.schedule_as``); None when every epoch follows its own steps."""
     if not isinstance(train_set, PhasedTrainingSet) or not train_set.schedule_as:
         return None
-    ref_steps, positions = [], []
+    ref_steps, positions, by_phase = [], [], {}
     for e, n in enumerate(epoch_steps):
-        found = train_set.schedule_positions(train_set.phase_of(e), t.batch_size, world_size)
+        phase = train_set.phase_of(e)            # every epoch of a phase has the same positions: once each
+        if phase not in by_phase:
+            by_phase[phase] = train_set.schedule_positions(phase, t.batch_size, world_size)
+        found = by_phase[phase]
         ref_steps.append(n if found is None else found[0])
         positions.append(None if found is None else found[1])
     if all(p is None for p in positions):

@@ -123,11 +123,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_pe
     and drops replace ``epoch_steps``).
     """
     total = cfg.epochs * steps_per_epoch
+    factor = LRFactor(cfg.schedule, total, steps_per_epoch, cfg.lr_drop, cfg.warmup_iters,
+                      step_map.ref_epoch_steps if step_map is not None else epoch_steps)
     if step_map is not None:
-        ref = LRFactor(cfg.schedule, total, steps_per_epoch, cfg.lr_drop, cfg.warmup_iters, step_map.ref_epoch_steps)
+        ref = factor
         factor = lambda t: ref(step_map(t))  # noqa: E731 -- a function: LambdaLR keeps it out of state_dict()
-    else:
-        factor = LRFactor(cfg.schedule, total, steps_per_epoch, cfg.lr_drop, cfg.warmup_iters, epoch_steps)
     if not start_step:
         return LambdaLR(optimizer, factor)
     # LambdaLR's own way to start mid-run: base rates from each group's "initial_lr" (kept when an
