@@ -121,7 +121,7 @@ def load_checkpoint(path: os.PathLike, map_location="cpu", require_format: bool 
 # ----------------------------------------------------------------------------------------------
 # writing
 
-def _stored_input_scales(source) -> Dict:
+def stored_input_scales(source) -> Dict:
     """``{"scales": [...], "max_size": int, "test_scale": int}`` (the keys present) of the config stored in
     a hoikit checkpoint (a file or an already read dict); empty for another format."""
     ck = source if isinstance(source, Mapping) else load_checkpoint(source, require_format=False)
@@ -141,11 +141,11 @@ def detector_input_overrides(source) -> List[str]:
     SynthHOI detector run at 384 px drops from AP50 68.66 to 58.4 (docs/synthhoi-training.md). Empty for
     a file that stores no hoikit config (an official DETR / Deformable DETR release: the preset's scales
     apply)."""
-    return _as_overrides(_stored_input_scales(source))
+    return _as_overrides(stored_input_scales(source))
 
 
 def _as_overrides(stored: Dict) -> List[str]:
-    """:func:`_stored_input_scales`'s dict as dotted overrides."""
+    """:func:`stored_input_scales`'s dict as dotted overrides."""
     out = []
     if "scales" in stored:
         out.append("data.scales=[" + ",".join(str(s) for s in stored["scales"]) + "]")
@@ -153,16 +153,19 @@ def _as_overrides(stored: Dict) -> List[str]:
     return out
 
 
-def detector_scale_mismatch(data_cfg, source) -> Optional[str]:
+def detector_scale_mismatch(data_cfg, source, stored: Optional[Dict] = None) -> Optional[str]:
     """A one-line warning when a frozen detector (``source``: a hoikit detector checkpoint) was trained
     at another evaluation scale than ``data_cfg`` (``data.test_scale`` / ``data.max_size``) feeds it, naming
     the overrides that match it; None when they agree or the file stores no hoikit config. Training
     scales (``data.scales``) may differ on purpose (augmentation), so only the test-time scale counts.
-    A source that is not a hoikit file (an official release, a Hugging Face DETR folder) has nothing to say."""
-    try:
-        stored = _stored_input_scales(source)
-    except CheckpointError:     # the detector loader accepted it; it is just not a hoikit checkpoint
-        return None
+    A source that is not a hoikit file (an official release, a Hugging Face DETR folder) has nothing to say.
+    ``stored``: the scales already read from ``source`` (the ``input_scales`` of the detector loaders' info
+    dict), so that the file is not read a second time; ``source`` then only names it in the message."""
+    if stored is None:
+        try:
+            stored = stored_input_scales(source)
+        except CheckpointError:     # the detector loader accepted it; it is just not a hoikit checkpoint
+            return None
     differ = [f"{k} {stored[k]} (this run: {getattr(data_cfg, k)})" for k in ("test_scale", "max_size")
               if k in stored and int(getattr(data_cfg, k)) != stored[k]]
     if not differ:

@@ -21,7 +21,7 @@ from typing import Dict, Mapping, Tuple
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..io.checkpoint import load_checkpoint, load_model_state
+from ..io.checkpoint import load_checkpoint, load_model_state, stored_input_scales
 from .detr_weights import detector_weights, infer_backbone
 
 IGNORED_SUFFIXES = ("total_params", "total_ops")
@@ -88,10 +88,12 @@ TRAINING_ONLY_KEYS = ("dn_label_embed.weight",)
 
 
 def read_deformable_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
-    """Read any supported Deformable DETR file: (state dict, info with ``format`` and the inferred fields)."""
+    """Read any supported Deformable DETR file: (state dict, info with ``format``, the inferred fields and
+    ``input_scales``, the image scales a hoikit file stores: :func:`~hoikit.io.checkpoint.stored_input_scales`)."""
     obj = load_checkpoint(path, require_format=False)
     sd, fmt, args = extract_deformable_state_dict(obj, str(path))
-    return sd, {"format": fmt, "path": str(path), **infer_deformable_config(sd, args)}
+    return sd, {"format": fmt, "path": str(path), **infer_deformable_config(sd, args),
+                "input_scales": stored_input_scales(obj)}
 
 
 def load_deformable_weights(model: nn.Module, path) -> Dict:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from ..io.checkpoint import is_model_dir, load_checkpoint, load_model_state, strip_wrappers
+from ..io.checkpoint import is_model_dir, load_checkpoint, load_model_state, stored_input_scales, strip_wrappers
 from .backbone import SMALL_BODIES
 from .hf_detr import HF5_BACKBONE, HF_BACKBONE, hf_to_detr
 
@@ -214,18 +214,20 @@ def read_detr_weights(path) -> Tuple[Dict[str, Tensor], Dict]:
 
     Returns:
         (state dict in hoikit/official names, info dict: ``format``, ``path`` and the inferred
-        architecture fields of :func:`infer_detr_config`; ``class_names`` when the source names its classes).
+        architecture fields of :func:`infer_detr_config`; ``class_names`` when the source names its classes;
+        ``input_scales``: the image scales a hoikit file stores, :func:`~hoikit.io.checkpoint.stored_input_scales`).
     """
     if Path(path).is_dir() and not is_model_dir(path):
         obj, hf = read_hf_detr_dir(path)
         sd, _, _ = extract_detr_state_dict(obj, hf["weights"])
         info = {"format": "huggingface", "path": str(path), **infer_detr_config(sd, None, hf["weights"])}
-        info.update(dilation=hf["dilation"], nheads=hf["nheads"], dilation_known=True,
+        info.update(dilation=hf["dilation"], nheads=hf["nheads"], dilation_known=True, input_scales={},
                     class_names=[hf["id2label"].get(i, f"class_{i}") for i in range(info["num_classes"])])
         return sd, info
     obj = load_checkpoint(path, require_format=False)   # a file or a model directory (hoikit export --format dir)
     sd, fmt, args = extract_detr_state_dict(obj, str(path))
-    info = {"format": fmt, "path": str(path), **infer_detr_config(sd, args, str(path))}
+    info = {"format": fmt, "path": str(path), **infer_detr_config(sd, args, str(path)),
+            "input_scales": stored_input_scales(obj)}
     if fmt == "hoikit" and isinstance(obj.get("config"), Mapping):
         det = obj["config"].get("model", {}).get("detr", {})
         info["dilation"], info["nheads"] = bool(det.get("dilation", False)), int(det.get("nheads", 8))

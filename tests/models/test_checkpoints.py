@@ -203,6 +203,7 @@ def test_dc5_from_official_release_file_name(tmp_path, weights):
     assert info["dilation"] is True
     _, info = read_detr_weights(write(tmp_path / "detr-r50-e632da11.pth", {"model": weights}))
     assert info["dilation"] is False and info["dilation_known"] is False
+    assert info["input_scales"] == {}                  # an official release stores no hoikit image scales
 
 
 @pytest.mark.parametrize("backbone,layer_type,depths", [("resnet18", "basic", [2, 2, 2, 2]),

@@ -234,6 +234,7 @@ def test_official_file_loads_strictly_and_a_bad_key_is_named(tmp_path):
     torch.save({"model": sd, "args": argparse.Namespace(nheads=4), "epoch": 1}, path)
     _, info = read_deformable_weights(path)
     assert info["format"] == "official" and info["two_stage"] and info["with_box_refine"]
+    assert info["input_scales"] == {}                  # an official release stores no hoikit image scales
     assert (info["num_feature_levels"], info["hidden_dim"], info["enc_layers"], info["dec_layers"]) == (3, 32, 1, 2)
     other = build_deformable_detr(cfg)
     load_deformable_weights(other, path)

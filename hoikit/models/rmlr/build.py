@@ -94,8 +94,8 @@ def build_rmlr(cfg, meta, detector: Optional[nn.Module] = None, inference: bool 
     if detector is None:
         detector = build_detector_network(d, train_backbone=False)   # DETR or Deformable DETR (model.detr.type)
         if d.checkpoint:
-            load_detector_weights(detector, d.checkpoint)
-            mismatch = detector_scale_mismatch(cfg.data, d.checkpoint)
+            info = load_detector_weights(detector, d.checkpoint)   # the file is read once: scales from its info
+            mismatch = detector_scale_mismatch(cfg.data, d.checkpoint, info["input_scales"])
             if mismatch:
                 warnings.warn(mismatch)
         detector.freeze()

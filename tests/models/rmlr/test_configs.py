@@ -57,6 +57,18 @@ def test_a_frozen_detector_trained_at_another_scale_is_named_in_a_warning():
         warnings.simplefilter("always")
         build_rmlr(load_config("synth_rmlr", plain), meta)
     assert not [w for w in caught if "trained at" in str(w.message)]
-    with pytest.warns(UserWarning, match=r"trained at test_scale 256 \(this run: 384\), max_size 320 \(this run: 480\)"
-                                         r".* data\.test_scale=256$"):
-        build_rmlr(load_config("synth_rmlr", plain + [f"model.detr.checkpoint={assets / 'synth_deformable.pt'}"]), meta)
+    import hoikit.io.checkpoint as C
+    from hoikit.models import deformable_weights
+
+    reads = []                                                # the detector file is read once (weights and scales)
+    def counting(path, *a, **k):
+        reads.append(Path(path).name)
+        return load_checkpoint(path, *a, **k)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(C, "load_checkpoint", counting)
+        mp.setattr(deformable_weights, "load_checkpoint", counting)
+        with pytest.warns(UserWarning, match=r"trained at test_scale 256 \(this run: 384\), max_size 320 \(this run: 480\)"
+                                             r".* data\.test_scale=256$"):
+            build_rmlr(load_config("synth_rmlr", plain + [f"model.detr.checkpoint={assets / 'synth_deformable.pt'}"]),
+                       meta)
+    assert reads == ["synth_deformable.pt"]
