@@ -262,10 +262,12 @@ def _rows(summary: Dict) -> List[str]:
              "|---|---|---|---|---|---|---|---|"]
     for a in [r for r in ALL_ROWS if r in summary]:
         s = summary[a]
-        cells = [f"{s[k]['mean']:.2f} +- {s[k]['std']:.2f}" for k in KEYS]
+        # one seed has no spread: its value and "(1)", not "+- nan"
+        cells = [f"{s[k]['mean']:.2f} +- {s[k]['std']:.2f}" if s["n"] > 1 else f"{s[k]['mean']:.2f} (1)" for k in KEYS]
         per = ", ".join(f"{v:.2f}" for v in s["mAP_full"]["values"])
         pd = paired_difference(summary, a) if "plain" in summary and a != "plain" else None
-        paired = f"{pd['mean']:+.2f} +- {pd['std']:.2f} ({pd['n']})" if pd and pd["n"] else "-"
+        paired = "-" if not (pd and pd["n"]) else (f"{pd['mean']:+.2f} +- {pd['std']:.2f} ({pd['n']})" if pd["n"] > 1
+                                                     else f"{pd['mean']:+.2f} (1)")
         lines.append(f"| {a} | {s['n']} | " + " | ".join(cells) + f" | {paired} | {s['cpu_s']:.0f} | {per} |")
     if "plain" in summary and "full" in summary:
         p, f = summary["plain"], summary["full"]

@@ -140,3 +140,14 @@ def test_mean_line_only_where_every_seed_has_a_value():
     cs2 = [[{"epoch": 2, "m": 1.0}, {"epoch": 2, "m": 3.0}], [{"epoch": 3, "m": 5.0}], [{"epoch": 2, "m": float("nan")}]]
     assert seed_stats.mean_points(cs2, [2, 3], "m") == []
     assert seed_stats.mean_points(cs2[:1], [2], "m") == [(2, 3.0)]
+
+
+def test_a_one_seed_row_prints_its_value_without_a_spread():
+    runs = [dict(ablation="full", seed=0, cpu_s=900.0, mAP_full=33.172, mAP_rare=31.878, mAP_non_rare=33.556),
+            dict(ablation="plain", seed=0, cpu_s=800.0, mAP_full=32.0, mAP_rare=30.0, mAP_non_rare=33.0),
+            dict(ablation="plain", seed=1, cpu_s=800.0, mAP_full=34.0, mAP_rare=31.0, mAP_non_rare=35.0)]
+    summary = synth_rmlr.summarise(runs, ["plain", "full"])
+    rows = {line.split(" | ")[0]: line for line in synth_rmlr._rows(summary) if line.startswith("| ")}
+    assert "| 33.17 (1) | 31.88 (1) | 33.56 (1) |" in rows["| full"] and "nan" not in rows["| full"]
+    assert "| +1.17 (1) |" in rows["| full"]                # the paired difference of its one seed
+    assert "| 33.00 +- 1.41 |" in rows["| plain"]          # two seeds: mean 33, sample std sqrt(2)
