@@ -29,13 +29,15 @@ def evaluations(run: Path) -> List[Dict[str, float]]:
             for r in read_csv(Path(run) / "eval.csv")]
 
 
-def mean_std_cell(values: Sequence[float]) -> str:
-    """``mean +- sample std (n)``; ``-`` for no value, ``value (1)`` for one (no spread to show)."""
+def mean_std_cell(values: Sequence[float], with_n: bool = True) -> str:
+    """``mean +- sample std (n)`` (without `` (n)`` when ``with_n`` is false: a table with a seeds column);
+    ``-`` for no value, ``value (1)`` for one (no spread to show)."""
     if not values:
         return "-"
     if len(values) == 1:
         return f"{values[0]:.2f} (1)"
-    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f} ({len(values)})"
+    cell = f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
+    return f"{cell} ({len(values)})" if with_n else cell
 
 
 def mean_points(seed_curves: List[List[Dict]], epochs: Sequence[int], key: str) -> List[Tuple[int, float]]:

@@ -45,7 +45,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_pool import TAKEN, hold_lock, run_pool   # noqa: E402  one process per run, flock per run
-from seed_stats import curve_section as shared_curve_section, evaluations, paired_by_seed   # noqa: E402
+from seed_stats import curve_section as shared_curve_section, evaluations, mean_std_cell, paired_by_seed   # noqa: E402
 from synth_rmlr_verbs import POSE_VERBS, verb_means   # noqa: E402  per-verb AP of a run
 
 ALL_ROWS = ["plain", "wo_cl", "wo_rm", "wo_wa", "wo_sa", "wo_irm_kt", "wo_ire_kt", "full"]
@@ -262,12 +262,15 @@ def _rows(summary: Dict) -> List[str]:
              "|---|---|---|---|---|---|---|---|"]
     for a in [r for r in ALL_ROWS if r in summary]:
         s = summary[a]
-        # one seed has no spread: its value and "(1)", not "+- nan"
-        cells = [f"{s[k]['mean']:.2f} +- {s[k]['std']:.2f}" if s["n"] > 1 else f"{s[k]['mean']:.2f} (1)" for k in KEYS]
+        cells = [mean_std_cell(s[k]["values"], with_n=False) for k in KEYS]   # one seed: "value (1)"
         per = ", ".join(f"{v:.2f}" for v in s["mAP_full"]["values"])
         pd = paired_difference(summary, a) if "plain" in summary and a != "plain" else None
-        paired = "-" if not (pd and pd["n"]) else (f"{pd['mean']:+.2f} +- {pd['std']:.2f} ({pd['n']})" if pd["n"] > 1
-                                                     else f"{pd['mean']:+.2f} (1)")
+        if not (pd and pd["n"]):
+            paired = "-"
+        elif pd["n"] == 1:                 # one common seed: no spread to show
+            paired = f"{pd['mean']:+.2f} (1)"
+        else:
+            paired = f"{pd['mean']:+.2f} +- {pd['std']:.2f} ({pd['n']})"
         lines.append(f"| {a} | {s['n']} | " + " | ".join(cells) + f" | {paired} | {s['cpu_s']:.0f} | {per} |")
     if "plain" in summary and "full" in summary:
         p, f = summary["plain"], summary["full"]
